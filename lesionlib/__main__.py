@@ -1,0 +1,5 @@
+"""``python -m lesionlib``: see ``lesionlib.cli``."""
+
+from lesionlib.cli import main
+
+raise SystemExit(main())

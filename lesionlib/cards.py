@@ -1,0 +1,196 @@
+"""Model cards: the JSON that ships beside every model in ``weights/<model id>/card.json``.
+
+A card is validated on load into a frozen ``ModelCard``; a missing or mistyped field is a
+``CardError`` naming the field, what was received and what was expected. The weights file is
+refused unless its sha256 matches the card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from lesionlib.classes import CLASS_NAMES
+
+CARD_FILE = "card.json"
+INTENDED_USE = ("Decision support for reviewing dermoscopic images and for teaching. Not a "
+                "diagnostic device: every output must be checked by a qualified clinician.")
+LICENCE = ("CC BY-NC 4.0, inherited from the HAM10000 training data (Tschandl, Rosendahl & "
+           "Kittler, Sci Data 5, 180161, 2018). Non-commercial use only, with attribution.")
+LIMITATIONS = (
+    "No skin-type (Fitzpatrick) information: HAM10000 comes mostly from fair-skinned patients in "
+    "Austria and Australia; performance on darker skin is unknown.",
+    "Trained on 200x150 px downscaled dermoscopic images; fine structures visible at full "
+    "resolution are lost.",
+    "Seven classes only: lesions outside them (e.g. squamous cell carcinoma, non-dermoscopic "
+    "photographs) are still forced into one of the seven.",
+    "Labels of HAM10000 are partly confirmed by follow-up or consensus rather than histopathology "
+    "(see dx_type).",
+    "Probabilities are calibrated on HAM10000 validation data; on other clinics' images they may "
+    "be over- or under-confident (see the external-set metrics).",
+)
+
+
+class CardError(ValueError):
+    """A model card is missing, malformed, or does not match its weights."""
+
+
+class ModelIntegrityError(CardError):
+    """A weights file's sha256 differs from its card (tampered, corrupt or replaced)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCard:
+    """The validated content of ``card.json`` (see ``weights/*/card.json`` for examples)."""
+
+    id: str
+    version: str
+    name: str
+    kind: str  # "single" or "ensemble"
+    architecture: str
+    input_size: int
+    preprocessing: str
+    class_names: tuple[str, ...]
+    melanoma_threshold: float
+    threshold_method: str
+    temperature: float
+    temperature_method: str
+    intended_use: str
+    limitations: tuple[str, ...]
+    licence: str
+    training: dict
+    metrics: dict
+    reproduce: dict
+    weights_file: str | None = None
+    weights_sha256: str | None = None
+    cam_layer: str | None = None
+    members: tuple[str, ...] = ()
+    description: str = ""
+    folder: Path | None = dataclasses.field(default=None, compare=False)
+
+    @property
+    def label(self) -> str:
+        """How the UI names the model: ``name (id, version)``."""
+        return f"{self.name} ({self.id}, v{self.version})"
+
+    def weights_path(self) -> Path:
+        if self.folder is None or self.weights_file is None:
+            raise CardError(f"Model {self.id!r} has no weights file.")
+        return self.folder / self.weights_file
+
+    def to_json(self) -> dict:
+        data = dataclasses.asdict(self)
+        data.pop("folder")
+        data["class_names"] = list(self.class_names)
+        data["limitations"] = list(self.limitations)
+        data["members"] = list(self.members)
+        return data
+
+
+_FIELD_TYPES = {
+    "id": str, "version": str, "name": str, "kind": str, "architecture": str, "input_size": int,
+    "preprocessing": str, "class_names": list, "melanoma_threshold": float,
+    "threshold_method": str, "temperature": float, "temperature_method": str,
+    "intended_use": str, "limitations": list, "licence": str, "training": dict,
+    "metrics": dict, "reproduce": dict,
+}
+
+
+def validate_card_data(data: Any, source: str = "card") -> ModelCard:
+    """Check a parsed card and build a ``ModelCard``.
+
+    Raises:
+        CardError: a field is missing, has the wrong type, or an invalid value.
+    """
+    if not isinstance(data, dict):
+        raise CardError(f"{source}: expected a JSON object, received {type(data).__name__}.")
+    for field, expected in _FIELD_TYPES.items():
+        if field not in data:
+            raise CardError(f"{source}: missing field {field!r}.")
+        value = data[field]
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise CardError(f"{source}: field {field!r} should be {expected.__name__}, received "
+                            f"{type(value).__name__} ({value!r:.60}).")
+    if tuple(data["class_names"]) != CLASS_NAMES:
+        raise CardError(f"{source}: class_names {data['class_names']} differ from the expected "
+                        f"{list(CLASS_NAMES)}.")
+    if data["kind"] not in ("single", "ensemble"):
+        raise CardError(f"{source}: kind should be 'single' or 'ensemble', received "
+                        f"{data['kind']!r}.")
+    if not 0.0 < float(data["melanoma_threshold"]) <= 1.0:
+        raise CardError(f"{source}: melanoma_threshold {data['melanoma_threshold']} is not in "
+                        "(0, 1].")
+    if not float(data["temperature"]) > 0:
+        raise CardError(f"{source}: temperature {data['temperature']} must be positive.")
+    if data["kind"] == "single":
+        for field in ("weights_file", "weights_sha256", "cam_layer"):
+            if not isinstance(data.get(field), str) or not data[field]:
+                raise CardError(f"{source}: a single model needs a non-empty {field!r}.")
+        if "/" in data["weights_file"] or "\\" in data["weights_file"] or data["weights_file"].startswith("."):
+            raise CardError(f"{source}: weights_file {data['weights_file']!r} must be a plain "
+                            "file name inside the model folder.")
+    elif not data.get("members"):
+        raise CardError(f"{source}: an ensemble needs a non-empty 'members' list.")
+    known = {field.name for field in dataclasses.fields(ModelCard)} - {"folder"}
+    values = {key: value for key, value in data.items() if key in known}
+    for field in ("class_names", "limitations", "members"):
+        values[field] = tuple(values.get(field, ()))
+    for field in ("melanoma_threshold", "temperature"):
+        values[field] = float(values[field])
+    return ModelCard(**values)
+
+
+def read_card(folder: str | Path) -> ModelCard:
+    """Read and validate ``folder/card.json``.
+
+    Raises:
+        CardError: the file is missing, not JSON, or not a valid card.
+    """
+    folder = Path(folder)
+    path = folder / CARD_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CardError(f"{path}: no model card.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CardError(f"{path}: not valid JSON ({error}).") from None
+    card = validate_card_data(data, str(path))
+    if card.id != folder.name:
+        raise CardError(f"{path}: id {card.id!r} differs from its folder name {folder.name!r}.")
+    return dataclasses.replace(card, folder=folder)
+
+
+def write_card(card: ModelCard, folder: str | Path) -> Path:
+    path = Path(folder) / CARD_FILE
+    path.write_text(json.dumps(card.to_json(), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_weights(card: ModelCard) -> Path:
+    """Return the weights path if its sha256 matches the card.
+
+    Raises:
+        ModelIntegrityError: the file is missing or its hash differs.
+    """
+    path = card.weights_path()
+    if not path.is_file():
+        raise ModelIntegrityError(f"Model {card.id!r}: weights file {path.name} is missing.")
+    actual = sha256_of(path)
+    if actual != card.weights_sha256:
+        raise ModelIntegrityError(
+            f"Model {card.id!r}: {path.name} has sha256 {actual[:16]}..., but its card expects "
+            f"{card.weights_sha256[:16]}... The file was changed or replaced; refusing to load it.")
+    return path

@@ -1,0 +1,136 @@
+"""Dataset folders in the ``../shared/data/*`` layout: ``labels.csv`` (+ HAM10000 metadata).
+
+A dataset folder has a ``labels.csv`` with a ``file`` column (relative to the folder) and a label
+column (``label`` for HAM10000, ``label_ham`` / ``melanoma`` for the external sets). Where it is:
+the ``--data`` option, else ``$LESIONLIB_DATA``, else ``../shared/data/ham10000`` beside the repo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lesionlib.classes import CLASS_NAMES
+from lesionlib.imaging import ImageLoadError, frame_square, load_image
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+CACHE_DIR = Path(os.environ.get("LESIONLIB_CACHE", REPO_ROOT / ".cache"))
+DATA_ENV = "LESIONLIB_DATA"
+SPLIT_COLUMN = "split_lesion_grouped"
+EXTERNAL_SETS = ("isic2017", "ph2")
+
+
+def resolve_data_dir(explicit: str | Path | None = None, name: str = "ham10000") -> Path | None:
+    """Find a dataset folder: explicit path, then ``$LESIONLIB_DATA``, then ``../shared/data``.
+
+    For ``name != "ham10000"`` the environment folder is taken as HAM10000's and its siblings
+    are searched. Returns ``None`` when nothing is configured and the default is absent.
+
+    Raises:
+        FileNotFoundError: an explicitly given folder has no ``labels.csv``.
+    """
+    if explicit:
+        folder = Path(explicit).expanduser()
+        if not (folder / "labels.csv").is_file():
+            raise FileNotFoundError(f"{folder} has no labels.csv; expected a dataset folder in "
+                                    "the layout of ../shared/data/<set>/.")
+        return folder
+    candidates = []
+    if os.environ.get(DATA_ENV):
+        configured = Path(os.environ[DATA_ENV]).expanduser()
+        candidates.append(configured if name == "ham10000" else configured.parent / name)
+    candidates.append(SHARED_DATA / name)
+    for folder in candidates:
+        if (folder / "labels.csv").is_file():
+            return folder
+    return None
+
+
+def load_labels(folder: str | Path) -> pd.DataFrame:
+    """Read ``labels.csv`` and add ``path`` (absolute) and ``label`` (class index or -1)."""
+    folder = Path(folder)
+    frame = pd.read_csv(folder / "labels.csv")
+    if "file" not in frame.columns:
+        raise ValueError(f"{folder / 'labels.csv'} has no 'file' column; columns are "
+                         f"{list(frame.columns)}.")
+    frame["path"] = [str(folder / file) for file in frame["file"]]
+    if "label" not in frame.columns:
+        frame["label"] = frame.get("label_ham", pd.Series(-1, index=frame.index))
+    frame["label"] = frame["label"].fillna(-1).astype(int)
+    if "melanoma" not in frame.columns:
+        frame["melanoma"] = (frame["label"] == CLASS_NAMES.index("mel")).astype(int)
+    if "age" in frame.columns:
+        frame["age_band"] = age_bands(frame["age"])
+    return frame
+
+
+def age_bands(ages: pd.Series) -> pd.Series:
+    """Bin ages into the bands used for subgroup reports (``unknown`` where missing)."""
+    bands = pd.cut(ages, bins=[-1, 29, 44, 59, 74, 200],
+                   labels=["<30", "30-44", "45-59", "60-74", "75+"])
+    return bands.astype(str).replace("nan", "unknown")
+
+
+def select_split(frame: pd.DataFrame, split: str) -> pd.DataFrame:
+    """Rows of one split: HAM10000's lesion-grouped split, or an external set's own ``split``.
+
+    ``split`` may be ``"all"`` or several joined by ``+`` (e.g. ``"val+test"``).
+    """
+    if split == "all":
+        return frame.reset_index(drop=True)
+    column = SPLIT_COLUMN if SPLIT_COLUMN in frame.columns else "split"
+    if column not in frame.columns:
+        raise ValueError(f"The dataset has no {SPLIT_COLUMN!r} or 'split' column; use split='all'.")
+    wanted = split.split("+")
+    unknown = set(wanted) - set(frame[column].unique())
+    if unknown:
+        raise ValueError(f"Unknown split(s) {sorted(unknown)}; the dataset has "
+                         f"{sorted(frame[column].unique())}.")
+    return frame[frame[column].isin(wanted)].reset_index(drop=True)
+
+
+def _load_framed(path: str, size: int) -> np.ndarray:
+    return frame_square(load_image(path), size)
+
+
+def load_images(paths: list[str], size: int, workers: int = 4) -> np.ndarray:
+    """Decode and frame images into one ``uint8`` array ``(n, size, size, 3)``.
+
+    Raises:
+        ImageLoadError: a dataset image is unreadable (dataset images must all be valid).
+    """
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return np.stack(list(pool.map(lambda path: _load_framed(path, size), paths)))
+
+
+def cached_images(frame: pd.DataFrame, size: int, tag: str) -> np.ndarray:
+    """``load_images`` with an ``.npy`` cache in ``.cache/`` keyed by the file list and size."""
+    digest = hashlib.sha256("\n".join(frame["path"]).encode()).hexdigest()[:12]
+    path = CACHE_DIR / f"{tag}_{size}_{digest}.npy"
+    if path.exists():
+        return np.load(path, mmap_mode="r")
+    images = load_images(list(frame["path"]), size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp.npy")
+    np.save(temporary, images)
+    temporary.replace(path)
+    return images
+
+
+def iter_image_files(folder: str | Path) -> Iterator[Path]:
+    """Image-like files of a folder, sorted (for ``predict --images FOLDER``)."""
+    suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_file() and (path.suffix.lower() in suffixes):
+            yield path
+
+
+__all__ = ["resolve_data_dir", "load_labels", "select_split", "load_images", "cached_images",
+           "age_bands", "iter_image_files", "ImageLoadError", "EXTERNAL_SETS"]

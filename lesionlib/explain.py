@@ -1,0 +1,92 @@
+"""Heatmaps of what drove a prediction: Grad-CAM, Grad-CAM++ and Faster-Score-CAM.
+
+Computing a map (``Explainer.compute_map``) is kept apart from drawing it (``overlay``). The
+explainers wrap tf-keras-vis, which works on a clone of the model (``clone=True``), so the cached,
+shared model is never modified. For an ensemble the members' maps are averaged.
+
+References:
+    Selvaraju et al., "Grad-CAM", ICCV 2017 (arXiv:1610.02391).
+    Chattopadhyay et al., "Grad-CAM++", WACV 2018 (arXiv:1710.11063).
+    Wang et al., "Score-CAM", CVPR Workshops 2020 (arXiv:1910.01279); Faster-Score-CAM keeps
+    only the ``max_N`` channels of highest variance.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import cv2
+import numpy as np
+
+METHODS = ("Grad-CAM", "Grad-CAM++", "Faster-Score-CAM")
+SCORECAM_MAX_N = 8
+
+
+class Explainer:
+    """Heatmaps for one single model; builds each tf-keras-vis object once, on first use."""
+
+    def __init__(self, single_model):
+        self.model = single_model
+        self._visualizers: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def _visualizer(self, method: str):
+        from tf_keras_vis.gradcam import Gradcam
+        from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+        from tf_keras_vis.scorecam import Scorecam
+        from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+
+        if method not in METHODS:
+            raise ValueError(f"Unknown heatmap method {method!r}; expected one of {METHODS}.")
+        if method not in self._visualizers:
+            import keras
+
+            keras.utils.disable_interactive_logging()  # Score-CAM's predict() progress bars
+            keras_model = self.model.keras_model
+            self._visualizers[method] = {
+                "Grad-CAM": lambda: Gradcam(keras_model, model_modifier=ReplaceToLinear(),
+                                            clone=True),
+                "Grad-CAM++": lambda: GradcamPlusPlus(keras_model,
+                                                      model_modifier=ReplaceToLinear(),
+                                                      clone=True),
+                "Faster-Score-CAM": lambda: Scorecam(keras_model, clone=True),
+            }[method]()
+        return self._visualizers[method]
+
+    def compute_map(self, image: np.ndarray, class_index: int, method: str = "Grad-CAM"
+                    ) -> np.ndarray:
+        """A ``(size, size)`` map in [0, 1] over the model's framed input, for ``class_index``."""
+        from tf_keras_vis.utils.scores import CategoricalScore
+
+        framed = self.model.frame([image])
+        arguments = {"penultimate_layer": self.model.card.cam_layer}
+        if method == "Faster-Score-CAM":
+            arguments["max_N"] = SCORECAM_MAX_N
+        with self._lock:
+            visualizer = self._visualizer(method)
+            heatmap = visualizer(CategoricalScore([class_index]), framed, **arguments)
+        heatmap = np.nan_to_num(np.asarray(heatmap[0], dtype="float32"))
+        peak = heatmap.max()
+        return heatmap / peak if peak > 0 else heatmap
+
+
+def ensemble_map(explainers: list[Explainer], image: np.ndarray, class_index: int,
+                 method: str = "Grad-CAM", size: int = 224) -> np.ndarray:
+    """Mean of the members' maps, each resized to ``size x size``, rescaled to [0, 1]."""
+    maps = [cv2.resize(explainer.compute_map(image, class_index, method), (size, size))
+            for explainer in explainers]
+    mean = np.mean(maps, axis=0)
+    peak = mean.max()
+    return mean / peak if peak > 0 else mean
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.45) -> np.ndarray:
+    """Blend a [0, 1] heatmap (jet colour map) over an RGB image at the image's own size."""
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be in [0, 1], received {opacity}.")
+    height, width = image.shape[:2]
+    resized = cv2.resize(np.clip(heatmap, 0, 1), (width, height), interpolation=cv2.INTER_LINEAR)
+    coloured = cv2.applyColorMap((resized * 255).astype("uint8"), cv2.COLORMAP_JET)
+    coloured = cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
+    blended = (1.0 - opacity) * image.astype("float32") + opacity * coloured.astype("float32")
+    return np.clip(blended, 0, 255).astype("uint8")

@@ -1,0 +1,148 @@
+"""The shipped models: discover their cards, verify and load their weights.
+
+``weights/<model id>/`` holds ``card.json`` and, for a single model, ``model.keras``. Weights are
+checked against the card's sha256 before loading, and loaded with Keras safe mode (no Lambda
+layers, no pickled Python). A refused model never stops the others from loading.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from lesionlib.cards import CardError, ModelCard, read_card, verify_weights
+from lesionlib.classes import MELANOMA_INDEX
+from lesionlib.imaging import frame_square
+from lesionlib.metrics import apply_temperature
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS_DIR = Path(os.environ.get("LESIONLIB_WEIGHTS", REPO_ROOT / "weights"))
+DEFAULT_MODEL_ID = "ensemble.ham10000"
+
+
+@dataclasses.dataclass(frozen=True)
+class Catalogue:
+    """Valid cards by id, and the folders that were refused with the reason."""
+
+    cards: dict[str, ModelCard]
+    problems: dict[str, str]
+
+    def default_id(self) -> str | None:
+        if DEFAULT_MODEL_ID in self.cards:
+            return DEFAULT_MODEL_ID
+        return next(iter(sorted(self.cards)), None)
+
+
+def discover(weights_dir: str | Path | None = None) -> Catalogue:
+    """Read every card under ``weights_dir``; invalid ones go to ``problems`` instead of raising."""
+    weights_dir = Path(weights_dir or WEIGHTS_DIR)
+    cards, problems = {}, {}
+    if weights_dir.is_dir():
+        for folder in sorted(path for path in weights_dir.iterdir() if path.is_dir()):
+            try:
+                card = read_card(folder)
+            except CardError as error:
+                problems[folder.name] = str(error)
+                continue
+            cards[card.id] = card
+    return Catalogue(cards, problems)
+
+
+class SingleModel:
+    """One Keras classifier with its card. ``predict_proba`` returns calibrated probabilities."""
+
+    def __init__(self, card: ModelCard, keras_model):
+        self.card = card
+        self.keras_model = keras_model
+
+    def frame(self, images: list[np.ndarray]) -> np.ndarray:
+        size = self.card.input_size
+        return np.stack([frame_square(image, size) for image in images]).astype("float32")
+
+    def predict_uncalibrated(self, images: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
+        framed = self.frame(images)
+        outputs = [self.keras_model(framed[start:start + batch_size], training=False).numpy()
+                   for start in range(0, len(framed), batch_size)]
+        return np.concatenate(outputs).astype("float64")
+
+    def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
+        return apply_temperature(self.predict_uncalibrated(images), self.card.temperature)
+
+    @property
+    def members(self) -> list["SingleModel"]:
+        return [self]
+
+
+class EnsembleModel:
+    """The mean of its members' calibrated probabilities, recalibrated by its own temperature."""
+
+    def __init__(self, card: ModelCard, members: list[SingleModel]):
+        self.card = card
+        self.members = members
+
+    def predict_uncalibrated(self, images: list[np.ndarray]) -> np.ndarray:
+        return np.mean([member.predict_proba(images) for member in self.members], axis=0)
+
+    def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
+        return apply_temperature(self.predict_uncalibrated(images), self.card.temperature)
+
+
+def get_card(model_id: str, catalogue: Catalogue) -> ModelCard:
+    """Raises: KeyError for an unknown or refused id, with the reason or close matches."""
+    if model_id in catalogue.cards:
+        return catalogue.cards[model_id]
+    if model_id in catalogue.problems:
+        raise KeyError(f"Model {model_id!r} was refused: {catalogue.problems[model_id]}")
+    close = difflib.get_close_matches(model_id, list(catalogue.cards), n=3)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise KeyError(f"Unknown model {model_id!r}.{hint} Available: "
+                   f"{', '.join(sorted(catalogue.cards)) or 'none'}.")
+
+
+def load_single(card: ModelCard) -> SingleModel:
+    """Verify the sha256, then load in safe mode.
+
+    Raises:
+        ModelIntegrityError: hash mismatch or missing file.
+        CardError: Keras cannot load the file safely.
+    """
+    import keras
+
+    path = verify_weights(card)
+    try:
+        keras_model = keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # noqa: BLE001 - any loader failure means the file is unusable
+        raise CardError(f"Model {card.id!r}: {path.name} could not be loaded safely "
+                        f"({type(error).__name__}: {str(error)[:200]}).") from None
+    keras_model.trainable = False
+    return SingleModel(card, keras_model)
+
+
+def load_classifier(model_id: str, weights_dir: str | Path | None = None,
+                    catalogue: Catalogue | None = None):
+    """Load a model (single or ensemble) by id.
+
+    Raises:
+        KeyError: unknown id.
+        CardError / ModelIntegrityError: the model or one of an ensemble's members is refused.
+    """
+    catalogue = catalogue or discover(weights_dir)
+    card = get_card(model_id, catalogue)
+    if card.kind == "single":
+        return load_single(card)
+    members = []
+    for member_id in card.members:
+        try:
+            members.append(load_single(get_card(member_id, catalogue)))
+        except (KeyError, CardError) as error:
+            raise CardError(f"Ensemble {model_id!r} cannot load member {member_id!r}: "
+                            f"{error}") from None
+    return EnsembleModel(card, members)
+
+
+def melanoma_probability(probabilities: np.ndarray) -> np.ndarray:
+    return probabilities[:, MELANOMA_INDEX]
