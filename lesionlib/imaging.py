@@ -24,6 +24,9 @@ MAX_PIXELS = 40_000_000  # about 7300 x 5500; larger files are refused as decomp
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MIN_SIDE = 32
 MAX_ASPECT_RATIO = 4.0
+# Decoders tried on untrusted bytes. Everything else Pillow knows (EPS hands the file to
+# Ghostscript, plus dozens of legacy formats) is refused as "not a readable image".
+ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "TIFF", "BMP", "WEBP")  # JPEG covers MPO
 FRAMING = ("full field of view resized to a square (aspect ratio not preserved), "
            "area interpolation, RGB uint8 0-255")
 
@@ -41,27 +44,44 @@ def _read_bytes(source) -> tuple[bytes, str]:
         if size > MAX_FILE_BYTES:
             raise ImageLoadError(f"{path.name}: file is {size / 2**20:.1f} MiB; the limit is "
                                  f"{MAX_FILE_BYTES / 2**20:.0f} MiB.")
-        return path.read_bytes(), path.name
+        try:
+            return path.read_bytes(), path.name
+        except OSError as error:
+            raise ImageLoadError(f"{path.name}: the file cannot be read ({_describe(error)}).")\
+                from None
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source), "upload"
+        data = bytes(source)
+        _check_file_size(len(data), "upload")
+        return data, "upload"
     if hasattr(source, "read"):
-        name = Path(getattr(source, "name", "upload") or "upload").name
+        name = Path(str(getattr(source, "name", "upload") or "upload")).name
+        if hasattr(source, "seek"):
+            try:
+                source.seek(0)  # an upload that was already read once (e.g. by getvalue) or hashed
+            except (OSError, ValueError):
+                pass  # not seekable: read from where it is
         data = source.read(MAX_FILE_BYTES + 1)
-        if len(data) > MAX_FILE_BYTES:
-            raise ImageLoadError(f"{name}: file is larger than the "
-                                 f"{MAX_FILE_BYTES / 2**20:.0f} MiB limit.")
-        return data, name
+        if not isinstance(data, (bytes, bytearray)):
+            raise ImageLoadError(f"{name}: the file was opened in text mode (read() returned "
+                                 f"{type(data).__name__}); open it in binary mode ('rb').")
+        _check_file_size(len(data), name)
+        return bytes(data), name
     raise ImageLoadError(f"Cannot read an image from {type(source).__name__}; expected a path, "
                          "bytes or a file object.")
 
 
+def _check_file_size(size: int, name: str) -> None:
+    if size > MAX_FILE_BYTES:
+        raise ImageLoadError(f"{name}: file is larger than the "
+                             f"{MAX_FILE_BYTES / 2**20:.0f} MiB limit.")
+
+
 def _to_rgb(image: Image.Image, name: str) -> np.ndarray:
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype="float64")
-        high = array.max() if array.size else 0
-        scale = 255.0 / high if high > 255 else 1.0
-        array = np.clip(array * scale, 0, 255).astype("uint8")
-        return np.repeat(array[..., None], 3, axis=2)
+        array = np.nan_to_num(np.asarray(image, dtype="float64"), nan=0.0, posinf=0.0,
+                              neginf=0.0)
+        array = np.clip(array * _grey_scale_factor(image.mode, array), 0, 255).round()
+        return np.repeat(array.astype("uint8")[..., None], 3, axis=2)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -70,6 +90,18 @@ def _to_rgb(image: Image.Image, name: str) -> np.ndarray:
     if array.ndim != 3 or array.shape[2] != 3:
         raise ImageLoadError(f"{name}: unexpected pixel layout {array.shape}.")
     return array
+
+
+def _grey_scale_factor(mode: str, array: np.ndarray) -> float:
+    """Scale from the file's bit depth to 0-255 (fixed per depth: never stretched per image)."""
+    high = float(array.max()) if array.size else 0.0
+    if mode.startswith("I;16") or (mode == "I" and 255 < high <= 65535):
+        return 255.0 / 65535.0  # 16-bit samples
+    if mode == "I" and high > 65535:
+        return 255.0 / (2.0**32 - 1)
+    if mode == "F" and high <= 1.0:
+        return 255.0  # floating point images in 0-1
+    return 1.0
 
 
 def load_image(source, name: str | None = None) -> np.ndarray:
@@ -90,28 +122,37 @@ def load_image(source, name: str | None = None) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                if width * height > MAX_PIXELS:
-                    raise ImageLoadError(
-                        f"{name}: {width}x{height} pixels is over the limit of "
-                        f"{MAX_PIXELS:,} pixels (possible decompression bomb).")
+            with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as image:
+                _check_pixel_count(*image.size, name)
                 image.seek(0)  # multi-frame files (GIF, TIFF, APNG): use the first frame
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 array = _to_rgb(image, name)
     except ImageLoadError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as error:
-        raise ImageLoadError(f"{name}: not a readable image ({_describe(error)}). Expected a "
-                             "JPEG or PNG dermoscopic photograph.") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError,
-            MemoryError, ZeroDivisionError, AttributeError, RuntimeError) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageLoadError(f"{name}: the image claims more pixels than the limit of "
+                             f"{MAX_PIXELS:,} pixels (possible decompression bomb; "
+                             f"{_describe(error)}).") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{name}: not a readable image (the contents are not any of "
+                             f"{', '.join(ACCEPTED_FORMATS)}). Expected a JPEG or PNG "
+                             "dermoscopic photograph.") from None
+    except MemoryError:
+        raise ImageLoadError(f"{name}: not enough memory to decode this image.") from None
+    except Exception as error:  # noqa: BLE001 - any decoder failure on untrusted bytes
+        # Pillow's plugins raise OSError, SyntaxError, struct.error, ValueError, IndexError...
+        # on malformed files; all of them mean the same thing to a reviewer.
         raise ImageLoadError(f"{name}: the image is corrupt or truncated "
                              f"({_describe(error)}).") from None
     _check_geometry(array, name)
     return array
+
+
+def _check_pixel_count(width: int, height: int, name: str) -> None:
+    if width * height > MAX_PIXELS:
+        raise ImageLoadError(f"{name}: {width}x{height} pixels is over the limit of "
+                             f"{MAX_PIXELS:,} pixels (possible decompression bomb).")
 
 
 def _describe(error: Exception) -> str:
