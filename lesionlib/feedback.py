@@ -1,0 +1,464 @@
+"""Reviewer feedback and the audit log, stored with SQLAlchemy Core in SQLite or PostgreSQL.
+
+One ``FeedbackStore`` wraps one database (one SQLAlchemy engine, safe to share between threads,
+e.g. through ``st.cache_resource``). SQLite is the default and runs in WAL mode with a busy
+timeout, so several threads and processes can write to one file; several app servers share a
+PostgreSQL database through a ``postgresql+psycopg://`` URL.
+
+The store is append-only: records and audit events are added and read, never changed or deleted.
+A failed write raises ``FeedbackStoreError`` and never loses a record silently: the caller still
+holds the record and can offer to save it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import functools
+import os
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from lesionlib import imaging
+
+FEEDBACK_URL_ENV = "LESIONLIB_FEEDBACK_URL"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_PATH = REPO_ROOT / "feedback.db"
+SOURCES = ("case_review", "error_browser")
+AUDIT_EVENTS = ("sign-in", "sign-out", "feedback", "export", "denied")
+MAX_NOTE_CHARS = 20_000
+MAX_DETAIL_CHARS = 2_000
+RETRY_DELAYS_S = (0.1, 0.5)  # after the busy timeout itself: three attempts in all
+
+RECORD_COLUMNS = ("id", "created_at", "case_id", "source", "model_id", "model_version",
+                  "predicted_class", "agree", "corrected_class", "note", "reviewer",
+                  "image_sha256", "has_image")
+_TEXT_COLUMNS = ("case_id", "source", "model_id", "model_version", "predicted_class",
+                 "corrected_class", "note", "reviewer", "image_sha256")
+AUDIT_COLUMNS = ("id", "created_at", "event", "user", "detail")
+
+_schema = sa.MetaData()
+_feedback = sa.Table(
+    "feedback", _schema,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.DateTime, nullable=False, index=True),  # naive UTC
+    sa.Column("case_id", sa.String(255), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("model_id", sa.String(255), nullable=False, index=True),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("predicted_class", sa.String(64), nullable=False),
+    sa.Column("agree", sa.Boolean, nullable=False),
+    sa.Column("corrected_class", sa.String(64), nullable=True),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("reviewer", sa.String(255), nullable=False, index=True),
+    sa.Column("image_sha256", sa.String(64), nullable=True),
+    sa.Column("image_png", sa.LargeBinary, nullable=True),
+)
+_audit = sa.Table(
+    "audit_log", _schema,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),  # naive UTC
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("username", sa.String(255), nullable=False),  # "user" is reserved in PostgreSQL
+    sa.Column("detail", sa.Text, nullable=False),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeedbackRecord:
+    """One reviewer's verdict on one model prediction.
+
+    Attributes:
+        case_id: what was reviewed: a sample file name, an upload's ``sha256[:12]`` or a dataset
+            ``image_id``.
+        source: the page it came from, one of ``SOURCES``.
+        model_id: the model that made the prediction, e.g. ``"efficientnetb0.isic-v1"``.
+        model_version: the model card's version.
+        predicted_class: the class the model predicted.
+        agree: whether the reviewer agrees with the prediction.
+        corrected_class: the reviewer's class when they disagree (``None`` if unsure or agreeing).
+        note: free text from the reviewer (may be empty).
+        reviewer: who reviewed; the signed-in user, ``"local"`` when sign-in is off.
+        image_sha256: SHA-256 (64 hex digits) of the uploaded file, when there was one.
+        image_png: the reviewed upload as PNG. The store re-checks it and strips any metadata
+            (EXIF, text chunks, ICC profiles) before writing it.
+        created_at: when the feedback was given; the store sets it (UTC) when ``None``.
+    """
+
+    case_id: str
+    source: str
+    model_id: str
+    model_version: str
+    predicted_class: str
+    agree: bool
+    corrected_class: str | None
+    note: str
+    reviewer: str
+    image_sha256: str | None = None
+    image_png: bytes | None = None
+    created_at: datetime | None = None
+
+
+class FeedbackStoreError(RuntimeError):
+    """The feedback database could not be opened, read or written; the message says where and why.
+
+    Attributes:
+        record: the ``FeedbackRecord`` that was not saved (``None`` for other operations). It was
+            not written; the caller still has it and can save it again.
+    """
+
+    def __init__(self, message: str, record: FeedbackRecord | None = None):
+        super().__init__(message)
+        self.record = record
+
+
+class FeedbackStore:
+    """Append-only store of reviewer feedback and of the audit log.
+
+    Args:
+        url: SQLAlchemy database URL, e.g. ``"sqlite:////srv/lesion/feedback.db"`` or
+            ``"postgresql+psycopg://user:password@db-host/lesion"``. Defaults to the environment
+            variable ``LESIONLIB_FEEDBACK_URL``, else ``sqlite:///<repo>/feedback.db``.
+        timeout_s: how long one attempt waits for a locked database (SQLite busy timeout) or for a
+            connection (PostgreSQL). Defaults to ``2.0``.
+
+    Raises:
+        ValueError: ``url`` is not a database URL.
+        FeedbackStoreError: the database cannot be opened or its tables cannot be created.
+    """
+
+    def __init__(self, url: str | None = None, *, timeout_s: float = 2.0):
+        url = url or os.environ.get(FEEDBACK_URL_ENV) or f"sqlite:///{DEFAULT_DATABASE_PATH}"
+        try:
+            self._url = sa.engine.make_url(url)
+        except sa_exc.ArgumentError:
+            scheme = str(url).split(":", 1)[0]
+            raise ValueError(f"Not a database URL (scheme {scheme!r}); expected e.g. "
+                             "'sqlite:///path/feedback.db' or "
+                             "'postgresql+psycopg://user:password@host/database'.") from None
+        self._is_sqlite = self._url.get_backend_name() == "sqlite"
+        self.location = _describe_location(self._url)
+        self._engine = _create_engine(self._url, timeout_s)
+        # SQLite has one writer at a time anyway: queue this process's threads here rather than
+        # in SQLite's busy handler.
+        self._write_lock = threading.Lock() if self._is_sqlite else contextlib.nullcontext()
+        self._write(lambda connection: _schema.create_all(connection),
+                    "open the database and create its tables")
+
+    def __repr__(self) -> str:
+        return f"FeedbackStore({self.location!r})"
+
+    def close(self) -> None:
+        """Close the database connections (the store cannot be used afterwards)."""
+        self._engine.dispose()
+
+    def add(self, record: FeedbackRecord) -> int:
+        """Save one feedback record and return its id.
+
+        Raises:
+            ValueError: a field of ``record`` is missing, of the wrong type, or ``image_png`` is
+                not a readable image.
+            FeedbackStoreError: the database stayed locked or failed; nothing was saved and the
+                error's ``record`` attribute holds the record.
+        """
+        _validate_record(record)
+        row = dataclasses.asdict(record)
+        if record.image_png is not None:
+            row["image_png"] = _metadata_free_png(record.image_png, record.case_id)
+        row["created_at"] = _utc_naive(record.created_at or datetime.now(timezone.utc))
+        row["agree"] = bool(record.agree)
+
+        def insert(connection):
+            result = connection.execute(_feedback.insert().values(**row))
+            return int(result.inserted_primary_key[0])
+
+        return self._write(insert, f"save the feedback on case {record.case_id!r}", record)
+
+    def records(self, reviewer: str | None = None, model_id: str | None = None,
+                agree: bool | None = None, source: str | None = None,
+                since: datetime | None = None) -> pd.DataFrame:
+        """Feedback records, oldest first, as a DataFrame with the ``RECORD_COLUMNS``.
+
+        The image bytes are left out; ``has_image`` says whether ``image(id)`` returns one.
+        ``created_at`` is timezone-aware UTC.
+
+        Args:
+            reviewer: only this reviewer's records.
+            model_id: only records on this model.
+            agree: only agreeing (``True``) or disagreeing (``False``) records.
+            source: only records from this page, one of ``SOURCES``.
+            since: only records created at or after this time (naive means UTC).
+
+        Raises:
+            ValueError: ``source`` is unknown or ``since`` is not a datetime.
+            FeedbackStoreError: the database cannot be read.
+        """
+        query = sa.select(*[column for column in _feedback.c if column.name != "image_png"],
+                          _feedback.c.image_png.is_not(None).label("has_image"))
+        query = query.where(*_filters(reviewer, model_id, agree, source, since)).order_by(
+            _feedback.c.id)
+        rows = self._read(query, "read the feedback records")
+        frame = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+        return frame.astype({"id": "int64", "agree": "bool", "has_image": "bool"})
+
+    def image(self, record_id: int) -> bytes | None:
+        """The metadata-free PNG stored with a record, or ``None`` if it has no image.
+
+        Raises:
+            KeyError: there is no record with this id.
+            FeedbackStoreError: the database cannot be read.
+        """
+        if isinstance(record_id, bool) or not isinstance(record_id, (int, np.integer)):
+            raise ValueError(f"record_id must be an integer; received {record_id!r}.")
+        query = sa.select(_feedback.c.image_png).where(_feedback.c.id == int(record_id))
+        rows = self._read(query, f"read the image of feedback record {record_id}")
+        if not rows:
+            raise KeyError(f"No feedback record with id {record_id} in {self.location}.")
+        image = rows[0]["image_png"]
+        return None if image is None else bytes(image)
+
+    def export_csv(self, reviewer: str | None = None, model_id: str | None = None,
+                   agree: bool | None = None, source: str | None = None,
+                   since: datetime | None = None) -> bytes:
+        """The filtered records (see ``records``) as UTF-8 CSV, safe to open in a spreadsheet.
+
+        Text cells that a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``,
+        ``@``, tab or carriage return) are prefixed with ``'``.
+        """
+        frame = self.records(reviewer=reviewer, model_id=model_id, agree=agree, source=source,
+                             since=since)
+        frame["created_at"] = frame["created_at"].map(lambda value: value.isoformat())
+        for column in _TEXT_COLUMNS:
+            frame[column] = frame[column].map(_defuse_formula)
+        return frame.to_csv(index=False).encode("utf-8")
+
+    def audit(self, event: str, user: str, detail: str = "") -> None:
+        """Append an event to the audit log.
+
+        Args:
+            event: one of ``AUDIT_EVENTS``.
+            user: who did it.
+            detail: free text, e.g. the page a user was denied or the filters of an export.
+
+        Raises:
+            ValueError: ``event`` is unknown or ``user`` is empty.
+            FeedbackStoreError: the database could not be written.
+        """
+        if event not in AUDIT_EVENTS:
+            raise ValueError(f"Unknown audit event {event!r}{_did_you_mean(event, AUDIT_EVENTS)}"
+                             f"; expected one of {AUDIT_EVENTS}.")
+        _check_text("user", user, required=True)
+        _check_text("detail", detail, limit=MAX_DETAIL_CHARS)
+        row = {"created_at": _utc_naive(datetime.now(timezone.utc)), "event": event,
+               "username": user, "detail": detail}
+        self._write(lambda connection: connection.execute(_audit.insert().values(**row)),
+                    f"record the audit event {event!r} for {user!r}")
+
+    def audit_log(self, limit: int = 500) -> pd.DataFrame:
+        """The latest audit events, newest first, with the ``AUDIT_COLUMNS``."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive integer; received {limit!r}.")
+        query = sa.select(_audit.c.id, _audit.c.created_at, _audit.c.event,
+                          _audit.c.username.label("user"), _audit.c.detail)
+        rows = self._read(query.order_by(_audit.c.id.desc()).limit(limit), "read the audit log")
+        frame = pd.DataFrame(rows, columns=list(AUDIT_COLUMNS))
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+        return frame.astype({"id": "int64"})
+
+    def _write(self, operation, what: str, record: FeedbackRecord | None = None):
+        """Run ``operation(connection)`` in a transaction, retrying while the database is busy."""
+        for attempt, delay in enumerate((*RETRY_DELAYS_S, None), start=1):
+            try:
+                with self._write_lock, self._engine.begin() as connection:
+                    return operation(connection)
+            except sa_exc.SQLAlchemyError as error:
+                if delay is None or not _is_transient(error):
+                    raise self._error(what, error, attempt, record) from error
+            time.sleep(delay)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _read(self, query, what: str) -> list:
+        try:
+            with self._engine.connect() as connection:
+                return list(connection.execute(query).mappings())
+        except sa_exc.SQLAlchemyError as error:
+            raise self._error(what, error, 1) from error
+
+    def _error(self, what: str, error: Exception, attempts: int,
+               record: FeedbackRecord | None = None) -> FeedbackStoreError:
+        reason = _explain(error)
+        if _is_transient(error):
+            reason += f" (still busy after {attempts} attempts)"
+        message = f"Could not {what} in the feedback database at {self.location}: {reason}."
+        if record is not None:
+            message += (" The record was NOT saved; it has not been lost: keep it and try "
+                        "again, or ask an administrator to check the database.")
+        return FeedbackStoreError(message, record)
+
+
+def _create_engine(url: sa.engine.URL, timeout_s: float) -> sa.engine.Engine:
+    if url.get_backend_name() != "sqlite":
+        connect_args = ({"connect_timeout": max(1, round(timeout_s))}
+                        if url.get_backend_name() == "postgresql" else {})
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    in_memory = url.database in (None, "", ":memory:")
+    engine = sa.create_engine(
+        url, connect_args={"timeout": timeout_s, "check_same_thread": False},
+        poolclass=sa.pool.StaticPool if in_memory else None)
+    sa.event.listen(engine, "connect",
+                    functools.partial(_configure_sqlite, busy_timeout_ms=int(timeout_s * 1000)))
+    return engine
+
+
+def _configure_sqlite(dbapi_connection, _connection_record, busy_timeout_ms: int) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+        cursor.execute("PRAGMA synchronous = NORMAL")  # durable across app crashes in WAL mode
+    finally:
+        cursor.close()
+
+
+def _describe_location(url: sa.engine.URL) -> str:
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ":memory:"
+        return f"SQLite file {Path(database).resolve()}" if database != ":memory:" else \
+            "an in-memory SQLite database"
+    return url.render_as_string(hide_password=True)
+
+
+def _is_transient(error: Exception) -> bool:
+    text = str(getattr(error, "orig", error)).lower()
+    return any(marker in text for marker in ("database is locked", "database is busy",
+                                             "deadlock detected", "could not serialize"))
+
+
+def _explain(error: Exception) -> str:
+    original = getattr(error, "orig", None) or error
+    text = str(original).strip().split("\n")[0][:300]
+    lowered = text.lower()
+    if "database is locked" in lowered or "database is busy" in lowered:
+        return f"the database is locked by another connection or process ({text})"
+    if "not a database" in lowered or "malformed" in lowered:
+        return f"the file is not a valid SQLite database or is damaged ({text})"
+    if "unable to open database file" in lowered:
+        return (f"the file cannot be opened; check that its folder exists and is writable "
+                f"({text})")
+    return f"{type(original).__name__}: {text}"
+
+
+def _filters(reviewer, model_id, agree, source, since) -> list:
+    conditions = []
+    if reviewer is not None:
+        conditions.append(_feedback.c.reviewer == reviewer)
+    if model_id is not None:
+        conditions.append(_feedback.c.model_id == model_id)
+    if agree is not None:
+        conditions.append(_feedback.c.agree == bool(agree))
+    if source is not None:
+        _check_choice("source", source, SOURCES)
+        conditions.append(_feedback.c.source == source)
+    if since is not None:
+        if not isinstance(since, datetime):
+            raise ValueError(f"since must be a datetime; received {type(since).__name__}.")
+        conditions.append(_feedback.c.created_at >= _utc_naive(since))
+    return conditions
+
+
+def _utc_naive(moment: datetime) -> datetime:
+    """Naive UTC, the form stored in both databases (a naive input is taken as UTC)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def _validate_record(record: FeedbackRecord) -> None:
+    if not isinstance(record, FeedbackRecord):
+        raise ValueError(f"Expected a FeedbackRecord; received {type(record).__name__}.")
+    for field in ("case_id", "model_id", "model_version", "predicted_class", "reviewer"):
+        _check_text(field, getattr(record, field), required=True, limit=255)
+    _check_choice("source", record.source, SOURCES)
+    if not isinstance(record.agree, (bool, np.bool_)):
+        raise ValueError(f"FeedbackRecord.agree must be True or False; received "
+                         f"{record.agree!r}.")
+    if record.corrected_class is not None:
+        _check_text("corrected_class", record.corrected_class, required=True, limit=64)
+    _check_text("note", record.note, limit=MAX_NOTE_CHARS)
+    sha = record.image_sha256
+    if sha is not None and (not isinstance(sha, str) or len(sha) != 64
+                            or any(char not in "0123456789abcdef" for char in sha)):
+        raise ValueError(f"FeedbackRecord.image_sha256 must be 64 lowercase hex digits "
+                         f"(hashlib.sha256(...).hexdigest()); received {sha!r}.")
+    if record.image_png is not None and not isinstance(record.image_png, (bytes, bytearray)):
+        raise ValueError(f"FeedbackRecord.image_png must be bytes or None; received "
+                         f"{type(record.image_png).__name__}.")
+    if record.created_at is not None and not isinstance(record.created_at, datetime):
+        raise ValueError(f"FeedbackRecord.created_at must be a datetime or None; received "
+                         f"{type(record.created_at).__name__}.")
+
+
+def _check_text(field: str, value, required: bool = False, limit: int | None = None) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be a string; received {type(value).__name__}.")
+    if required and not value.strip():
+        raise ValueError(f"{field} must not be empty.")
+    if limit is not None and len(value) > limit:
+        raise ValueError(f"{field} is {len(value):,} characters long; at most {limit:,} are "
+                         "accepted.")
+
+
+def _check_choice(field: str, value, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{field} must be one of {choices}; received {value!r}"
+                         f"{_did_you_mean(value, choices)}.")
+
+
+def _did_you_mean(value, choices) -> str:
+    matches = difflib.get_close_matches(str(value), choices, n=1)
+    return f" (did you mean {matches[0]!r}?)" if matches else ""
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PIXEL_CHUNKS = {b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"}
+
+
+def _metadata_free_png(data: bytes, case_id: str) -> bytes:
+    """Check that ``data`` decodes as an image; re-encode it unless it is a bare pixel-only PNG."""
+    data = bytes(data)
+    try:
+        pixels = imaging.load_image(data, name=f"image of case {case_id!r}")
+    except imaging.ImageLoadError as error:
+        raise ValueError(f"FeedbackRecord.image_png is not a usable image: {error}") from None
+    return data if _is_bare_png(data) else imaging.strip_metadata(pixels)
+
+
+def _is_bare_png(data: bytes) -> bool:
+    """True for a PNG holding only pixel chunks and nothing after IEND (no EXIF, text, ICC)."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return False
+    position = len(_PNG_SIGNATURE)
+    while position + 12 <= len(data):
+        length = int.from_bytes(data[position:position + 4], "big")
+        kind = data[position + 4:position + 8]
+        if kind not in _PIXEL_CHUNKS:
+            return False
+        position += 12 + length
+        if kind == b"IEND":
+            return position == len(data)
+    return False
+
+
+def _defuse_formula(value):
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
