@@ -1,0 +1,84 @@
+"""Model cards validate on load; tampered, unknown or unsafe model files are refused."""
+
+import json
+import shutil
+
+import pytest
+
+import keras
+
+from lesionlib import registry
+from lesionlib.cards import CardError, ModelIntegrityError, read_card, validate_card_data
+from lesionlib.packaging import install_model, single_card_data
+
+
+@pytest.fixture
+def weights_copy(tiny_weights_dir, tmp_path):
+    target = tmp_path / "weights"
+    shutil.copytree(tiny_weights_dir, target)
+    return target
+
+
+def _card_json(folder):
+    return json.loads((folder / "card.json").read_text())
+
+
+def test_valid_card_reads_back(tiny_weights_dir):
+    card = read_card(tiny_weights_dir / "tiny0.test")
+    assert card.id == "tiny0.test" and card.kind == "single"
+    assert "not a diagnostic device" in card.intended_use.lower()
+    assert "CC BY-NC 4.0" in card.licence
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("temperature"), "missing field 'temperature'"),
+    (lambda d: d.update(temperature="warm"), "'temperature' should be float"),
+    (lambda d: d.update(class_names=["mel", "nv"]), "class_names"),
+    (lambda d: d.update(melanoma_threshold=1.5), "melanoma_threshold"),
+    (lambda d: d.update(kind="committee"), "kind"),
+    (lambda d: d.update(weights_file="../../etc/passwd"), "plain file name"),
+])
+def test_invalid_cards_are_refused_with_the_field_named(tiny_weights_dir, change, message):
+    data = _card_json(tiny_weights_dir / "tiny0.test")
+    change(data)
+    with pytest.raises(CardError, match=message):
+        validate_card_data(data)
+
+
+def test_tampered_weights_are_refused_and_others_still_load(weights_copy):
+    weights_file = weights_copy / "tiny0.test" / "model.keras"
+    weights_file.write_bytes(weights_file.read_bytes() + b"tampered")
+    catalogue = registry.discover(weights_copy)
+    with pytest.raises(ModelIntegrityError, match="sha256"):
+        registry.load_classifier("tiny0.test", catalogue=catalogue)
+    with pytest.raises(CardError, match="tiny0.test"):
+        registry.load_classifier("ensemble.ham10000", catalogue=catalogue)
+    assert registry.load_classifier("tiny1.test", catalogue=catalogue).card.id == "tiny1.test"
+
+
+def test_broken_card_is_listed_as_a_problem_not_raised(weights_copy):
+    (weights_copy / "tiny1.test" / "card.json").write_text("{not json")
+    catalogue = registry.discover(weights_copy)
+    assert "tiny1.test" in catalogue.problems and "tiny0.test" in catalogue.cards
+    with pytest.raises(KeyError, match="refused"):
+        registry.get_card("tiny1.test", catalogue)
+
+
+def test_unknown_model_id_suggests_close_ids(tiny_weights_dir):
+    with pytest.raises(KeyError, match="Did you mean"):
+        registry.load_classifier("tiny0.tset", tiny_weights_dir)
+
+
+def test_model_with_arbitrary_code_is_refused_in_safe_mode(tmp_path):
+    inputs = keras.Input((32, 32, 3))
+    outputs = keras.layers.Lambda(lambda x: x * 2.0)(inputs)
+    outputs = keras.layers.GlobalAveragePooling2D()(outputs)
+    outputs = keras.layers.Dense(7, activation="softmax")(outputs)
+    keras_file = tmp_path / "lambda.keras"
+    keras.Model(inputs, outputs).save(keras_file)
+    card_data = single_card_data("lambda.test", "Lambda", "small_cnn", 32, "unit",
+                                 "dense", "", training={})
+    card = install_model(keras_file, tmp_path / "weights" / "lambda.test", card_data)
+    assert card.weights_sha256  # the hash matches: refusal comes from safe mode
+    with pytest.raises(CardError, match="could not be loaded safely"):
+        registry.load_classifier("lambda.test", tmp_path / "weights")

@@ -1,0 +1,78 @@
+"""Training on a tiny model: a real fit step, checkpoints, resume, phases, augmentation."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+
+from lesionlib.architectures import build_classifier
+from lesionlib.training import TrainConfig, augment, class_weights, set_phase, train
+
+
+def _tiny_data(count=28, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 255, (count, size, size, 3), dtype=np.uint8)
+    labels = np.arange(count, dtype="int32") % 7
+    return images, labels
+
+
+def test_train_writes_best_model_and_resumes(tmp_path):
+    images, labels = _tiny_data()
+    config = TrainConfig("small_cnn", 32, imagenet=False, head_epochs=1, fine_tune_epochs=0,
+                         batch_size=8)
+    messages = []
+    best = train(config, images, labels, images, labels, tmp_path, log=messages.append,
+                 verbose=0)
+    assert best.is_file()
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["scratch_epochs_done"] == 1 and len(state["history"]) == 1
+    assert 0.0 <= state["best_val_balanced_accuracy"] <= 1.0
+    reloaded = keras.models.load_model(best, safe_mode=True)
+    assert reloaded(images[:2].astype("float32")).shape == (2, 7)
+
+    longer = TrainConfig("small_cnn", 32, imagenet=False, head_epochs=2, fine_tune_epochs=0,
+                         batch_size=8)
+    train(longer, images, labels, images, labels, tmp_path, log=messages.append, verbose=0)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert [entry["epoch"] for entry in state["history"]] == [1, 2]  # resumed, not restarted
+    assert any("Resuming" in message for message in messages)
+
+
+def test_fit_step_changes_weights():
+    images, labels = _tiny_data()
+    model = build_classifier("small_cnn", 32)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    before = model.get_layer("predictions").get_weights()[0].copy()
+    model.fit(images.astype("float32"), labels, epochs=1, batch_size=14, verbose=0)
+    assert not np.allclose(before, model.get_layer("predictions").get_weights()[0])
+
+
+def test_fine_tune_phase_keeps_batch_norm_frozen():
+    model = build_classifier("efficientnet_lite0", 64)
+    set_phase(model, "head", None)
+    trainable = {layer.name for layer in model.layers if layer.trainable and layer.weights}
+    assert trainable == {"predictions"}
+    set_phase(model, "fine_tune", "block10_expand_conv")
+    assert model.get_layer("block10_expand_conv").trainable
+    assert not model.get_layer("block9_project_conv").trainable
+    assert not any(layer.trainable for layer in model.layers
+                   if isinstance(layer, keras.layers.BatchNormalization))
+    with pytest.raises(ValueError, match="No layer named"):
+        set_phase(model, "fine_tune", "no_such_layer")
+
+
+def test_class_weights_favour_rare_classes_and_average_one():
+    labels = np.array([5] * 90 + [3] * 10)
+    weights = class_weights(labels, power=1.0)
+    assert weights[3] > weights[5]
+    assert np.mean([weights[label] for label in labels]) == pytest.approx(1.0)
+
+
+def test_augment_keeps_shape_and_range_and_is_seeded():
+    images, _ = _tiny_data(4)
+    first = augment(tf.constant(images), tf.constant([1, 2], tf.int64)).numpy()
+    assert first.shape == images.shape
+    assert first.min() >= 0.0 and first.max() <= 255.0
