@@ -1,0 +1,227 @@
+"""app_auth: sign-in gate, roles and audit trail, driven through Streamlit's AppTest."""
+
+from __future__ import annotations
+
+import stat
+
+import bcrypt
+import pytest
+import yaml
+from streamlit_authenticator import params as stauth_params
+from streamlit.testing.v1 import AppTest
+
+import app_auth
+from lesionlib.feedback import FEEDBACK_URL_ENV, FeedbackStore
+
+PASSWORDS = {"alice": "alice-Pass-1", "bob": "bob-Pass-2"}
+PROBE_APP = """
+import streamlit as st
+import app_auth
+
+user = app_auth.gate()
+app_auth.logout_button(user)
+st.write(f"SECRET-DATA for {user.username} ({user.role})")
+if st.session_state.get("probe_needs_admin"):
+    app_auth.require_admin(user, what="model administration")
+    st.write("ADMIN-DATA")
+"""
+
+
+@pytest.fixture(autouse=True)
+def no_login_pause(monkeypatch):
+    """streamlit-authenticator pauses 0.7 s per run for the browser cookie; there is none here."""
+    monkeypatch.setattr(stauth_params, "PRE_LOGIN_SLEEP_TIME", 0.0)
+
+
+@pytest.fixture(scope="module")
+def auth_config_path(tmp_path_factory):
+    config = app_auth.make_auth_config([
+        {"username": "alice", "password": PASSWORDS["alice"], "role": "admin",
+         "name": "Alice Admin"},
+        {"username": "bob", "password": PASSWORDS["bob"], "role": "reviewer"},
+    ])
+    return app_auth.write_auth_config(tmp_path_factory.mktemp("auth") / "auth.yaml", config)
+
+
+@pytest.fixture
+def feedback_url(tmp_path, monkeypatch) -> str:
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    monkeypatch.setenv(FEEDBACK_URL_ENV, url)
+    return url
+
+
+@pytest.fixture
+def auth_on(auth_config_path, feedback_url, monkeypatch):
+    monkeypatch.setenv(app_auth.AUTH_CONFIG_ENV, str(auth_config_path))
+
+
+def texts(app: AppTest) -> str:
+    return "\n".join(element.value for element in app.markdown)
+
+
+def run_probe(needs_admin: bool = False) -> AppTest:
+    app = AppTest.from_string(PROBE_APP, default_timeout=30)
+    app.session_state["probe_needs_admin"] = needs_admin
+    app.run()
+    assert not app.exception
+    return app
+
+
+def sign_in(app: AppTest, username: str, password: str) -> AppTest:
+    app.text_input[0].input(username)
+    app.text_input[1].input(password)
+    next(button for button in app.button if button.label == "Sign in").click()
+    app.run()
+    assert not app.exception
+    return app
+
+
+def audit_events(url: str) -> list[tuple[str, str]]:
+    store = FeedbackStore(url)
+    try:
+        log = store.audit_log()
+        return list(zip(log["event"], log["user"]))[::-1]  # oldest first
+    finally:
+        store.close()
+
+
+# ------------------------------------------------------------------------------ sign-in off
+
+def test_without_config_everyone_is_the_local_user_with_both_roles(monkeypatch, feedback_url):
+    monkeypatch.delenv(app_auth.AUTH_CONFIG_ENV, raising=False)
+    app = run_probe(needs_admin=True)
+    assert "SECRET-DATA for local (admin)" in texts(app)
+    assert "ADMIN-DATA" in texts(app)
+    assert len(app.text_input) == 0 and not app.error
+    assert app_auth.gate() == app_auth.LOCAL_USER and app_auth.is_admin(app_auth.LOCAL_USER)
+    assert audit_events(feedback_url) == []
+
+
+# ------------------------------------------------------------------------------- sign-in on
+
+def test_data_is_hidden_until_signed_in(auth_on):
+    app = run_probe()
+    assert "SECRET-DATA" not in texts(app)
+    assert len(app.text_input) == 2  # username and password
+    assert "Sign in" in [button.label for button in app.button]
+
+
+def test_wrong_password_keeps_data_hidden(auth_on, feedback_url):
+    app = sign_in(run_probe(), "alice", "not-her-password")
+    assert "SECRET-DATA" not in texts(app)
+    assert any("incorrect" in error.value for error in app.error)
+    assert audit_events(feedback_url) == []
+
+
+def test_admin_signs_in_once_and_reaches_admin_pages(auth_on, feedback_url):
+    app = sign_in(run_probe(needs_admin=True), "alice", PASSWORDS["alice"])
+    assert "SECRET-DATA for alice (admin)" in texts(app)
+    assert "ADMIN-DATA" in texts(app)
+    app.run()  # a rerun does not record a second sign-in
+    assert audit_events(feedback_url) == [("sign-in", "alice")]
+
+
+def test_reviewer_cannot_pass_require_admin(auth_on, feedback_url):
+    app = sign_in(run_probe(needs_admin=True), "bob", PASSWORDS["bob"])
+    assert "SECRET-DATA for bob (reviewer)" in texts(app)
+    assert "ADMIN-DATA" not in texts(app)
+    assert any("Only administrators can use model administration" in error.value
+               for error in app.error)
+    assert audit_events(feedback_url) == [("sign-in", "bob"), ("denied", "bob")]
+
+
+def test_sign_out_hides_the_data_and_is_recorded(auth_on, feedback_url):
+    app = sign_in(run_probe(), "bob", PASSWORDS["bob"])
+    assert "SECRET-DATA" in texts(app)
+    app.sidebar.button(key="app_auth_sign_out").click()
+    app.run()
+    assert not app.exception
+    assert "SECRET-DATA" not in texts(app)
+    assert app.session_state["authentication_status"] is None
+    app.run()  # the next rerun shows the sign-in form again
+    assert "SECRET-DATA" not in texts(app) and len(app.text_input) == 2
+    assert audit_events(feedback_url) == [("sign-in", "bob"), ("sign-out", "bob")]
+
+
+def test_plain_text_password_in_config_locks_everyone_out(tmp_path, feedback_url, monkeypatch):
+    config = app_auth.make_auth_config([{"username": "eve", "password": "x", "role": "admin"}])
+    config["credentials"]["usernames"]["eve"]["password"] = "plain-text-password"
+    path = tmp_path / "plain.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv(app_auth.AUTH_CONFIG_ENV, str(path))
+    app = run_probe()
+    assert "SECRET-DATA" not in texts(app) and len(app.text_input) == 0
+    assert any("not a bcrypt hash" in error.value for error in app.error)
+
+
+def test_missing_config_file_locks_everyone_out(tmp_path, feedback_url, monkeypatch):
+    monkeypatch.setenv(app_auth.AUTH_CONFIG_ENV, str(tmp_path / "nope.yaml"))
+    app = run_probe()
+    assert "SECRET-DATA" not in texts(app)
+    assert any("cannot read" in error.value for error in app.error)
+
+
+# ------------------------------------------------------------------------ the config writer
+
+def test_written_config_holds_only_bcrypt_hashes(auth_config_path):
+    text = auth_config_path.read_text()
+    for password in PASSWORDS.values():
+        assert password not in text
+    assert stat.S_IMODE(auth_config_path.stat().st_mode) == 0o600
+    config = app_auth.load_auth_config(auth_config_path)
+    users = config["credentials"]["usernames"]
+    for username, password in PASSWORDS.items():
+        stored = users[username]["password"]
+        assert stored.startswith("$2") and bcrypt.checkpw(password.encode(), stored.encode())
+    assert users["alice"]["roles"] == ["admin"] and users["bob"]["roles"] == ["reviewer"]
+    assert len(config["cookie"]["key"]) >= app_auth.MIN_COOKIE_KEY_CHARS
+    other = app_auth.make_auth_config([{"username": "x", "password": "y", "role": "reviewer"}])
+    assert other["cookie"]["key"] != config["cookie"]["key"]  # a fresh secret each time
+    with pytest.raises(FileExistsError, match="already exists"):
+        app_auth.write_auth_config(auth_config_path, config)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["credentials"]["usernames"]["bob"].update(roles=["superuser"]),
+     "'roles' set to 'reviewer' or 'admin'; received \\['superuser'\\]"),
+    (lambda c: c["credentials"]["usernames"]["bob"].pop("roles"), "must have 'roles'"),
+    (lambda c: c["cookie"].update(key="short"), "at least 32 characters; received 5"),
+    (lambda c: c.pop("cookie"), "a 'cookie' mapping"),
+    (lambda c: c["credentials"].update(usernames={}), "at least one user"),
+])
+def test_invalid_configs_are_refused(auth_config_path, tmp_path, change, message):
+    config = yaml.safe_load(auth_config_path.read_text())
+    change(config)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(app_auth.AuthConfigError, match=message):
+        app_auth.load_auth_config(path)
+
+
+def test_role_may_be_a_single_string(auth_config_path, tmp_path):
+    config = yaml.safe_load(auth_config_path.read_text())
+    config["credentials"]["usernames"]["bob"]["roles"] = "admin"
+    path = tmp_path / "string-role.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert app_auth.load_auth_config(path)["credentials"]["usernames"]["bob"]["roles"] == "admin"
+
+
+def test_command_line(tmp_path, monkeypatch, capsys):
+    answers = iter(["Secret-1", "Secret-1", "Secret-2", "Secret-2", "Secret-3", "Secret-3"])
+    monkeypatch.setattr(app_auth.getpass, "getpass", lambda prompt="": next(answers))
+    assert app_auth.main(["hash-password"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert bcrypt.checkpw(b"Secret-1", printed.encode())
+    path = tmp_path / "team.yaml"
+    assert app_auth.main(["make-config", str(path), "carol:admin:Carol C", "dan:reviewer"]) == 0
+    users = app_auth.load_auth_config(path)["credentials"]["usernames"]
+    assert users["carol"]["name"] == "Carol C" and users["dan"]["roles"] == ["reviewer"]
+    assert bcrypt.checkpw(b"Secret-3", users["dan"]["password"].encode())
+    assert "Secret-" not in path.read_text()
+
+
+def test_user_arguments_are_checked():
+    with pytest.raises(ValueError, match="Expected the User returned by app_auth.gate"):
+        app_auth.is_admin("alice")
+    with pytest.raises(ValueError, match="role must be one of"):
+        app_auth.make_auth_config([{"username": "x", "password": "y", "role": "boss"}])
