@@ -75,7 +75,7 @@ def age_bands(ages: pd.Series) -> pd.Series:
     """Bin ages into the bands used for subgroup reports (``unknown`` where missing)."""
     bands = pd.cut(ages, bins=[-1, 29, 44, 59, 74, 200],
                    labels=["<30", "30-44", "45-59", "60-74", "75+"])
-    return bands.astype(str).replace("nan", "unknown")
+    return bands.cat.add_categories(["unknown"]).fillna("unknown").astype(str)
 
 
 def select_split(frame: pd.DataFrame, split: str) -> pd.DataFrame:
