@@ -339,8 +339,10 @@ def _describe_location(url: sa.engine.URL) -> str:
 
 def _is_transient(error: Exception) -> bool:
     text = str(getattr(error, "orig", error)).lower()
+    # the last two: several app servers creating the tables at the same moment (PostgreSQL)
     return any(marker in text for marker in ("database is locked", "database is busy",
-                                             "deadlock detected", "could not serialize"))
+                                             "deadlock detected", "could not serialize",
+                                             "already exists", "duplicate key value"))
 
 
 def _explain(error: Exception) -> str:

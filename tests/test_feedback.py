@@ -423,3 +423,14 @@ def test_invalid_records_are_refused_with_the_received_value(tmp_path):
 def test_store_has_no_way_to_change_or_delete_records():
     public = {name for name in dir(FeedbackStore) if not name.startswith("_")}
     assert public == {"add", "records", "image", "export_csv", "audit", "audit_log", "close"}
+
+
+def test_several_servers_opening_a_new_database_at_once(database_url):
+    """App servers started together all create the tables; none fails because another did."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        stores = list(pool.map(lambda _: FeedbackStore(database_url), range(4)))
+    for index, store in enumerate(stores):
+        store.add(make_record(f"server-{index}"))
+    assert len(stores[0].records()) == 4
+    for store in stores:
+        store.close()
