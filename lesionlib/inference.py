@@ -69,8 +69,9 @@ def predict_files(classifier, files: Iterable[Path], batch_size: int = 16,
         if not pending:
             return
         images = [image for _, image in pending]
-        probabilities = classifier.predict_proba(images)
-        warnings = quality_check(images, probabilities) if quality_check else [""] * len(images)
+        probabilities, member_probabilities = classifier.predict_with_members(images)
+        warnings = (quality_check(images, probabilities, member_probabilities) if quality_check
+                    else [""] * len(images))
         for (row_index, _), row_probabilities, prediction, warning in zip(
                 pending, probabilities, to_predictions(classifier.card, probabilities), warnings):
             rows[row_index].update({name: float(value) for name, value in

@@ -173,13 +173,20 @@ class QualityChecker:
         self.extractor = feature_extractor(self.gate_member.keras_model, self.gate.feature_layer) \
             if self.gate else None
 
-    def assess(self, images: list[np.ndarray], probabilities: np.ndarray | None = None
-               ) -> list[QualityReport]:
-        """One report per image; ``probabilities`` are the classifier's calibrated outputs."""
-        if probabilities is None:
-            probabilities = self.classifier.predict_proba(images)
-        members = [member.predict_proba(images) for member in self.classifier.members] \
-            if len(self.classifier.members) > 1 else None
+    def assess(self, images: list[np.ndarray], probabilities: np.ndarray | None = None,
+               member_probabilities: list[np.ndarray] | None = None) -> list[QualityReport]:
+        """One report per image.
+
+        Args:
+            images: decoded RGB images.
+            probabilities: the classifier's calibrated outputs (computed when ``None``).
+            member_probabilities: each ensemble member's calibrated outputs (computed when
+                ``None`` for an ensemble).
+        """
+        if probabilities is None or (member_probabilities is None
+                                     and len(self.classifier.members) > 1):
+            probabilities, member_probabilities = self.classifier.predict_with_members(images)
+        members = member_probabilities if len(self.classifier.members) > 1 else None
         distances = [None] * len(images)
         if self.gate:
             distances = self.gate.distances(extract_features(
@@ -196,6 +203,7 @@ class QualityChecker:
                                          else float(distances[index])))
         return reports
 
-    def warnings_for_batch(self, images, probabilities) -> list[str]:
+    def warnings_for_batch(self, images, probabilities, member_probabilities=None) -> list[str]:
         """Warning texts for ``inference.predict_files(..., quality_check=...)``."""
-        return [report.text for report in self.assess(images, probabilities)]
+        return [report.text for report in
+                self.assess(images, probabilities, member_probabilities)]

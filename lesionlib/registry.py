@@ -72,6 +72,11 @@ class SingleModel:
     def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
         return apply_temperature(self.predict_uncalibrated(images), self.card.temperature)
 
+    def predict_with_members(self, images: list[np.ndarray]) -> tuple[np.ndarray, list]:
+        """Calibrated probabilities and, per member, the member's own (here: itself)."""
+        probabilities = self.predict_proba(images)
+        return probabilities, [probabilities]
+
     @property
     def members(self) -> list["SingleModel"]:
         return [self]
@@ -88,7 +93,13 @@ class EnsembleModel:
         return np.mean([member.predict_proba(images) for member in self.members], axis=0)
 
     def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
-        return apply_temperature(self.predict_uncalibrated(images), self.card.temperature)
+        return self.predict_with_members(images)[0]
+
+    def predict_with_members(self, images: list[np.ndarray]) -> tuple[np.ndarray, list]:
+        """Calibrated ensemble probabilities and each member's calibrated probabilities."""
+        member_probabilities = [member.predict_proba(images) for member in self.members]
+        combined = apply_temperature(np.mean(member_probabilities, axis=0), self.card.temperature)
+        return combined, member_probabilities
 
 
 def get_card(model_id: str, catalogue: Catalogue) -> ModelCard:

@@ -72,8 +72,8 @@ def assess(checker, images, batch_size=32):
     reports, probabilities = [], []
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
-        batch_probabilities = checker.classifier.predict_proba(batch)
-        reports += checker.assess(batch, batch_probabilities)
+        batch_probabilities, members = checker.classifier.predict_with_members(batch)
+        reports += checker.assess(batch, batch_probabilities, members)
         probabilities.append(batch_probabilities)
     return reports, np.concatenate(probabilities)
 
