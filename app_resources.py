@@ -1,0 +1,289 @@
+"""Every cached resource of the dashboard, in one place (the only module using ``st.cache_*``).
+
+Models, explainers and quality checkers are loaded once per process with ``st.cache_resource``
+and shared by all sessions: they are never modified (explainers work on clones). Predictions and
+heatmaps are cached with ``st.cache_data`` keyed by the image's sha256, the model id and its
+weights fingerprint, the heatmap method and the class, so a second look at a case recomputes
+nothing. Arguments whose names start with ``_`` are left out of the cache key.
+
+The weights and data folders are read from the environment on every call (not at import), so a
+test or a deployment can point ``LESIONLIB_WEIGHTS`` / ``LESIONLIB_DATA`` elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from lesionlib import evaluation, explain, imaging, inference, quality, registry
+from lesionlib import data as lesion_data
+
+REPO_ROOT = Path(__file__).resolve().parent
+SAMPLE_DIR = REPO_ROOT / "sample_images"
+RESOURCES_DIR = REPO_ROOT / "lesionlib" / "resources"
+
+
+# ----------------------------------------------------------------------------- folders and ids
+
+def weights_dir() -> str:
+    """The weights folder in use: ``$LESIONLIB_WEIGHTS`` or ``weights/`` beside the dashboard."""
+    return str(Path(os.environ.get("LESIONLIB_WEIGHTS") or REPO_ROOT / "weights"))
+
+
+def image_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseImage:
+    """A decoded image under review: where it came from, its sha256 and its RGB pixels."""
+
+    case_id: str
+    name: str
+    sha256: str
+    source: str  # "sample" | "upload" | "dataset"
+    image: np.ndarray = dataclasses.field(repr=False, compare=False)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _decode(sha256: str, _data: bytes, name: str) -> np.ndarray:
+    return imaging.load_image(_data, name=name)
+
+
+def case_from_bytes(name: str, data: bytes, source: str = "upload",
+                    case_id: str | None = None) -> CaseImage:
+    """Decode uploaded (or read) bytes into a case; the decoded image is cached by sha256.
+
+    Raises:
+        ImageLoadError: the bytes are not a usable image (the message says why).
+    """
+    digest = image_sha256(data)
+    image = _decode(digest, data, name)
+    return CaseImage(case_id or digest[:12], name, digest, source, image)
+
+
+def case_from_file(path: str | Path, source: str = "sample",
+                   case_id: str | None = None) -> CaseImage:
+    """A case from an image file (a sample or a dataset image).
+
+    Raises:
+        ImageLoadError: the file is missing or not a usable image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise imaging.ImageLoadError(f"{path.name}: file not found.")
+    return case_from_bytes(path.name, path.read_bytes(), source, case_id or path.name)
+
+
+# ----------------------------------------------------------------------------- models
+
+@st.cache_data(ttl=60, show_spinner=False)
+def catalogue(folder: str) -> registry.Catalogue:
+    """The model cards in ``folder`` (re-read every minute, so newly shipped models appear)."""
+    return registry.discover(folder)
+
+
+def current_catalogue() -> registry.Catalogue:
+    return catalogue(weights_dir())
+
+
+def fingerprint(model_id: str, cards: registry.Catalogue) -> str:
+    """Identifies the exact weights of a model (and of an ensemble's members) for cache keys."""
+    card = cards.cards.get(model_id)
+    if card is None:
+        return "unknown"
+    if card.kind == "single":
+        return f"{card.version}:{card.weights_sha256}"
+    members = [fingerprint(member, cards) for member in card.members]
+    return f"{card.version}:{card.temperature}:" + ",".join(members)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading model...")
+def _classifier(model_id: str, folder: str, weights_fingerprint: str):
+    return registry.load_classifier(model_id, catalogue=registry.discover(folder))
+
+
+def classifier(model_id: str):
+    """The loaded model (shared, read-only).
+
+    Raises:
+        KeyError: unknown model id.
+        CardError: the model (or an ensemble member) was refused, e.g. a sha256 mismatch.
+    """
+    cards = current_catalogue()
+    return _classifier(model_id, weights_dir(), fingerprint(model_id, cards))
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _explainers(model_id: str, folder: str, weights_fingerprint: str) -> list[explain.Explainer]:
+    return [explain.Explainer(member) for member in classifier(model_id).members]
+
+
+def explainers(model_id: str) -> list[explain.Explainer]:
+    """One thread-locked explainer per member of the model (built once, shared)."""
+    return _explainers(model_id, weights_dir(), fingerprint(model_id, current_catalogue()))
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _quality_checker(model_id: str, folder: str, weights_fingerprint: str):
+    return quality.QualityChecker(classifier(model_id))
+
+
+def quality_checker(model_id: str) -> quality.QualityChecker:
+    return _quality_checker(model_id, weights_dir(), fingerprint(model_id, current_catalogue()))
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseResult:
+    """A model's calibrated prediction on a case, its members' predictions and quality report."""
+
+    prediction: inference.Prediction
+    members: tuple[inference.Prediction, ...]
+    report: quality.QualityReport
+
+
+@st.cache_data(max_entries=256, show_spinner="Predicting...")
+def _predict(sha256: str, model_id: str, folder: str, weights_fingerprint: str,
+             _image: np.ndarray) -> CaseResult:
+    model = classifier(model_id)
+    probabilities = model.predict_proba([_image])
+    prediction = inference.to_predictions(model.card, probabilities)[0]
+    members = tuple(inference.predict_images(member, [_image])[0] for member in model.members) \
+        if len(model.members) > 1 else ()
+    report = quality_checker(model_id).assess([_image], probabilities)[0]
+    return CaseResult(prediction, members, report)
+
+
+def predict(case: CaseImage, model_id: str) -> CaseResult:
+    """Cached prediction of ``model_id`` on ``case`` (by sha256); raises like ``classifier``."""
+    return _predict(case.sha256, model_id, weights_dir(),
+                    fingerprint(model_id, current_catalogue()), case.image)
+
+
+@st.cache_data(max_entries=256, show_spinner="Computing heatmap...")
+def _heatmap(sha256: str, model_id: str, method: str, class_index: int, folder: str,
+             weights_fingerprint: str, _image: np.ndarray) -> np.ndarray:
+    members = explainers(model_id)
+    if len(members) == 1:
+        return members[0].compute_map(_image, class_index, method)
+    return explain.ensemble_map(members, _image, class_index, method)
+
+
+def heatmap(case: CaseImage, model_id: str, method: str, class_index: int) -> np.ndarray:
+    """Cached ``[0, 1]`` heatmap of ``method`` for ``class_index`` (ensembles: members' mean)."""
+    return _heatmap(case.sha256, model_id, method, int(class_index), weights_dir(),
+                    fingerprint(model_id, current_catalogue()), case.image)
+
+
+# ----------------------------------------------------------------------------- stored data
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _stored_predictions(model_id: str, set_name: str, folder: str,
+                        weights_fingerprint: str) -> pd.DataFrame | None:
+    card = catalogue(folder).cards[model_id]
+    return evaluation.load_predictions(card, set_name)
+
+
+def stored_predictions(model_id: str, set_name: str) -> pd.DataFrame | None:
+    """A model's stored predictions on an evaluation set (``None`` if not shipped)."""
+    cards = current_catalogue()
+    if model_id not in cards.cards:
+        return None
+    return _stored_predictions(model_id, set_name, weights_dir(), fingerprint(model_id, cards))
+
+
+def dataset_dir(name: str = "ham10000") -> Path | None:
+    """A dataset folder (``$LESIONLIB_DATA`` or ``../shared/data/<name>``), ``None`` if absent."""
+    try:
+        return lesion_data.resolve_data_dir(name=name)
+    except FileNotFoundError:
+        return None
+
+
+@st.cache_data(show_spinner=False)
+def _bundled_metadata(metadata_path: str, split_path: str) -> pd.DataFrame:
+    frame = pd.read_csv(metadata_path)
+    splits = pd.read_csv(split_path)
+    frame = frame.merge(splits, on="image_id", how="left")
+    frame["age_band"] = lesion_data.age_bands(frame["age"])
+    return frame
+
+
+def bundled_metadata() -> pd.DataFrame:
+    """HAM10000's official metadata (shipped in the package) with the project's split."""
+    return _bundled_metadata(str(RESOURCES_DIR / "HAM10000_metadata.csv"),
+                             str(RESOURCES_DIR / "ham10000_split.csv"))
+
+
+@st.cache_data(show_spinner=False)
+def _image_index(folder: str) -> dict[str, str]:
+    labels = pd.read_csv(Path(folder) / "labels.csv")
+    return {str(image_id): str(Path(folder) / file)
+            for image_id, file in zip(labels["image_id"], labels["file"])}
+
+
+def image_paths() -> tuple[dict[str, str], str]:
+    """``image_id -> path`` for the images available here, and where they come from.
+
+    The full HAM10000 folder when present, else the bundled sample images.
+    """
+    folder = dataset_dir()
+    if folder is not None:
+        return _image_index(str(folder)), f"HAM10000 images in {folder}"
+    return _image_index(str(SAMPLE_DIR)), "the 21 bundled sample images (HAM10000 test split)"
+
+
+def sample_labels() -> pd.DataFrame:
+    return _sample_labels(str(SAMPLE_DIR / "labels.csv"))
+
+
+@st.cache_data(show_spinner=False)
+def _sample_labels(path: str) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def thumbnail(path: str, size: int = 160) -> np.ndarray | None:
+    """A small copy of a dataset image for galleries (``None`` if unreadable)."""
+    try:
+        image = imaging.load_image(path)
+    except imaging.ImageLoadError:
+        return None
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    import cv2
+
+    return cv2.resize(image, (max(1, int(width * scale)), max(1, int(height * scale))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def dataset_image_path(set_folder: str, file: str) -> Path | None:
+    """The image file of a stored prediction row, when that dataset is present here."""
+    folder = dataset_dir(set_folder)
+    if folder is None:
+        return None
+    path = folder / file
+    return path if path.is_file() else None
+
+
+# ----------------------------------------------------------------------------- feedback
+
+def feedback_store():
+    """The reviewer-feedback store (``$LESIONLIB_FEEDBACK_URL``, default ``feedback.db``).
+
+    Shared per URL; raises ``FeedbackStoreError`` when the store cannot be opened.
+    """
+    return _feedback_store(os.environ.get("LESIONLIB_FEEDBACK_URL") or None)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _feedback_store(url: str | None):
+    from lesionlib.feedback import FeedbackStore
+
+    return FeedbackStore(url=url)

@@ -1,0 +1,296 @@
+"""Drawing helpers shared by the dashboard pages (no caching here: see ``app_resources``).
+
+Each helper draws one recognisable piece of the interface (a model picker, a prediction panel, a
+heatmap panel, the feedback form) from plain data returned by ``lesionlib`` and
+``app_resources``. Errors a user can cause are shown as messages, never as tracebacks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+import app_resources
+from lesionlib import explain, imaging, views
+from lesionlib.cards import CardError
+from lesionlib.classes import CLASS_LONG_NAMES, CLASS_NAMES, MELANOMA_INDEX
+
+DISCLAIMER = "Decision support for review and teaching — not a diagnosis"
+LICENCE_NOTE = ("Models and images: CC BY-NC 4.0, from HAM10000 (Tschandl et al., Sci Data 2018). "
+                "Non-commercial use with attribution.")
+NO_MODELS = ("No usable model was found in `{folder}`. Install the shipped models into "
+             "`weights/` (see the README) or set `LESIONLIB_WEIGHTS` to a folder of model "
+             "folders, each with a `card.json`.")
+MODEL_ERRORS = (KeyError, CardError, OSError)
+
+
+def class_label(name: str) -> str:
+    return f"{name} — {CLASS_LONG_NAMES.get(name, name)}"
+
+
+def sidebar_notice() -> None:
+    """The line every page carries: what the tool is for, and the licence."""
+    st.sidebar.caption(f"**{DISCLAIMER}**")
+    st.sidebar.caption(LICENCE_NOTE)
+
+
+def current_user():
+    return st.session_state.get("user")
+
+
+def reviewer_name(user=None) -> str:
+    """A display name for the signed-in user, whatever shape ``app_auth`` gives it."""
+    user = user if user is not None else current_user()
+    if user is None:
+        return "local"
+    if isinstance(user, str):
+        return user
+    if isinstance(user, dict):
+        return str(user.get("username") or user.get("name") or user.get("email") or "local")
+    for attribute in ("username", "name", "email"):
+        if getattr(user, attribute, None):
+            return str(getattr(user, attribute))
+    return str(user)
+
+
+def is_admin(user=None) -> bool:
+    user = user if user is not None else current_user()
+    try:
+        import app_auth
+    except ImportError:
+        return True
+    return bool(app_auth.is_admin(user)) if user is not None else False
+
+
+def error_message(error: Exception) -> str:
+    """The readable part of an exception (``KeyError`` quotes its message)."""
+    return error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+
+
+# ----------------------------------------------------------------------------- models
+
+def show_catalogue_problems(cards) -> None:
+    for folder, reason in cards.problems.items():
+        st.warning(f"Model folder `{folder}` was not loaded: {reason}")
+
+
+def model_picker(label: str = "Model", key: str = "model_choice", container=st) -> str | None:
+    """A select box over the valid models (default: the ensemble); ``None`` if there are none.
+
+    The choice is remembered in ``st.session_state["model_id"]`` across pages.
+    """
+    cards = app_resources.current_catalogue()
+    if not cards.cards:
+        st.error(NO_MODELS.format(folder=app_resources.weights_dir()))
+        show_catalogue_problems(cards)
+        return None
+    options = sorted(cards.cards)
+    remembered = st.session_state.get("model_id")
+    default = remembered if remembered in options else cards.default_id()
+    model_id = container.selectbox(label, options, index=options.index(default), key=key,
+                                   format_func=lambda option: cards.cards[option].label)
+    st.session_state["model_id"] = model_id
+    return model_id
+
+
+def model_identity(card) -> None:
+    """Model id, version and intended use: always visible beside any output."""
+    st.caption(f"Model **{card.id}** · version {card.version} · {card.name}")
+    st.info(f"Intended use: {card.intended_use}", icon="ℹ️")
+
+
+# ----------------------------------------------------------------------------- cases
+
+def sample_options() -> pd.DataFrame:
+    labels = app_resources.sample_labels()
+    return labels[labels["file"].map(lambda file: (app_resources.SAMPLE_DIR / file).is_file())]
+
+
+def case_picker(key: str = "case") -> app_resources.CaseImage | None:
+    """Pick a bundled sample or upload a JPEG/PNG; returns the decoded case or ``None``.
+
+    An unreadable upload shows the loader's message and returns ``None``.
+    """
+    source = st.radio("Image", ["Sample image", "Upload"], horizontal=True, key=f"{key}_source")
+    if source == "Upload":
+        upload = st.file_uploader("Dermoscopic image (JPEG or PNG)", type=["jpg", "jpeg", "png"],
+                                  key=f"{key}_upload")
+        if upload is None:
+            st.info("Upload a dermoscopic image, or choose a sample image.")
+            return None
+        return case_from_upload(upload.name, upload.getvalue())
+    samples = sample_options()
+    if samples.empty:
+        st.warning("No sample images found in `sample_images/`.")
+        return None
+    files = list(samples["file"])
+    file = st.selectbox("Sample image (HAM10000 test split)", files, key=f"{key}_sample")
+    try:
+        return app_resources.case_from_file(app_resources.SAMPLE_DIR / file, "sample")
+    except imaging.ImageLoadError as error:
+        st.error(str(error))
+        return None
+
+
+def case_from_upload(name: str, data: bytes) -> app_resources.CaseImage | None:
+    """Turn uploaded bytes into a case, or show why they cannot be used and return ``None``."""
+    try:
+        return app_resources.case_from_bytes(name, data, "upload")
+    except imaging.ImageLoadError as error:
+        st.error(f"This file cannot be reviewed: {error}")
+        return None
+
+
+def sample_metadata(case: app_resources.CaseImage) -> dict:
+    """Metadata of a bundled sample (age, sex, site, reference diagnosis), else empty."""
+    if case.source != "sample":
+        return {}
+    labels = app_resources.sample_labels()
+    match = labels[labels["file"] == case.name]
+    return {} if match.empty else match.iloc[0].to_dict()
+
+
+# ----------------------------------------------------------------------------- predictions
+
+def probability_figure(prediction, height: int = 300) -> go.Figure:
+    """Horizontal bars of the calibrated probabilities, with percentages, top class highlighted."""
+    table = views.probability_table(prediction.probabilities)
+    table["colour"] = np.where(table["class"] == prediction.top_class, "top", "other")
+    figure = px.bar(table, x="probability", y="class", orientation="h", text="percent",
+                    color="colour", color_discrete_map={"top": "#d62728", "other": "#7f7f7f"},
+                    hover_data={"diagnosis": True, "colour": False}, range_x=[0, 1.15])
+    figure.update_layout(showlegend=False, height=height, margin=dict(l=0, r=0, t=10, b=0),
+                         xaxis_title="calibrated probability", yaxis_title=None,
+                         yaxis=dict(categoryorder="array", categoryarray=list(CLASS_NAMES)[::-1]))
+    figure.update_traces(textposition="outside", cliponaxis=False)
+    return figure
+
+
+def prediction_summary(prediction, report=None, members=()) -> None:
+    """Top diagnosis, confidence, melanoma vs threshold and the quality warnings."""
+    left, right = st.columns(2)
+    left.metric("Top diagnosis", prediction.top_class,
+                help="The class with the highest calibrated probability.")
+    left.caption(CLASS_LONG_NAMES[prediction.top_class])
+    right.metric("Calibrated confidence", f"{100 * prediction.top_probability:.1f}%")
+    melanoma = prediction.melanoma_probability
+    threshold = prediction.melanoma_threshold
+    text = (f"Melanoma probability **{100 * melanoma:.1f}%** vs this model's operating threshold "
+            f"**{100 * threshold:.1f}%**")
+    if prediction.melanoma_flag:
+        st.error(f"⚠️ {text}: above the threshold — the model flags this lesion for a melanoma "
+                 "work-up.")
+    else:
+        st.success(f"{text}: below the threshold.")
+    if report is not None:
+        quality_warnings(report)
+    if members:
+        tops = ", ".join(f"{member.model_id}: {member.top_class} "
+                         f"({100 * member.top_probability:.0f}%)" for member in members)
+        st.caption(f"Ensemble members — {tops}")
+
+
+def quality_warnings(report) -> None:
+    if report.ok:
+        st.caption("Quality checks: no warning.")
+        return
+    for finding in report.findings:
+        st.warning(f"Quality check ({finding.code}): {finding.message}", icon="⚠️")
+
+
+def heatmap_controls(key: str, default_class: str, container=st) -> tuple[str, str, float]:
+    """Method, class and opacity choosers for a heatmap."""
+    first, second, third = container.columns(3)
+    method = first.selectbox("Heatmap method", explain.METHODS, key=f"{key}_method")
+    class_name = second.selectbox("Explain class", CLASS_NAMES,
+                                  index=CLASS_NAMES.index(default_class), key=f"{key}_class",
+                                  format_func=class_label)
+    opacity = third.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=f"{key}_opacity")
+    return method, class_name, opacity
+
+
+def show_heatmap(case, model_id: str, method: str, class_name: str, opacity: float,
+                 side_by_side: bool = True) -> bool:
+    """Original and heatmap overlay; returns False (with a message) when it cannot be computed."""
+    try:
+        heatmap = app_resources.heatmap(case, model_id, method, CLASS_NAMES.index(class_name))
+    except MODEL_ERRORS as error:
+        st.error(f"Heatmap unavailable: {error_message(error)}")
+        return False
+    except (ValueError, RuntimeError) as error:
+        st.error(f"The {method} heatmap could not be computed for this model "
+                 f"({type(error).__name__}: {str(error)[:200]}).")
+        return False
+    blended = explain.overlay(case.image, heatmap, opacity)
+    caption = f"{method} for {class_label(class_name)} ({model_id})"
+    if side_by_side:
+        left, right = st.columns(2)
+        left.image(case.image, caption="Original", width="stretch")
+        right.image(blended, caption=caption, width="stretch")
+    else:
+        st.image(blended, caption=caption, width="stretch")
+    return True
+
+
+def run_model(case, model_id: str):
+    """The cached prediction, or ``None`` after showing why the model cannot be used."""
+    try:
+        return app_resources.predict(case, model_id)
+    except MODEL_ERRORS as error:
+        st.error(f"Model `{model_id}` cannot be used: {error_message(error)}")
+        return None
+
+
+# ----------------------------------------------------------------------------- feedback
+
+CASE_DETAIL_FIELDS = ("age", "sex", "body_site")
+
+
+def feedback_form(case_id: str, prediction, source: str, key: str,
+                  image_sha256: str | None = None, image_png=None, context: str = "") -> None:
+    """Agree/disagree, corrected diagnosis and note, saved to the feedback store.
+
+    ``image_png`` is a callable returning the EXIF-stripped image (called only on save), or
+    ``None``. On a store error the message is shown and the form keeps what was typed.
+    """
+    with st.form(key=f"{key}_form", clear_on_submit=False):
+        st.markdown(f"**Your review** of `{case_id}` — model says **{prediction.top_class}**")
+        verdict = st.radio("Do you agree with the top diagnosis?", ["Agree", "Disagree"],
+                           horizontal=True, key=f"{key}_verdict")
+        corrected = st.selectbox("Corrected diagnosis (if you disagree)",
+                                 ["(none)", *CLASS_NAMES], key=f"{key}_corrected",
+                                 format_func=lambda name: name if name == "(none)"
+                                 else class_label(name))
+        note = st.text_area("Note", key=f"{key}_note", placeholder="What did you see?")
+        submitted = st.form_submit_button("Save feedback", type="primary")
+    if submitted:
+        save_feedback(case_id, prediction, source, verdict == "Agree",
+                      None if corrected == "(none)" else corrected,
+                      "\n".join(part for part in (note.strip(), context) if part),
+                      image_sha256, image_png)
+
+
+def save_feedback(case_id, prediction, source, agree, corrected, note, image_sha256,
+                  image_png) -> int | None:
+    from lesionlib.feedback import FeedbackRecord, FeedbackStoreError
+
+    if not agree and corrected is None:
+        st.warning("You disagreed: please choose the corrected diagnosis, then save again.")
+        return None
+    try:
+        record = FeedbackRecord(
+            case_id=case_id, source=source, model_id=prediction.model_id,
+            model_version=prediction.model_version, predicted_class=prediction.top_class,
+            agree=agree, corrected_class=None if agree else corrected, note=note,
+            reviewer=reviewer_name(), image_sha256=image_sha256,
+            image_png=image_png() if callable(image_png) else image_png)
+        record_id = app_resources.feedback_store().add(record)
+    except (FeedbackStoreError, ValueError, TypeError) as error:
+        st.error(f"Feedback was NOT saved: {error}. Your entries are still in the form; "
+                 "try again, or copy your note.")
+        return None
+    st.success(f"Feedback saved (record {record_id}) for `{case_id}`.")
+    return record_id

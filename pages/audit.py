@@ -1,0 +1,152 @@
+"""Performance and error audit of one model on one evaluation set, from its stored predictions."""
+
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+import app_resources
+import app_ui
+from lesionlib import evaluation, imaging, inference, views
+from lesionlib.classes import CLASS_NAMES
+
+st.title("Performance and error audit")
+st.caption("Computed from the predictions stored with each model on data it never trained or was "
+           "calibrated on; no model is run except for heatmaps in the error browser.")
+
+model_id = app_ui.model_picker("Model", key="audit_model", container=st.sidebar)
+if model_id is None:
+    st.stop()
+card = app_resources.current_catalogue().cards[model_id]
+sets = evaluation.available_prediction_sets(card)
+if not sets:
+    st.warning(f"`{model_id}` ships no stored predictions (`predictions/<set>.csv` in its "
+               "folder), so there is nothing to audit. Run `python -m lesionlib evaluate` with "
+               "the datasets in `../shared/data/` to create them.")
+    st.stop()
+set_name = st.sidebar.selectbox("Evaluation set", sets, key="audit_set",
+                                format_func=lambda name: views.SET_TITLES.get(name, name))
+frame = app_resources.stored_predictions(model_id, set_name)
+labelled = views.labelled(frame)
+st.markdown(f"**{card.label}** on **{views.SET_TITLES.get(set_name, set_name)}**: "
+            f"{len(frame):,} images, {len(labelled):,} with one of the seven classes as "
+            f"reference. Melanoma threshold {card.melanoma_threshold:.3f} "
+            f"({card.threshold_method}).")
+
+tabs = st.tabs(["Confusion matrix", "Per class", "ROC curves", "Calibration", "Subgroups",
+                "Error browser"])
+
+with tabs[0]:
+    counts = views.confusion_counts(frame)
+    normalised = st.toggle("Row-normalised (each row sums to 100%: recall per true class)",
+                           value=True, key="audit_normalised")
+    values = views.normalise_rows(counts) if normalised else counts
+    figure = px.imshow(values, x=list(CLASS_NAMES), y=list(CLASS_NAMES),
+                       text_auto=".0%" if normalised else "d", color_continuous_scale="Blues",
+                       labels={"x": "predicted", "y": "true", "color": "share" if normalised
+                               else "images"})
+    st.plotly_chart(figure, key="audit_confusion")
+
+with tabs[1]:
+    table = views.per_class_table(frame)
+    st.dataframe(table, hide_index=True, column_config={
+        name: st.column_config.NumberColumn(format="%.3f") for name in ("precision", "recall",
+                                                                        "f1")})
+    st.caption("Recall is sensitivity for that class; support is the number of true cases.")
+
+with tabs[2]:
+    has_all_classes = set_name.startswith("ham10000")
+    roc = views.roc_table(frame, CLASS_NAMES if has_all_classes else ("mel",))
+    if roc.empty:
+        st.info("This set has a single outcome, so no ROC curve can be drawn.")
+    else:
+        figure = px.line(roc, x="false_positive_rate", y="true_positive_rate", color="curve",
+                         hover_data=["threshold"], title="One-vs-rest ROC" if has_all_classes
+                         else "Melanoma vs the rest")
+        figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
+                                    line=dict(dash="dot", color="grey")))
+        st.plotly_chart(figure, key="audit_roc")
+
+with tabs[3]:
+    curve = views.reliability_table(frame)
+    if curve.empty:
+        st.info("No labelled predictions to draw a reliability diagram.")
+    else:
+        figure = go.Figure([
+            go.Bar(x=curve["confidence"], y=curve["accuracy"], width=0.08, name="accuracy",
+                   customdata=curve["count"], hovertemplate="confidence %{x:.2f}<br>accuracy "
+                   "%{y:.2f}<br>%{customdata} images"),
+            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+                       line=dict(dash="dot", color="grey"))])
+        figure.update_layout(xaxis_title="mean confidence (top class)", yaxis_title="accuracy",
+                             xaxis_range=[0, 1], yaxis_range=[0, 1])
+        st.plotly_chart(figure, key="audit_reliability")
+        report = card.metrics.get(set_name, {})
+        if report.get("ece") is not None:
+            st.caption(f"Expected calibration error {report['ece']:.3f} after temperature "
+                       f"scaling (T = {card.temperature:.2f}).")
+
+with tabs[4]:
+    columns = views.available_subgroups(labelled)
+    if not columns:
+        st.info("This set has no patient metadata (age, sex, body site).")
+    else:
+        column = st.selectbox("Subgroup", columns, key="audit_subgroup",
+                              format_func=lambda name: views.SUBGROUP_TITLES.get(name, name))
+        subgroups = views.subgroup_table(labelled, column, card.melanoma_threshold)
+        st.dataframe(subgroups, hide_index=True)
+        if "balanced_accuracy" in subgroups.columns:
+            st.plotly_chart(px.bar(subgroups.dropna(subset=["balanced_accuracy"]), x="group",
+                                   y="balanced_accuracy", text="n", range_y=[0, 1],
+                                   title="Balanced accuracy per group (n on the bars)"),
+                            key="audit_subgroup_chart")
+        st.caption("Groups with fewer than 10 images are listed but not scored.")
+
+with tabs[5]:
+    left, middle, right = st.columns(3)
+    true_classes = left.multiselect("True class", CLASS_NAMES, key="audit_true")
+    predicted_classes = middle.multiselect("Predicted class", CLASS_NAMES, key="audit_predicted")
+    sort_by = right.selectbox("Sort by", ["confidence", "true_class_probability"],
+                              key="audit_sort", format_func=lambda name: {
+                                  "confidence": "confidence in the wrong answer",
+                                  "true_class_probability": "probability of the true class"}[name])
+    errors = views.error_list(labelled, true_classes, predicted_classes, sort_by,
+                              descending=sort_by == "confidence")
+    export = views.error_export(errors, card.id, card.version, set_name)
+    st.markdown(f"**{len(errors):,} misclassified images** match.")
+    st.dataframe(export, hide_index=True, height=260)
+    st.download_button("Export the error list (CSV)", export.to_csv(index=False).encode(),
+                       f"errors_{model_id}_{set_name}.csv", "text/csv", key="audit_export")
+    if not errors.empty:
+        image_id = st.selectbox("Inspect a case", list(errors["image_id"]), key="audit_case")
+        row = errors[errors["image_id"] == image_id].iloc[0]
+        details = {key: row[key] for key in ("true_class", "prediction", "confidence", "age",
+                                             "sex", "localization", "dx_type", "lesion_id")
+                   if key in row.index}
+        info_column, image_column = st.columns([2, 3])
+        with info_column:
+            st.json({key: (value.item() if hasattr(value, "item") else value)
+                     for key, value in details.items()})
+            st.markdown("**Every model's stored output on this image**")
+            frames = {other: app_resources.stored_predictions(other, set_name)
+                      for other in app_resources.current_catalogue().cards}
+            st.dataframe(views.case_outputs({key: value for key, value in frames.items()
+                                             if value is not None}, image_id),
+                         hide_index=True)
+        with image_column:
+            path = app_resources.dataset_image_path(row["set_folder"], row["file"])
+            if path is None:
+                st.info(f"The image is not available here (needs the `{row['set_folder']}` "
+                        "dataset folder in `../shared/data/` or `LESIONLIB_DATA`).")
+            else:
+                try:
+                    case = app_resources.case_from_file(path, "dataset", case_id=image_id)
+                except imaging.ImageLoadError as error:
+                    st.error(str(error))
+                else:
+                    method, class_name, opacity = app_ui.heatmap_controls(
+                        "audit_heatmap", row["prediction"])
+                    app_ui.show_heatmap(case, model_id, method, class_name, opacity)
+        stored = inference.to_predictions(card, row[list(CLASS_NAMES)].to_numpy(float)[None])[0]
+        app_ui.feedback_form(image_id, stored, "error_browser",
+                             key=f"audit_feedback_{model_id}_{image_id}",
+                             context=f"Set: {set_name}; reference: {row['true_class']}")

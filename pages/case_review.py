@@ -1,0 +1,67 @@
+"""Case review: one image through one model, with its heatmap, quality checks and feedback."""
+
+import streamlit as st
+
+import app_resources
+import app_ui
+from lesionlib import imaging
+from lesionlib.classes import CLASS_DESCRIPTIONS
+
+st.title("Case review")
+st.caption(app_ui.DISCLAIMER)
+
+model_id = app_ui.model_picker("Model", key="case_review_model", container=st.sidebar)
+case = app_ui.case_picker("case_review")
+if model_id is None or case is None:
+    st.stop()
+
+result = app_ui.run_model(case, model_id)
+if result is None:
+    st.stop()
+prediction = result.prediction
+card = app_resources.current_catalogue().cards[model_id]
+
+image_column, prediction_column = st.columns([2, 3])
+with image_column:
+    st.image(case.image, caption=f"{case.name} ({case.image.shape[1]}x{case.image.shape[0]} px)",
+             width="stretch")
+    metadata = app_ui.sample_metadata(case)
+    with st.expander("Case details (optional)"):
+        st.caption("The models read the image only; these details are saved with your feedback.")
+        known_age = metadata.get("age")
+        age = st.number_input("Age", 0, 120, key=f"case_age_{case.sha256[:12]}",
+                              value=int(known_age) if known_age == known_age and known_age
+                              is not None else None)
+        sexes = ["unknown", "female", "male"]
+        sex = st.selectbox("Sex", sexes, key=f"case_sex_{case.sha256[:12]}",
+                           index=sexes.index(metadata.get("sex")) if metadata.get("sex") in sexes
+                           else 0)
+        site = st.text_input("Body site", value=str(metadata.get("localization", "")),
+                             key=f"case_site_{case.sha256[:12]}")
+    if metadata.get("dx"):
+        with st.expander("Reveal the reference diagnosis (teaching)"):
+            st.markdown(f"**{app_ui.class_label(metadata['dx'])}**, confirmed by "
+                        f"{metadata.get('dx_type', 'unknown')}.")
+            st.caption(CLASS_DESCRIPTIONS.get(metadata["dx"], ""))
+
+with prediction_column:
+    st.subheader(f"Prediction of {card.name}")
+    app_ui.model_identity(card)
+    app_ui.prediction_summary(prediction, result.report, result.members)
+    st.plotly_chart(app_ui.probability_figure(prediction), key="case_review_probabilities")
+
+st.subheader("What drove the prediction")
+method, class_name, opacity = app_ui.heatmap_controls("case_review", prediction.top_class)
+app_ui.show_heatmap(case, model_id, method, class_name, opacity)
+st.caption(f"About {class_name}: {CLASS_DESCRIPTIONS[class_name]}")
+
+st.subheader("Feedback")
+details = "; ".join(f"{name}={value}" for name, value in
+                    (("age", age), ("sex", sex), ("body_site", site.strip()))
+                    if value not in (None, "", "unknown"))
+app_ui.feedback_form(
+    case.case_id, prediction, "case_review",
+    key=f"case_review_feedback_{case.sha256[:12]}_{model_id}",
+    image_sha256=case.sha256,
+    image_png=(lambda: imaging.strip_metadata(case.image)) if case.source == "upload" else None,
+    context=f"Case details: {details}" if details else "")

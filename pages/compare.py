@@ -1,0 +1,94 @@
+"""Compare models: one image through several models side by side, then their test-split record."""
+
+import plotly.express as px
+import streamlit as st
+
+import app_resources
+import app_ui
+from lesionlib import evaluation, views
+from lesionlib.classes import CLASS_NAMES
+
+st.title("Compare models")
+st.caption(app_ui.DISCLAIMER)
+
+cards = app_resources.current_catalogue()
+if not cards.cards:
+    st.error(app_ui.NO_MODELS.format(folder=app_resources.weights_dir()))
+    app_ui.show_catalogue_problems(cards)
+    st.stop()
+app_ui.show_catalogue_problems(cards)
+options = sorted(cards.cards)
+model_ids = st.multiselect("Models to compare (two or more)", options, default=options[:4],
+                           key="compare_models", format_func=lambda option: cards.cards[option].label)
+if len(model_ids) < 2:
+    st.info("Choose at least two models.")
+    st.stop()
+
+tab_case, tab_record = st.tabs(["Same image, several models", "Record on the test split"])
+
+with tab_case:
+    case = app_ui.case_picker("compare")
+    if case is not None:
+        results = {model_id: app_ui.run_model(case, model_id) for model_id in model_ids}
+        usable = {model_id: result for model_id, result in results.items() if result is not None}
+        agree, chosen = views.agreement([result.prediction for result in usable.values()])
+        if usable and agree:
+            st.success(f"All {len(usable)} models agree: **{app_ui.class_label(next(iter(chosen)))}**.")
+        elif usable:
+            st.error("The models DISAGREE: " + "; ".join(
+                f"**{name}** by {', '.join(models)}" for name, models in chosen.items()))
+        method, class_name, opacity = app_ui.heatmap_controls(
+            "compare", next(iter(usable.values())).prediction.top_class if usable else "mel")
+        for column, (model_id, result) in zip(st.columns(len(usable) or 1), usable.items()):
+            with column:
+                prediction = result.prediction
+                st.markdown(f"**{cards.cards[model_id].name}**  \n`{model_id}` "
+                            f"v{prediction.model_version}")
+                st.metric("Top diagnosis", prediction.top_class,
+                          f"{100 * prediction.top_probability:.1f}% confidence", delta_color="off")
+                flag = "above" if prediction.melanoma_flag else "below"
+                st.caption(f"Melanoma {100 * prediction.melanoma_probability:.1f}% ({flag} its "
+                           f"threshold {100 * prediction.melanoma_threshold:.1f}%)")
+                app_ui.quality_warnings(result.report)
+                st.plotly_chart(app_ui.probability_figure(prediction, height=260),
+                                key=f"compare_probabilities_{model_id}")
+                app_ui.show_heatmap(case, model_id, method, class_name, opacity,
+                                    side_by_side=False)
+
+with tab_record:
+    set_name = st.selectbox("Evaluation set", list(evaluation.EVALUATION_SETS),
+                            index=list(evaluation.EVALUATION_SETS).index("ham10000_test"),
+                            format_func=lambda name: views.SET_TITLES.get(name, name),
+                            key="compare_set")
+    chosen_cards = [cards.cards[model_id] for model_id in model_ids]
+    table = views.metrics_table(chosen_cards, set_name)
+    if table.shape[1] <= 3:
+        st.info("The model cards report no metrics on this set yet (run `python -m lesionlib "
+                "evaluate`).")
+    else:
+        st.dataframe(table, hide_index=True)
+    recall = views.per_class_recall(chosen_cards, set_name)
+    if not recall.empty:
+        st.plotly_chart(px.bar(recall, x="class", y="recall", color="model", barmode="group",
+                               category_orders={"class": list(CLASS_NAMES)},
+                               title="Per-class recall (sensitivity)", range_y=[0, 1]),
+                        key="compare_recall")
+    frames = {model_id: app_resources.stored_predictions(model_id, set_name)
+              for model_id in model_ids}
+    missing = [model_id for model_id, frame in frames.items() if frame is None]
+    frames = {model_id: frame for model_id, frame in frames.items() if frame is not None}
+    if missing:
+        st.caption(f"No stored predictions on this set for: {', '.join(missing)}.")
+    if len(frames) >= 2:
+        st.markdown("**How often each pair of models gives a different top diagnosis**")
+        matrix = views.disagreement_matrix(frames)
+        st.plotly_chart(px.imshow(matrix, text_auto=".1%", color_continuous_scale="Reds",
+                                  zmin=0, zmax=max(0.01, float(matrix.to_numpy().max()))),
+                        key="compare_disagreement")
+        cases = views.disagreeing_cases(frames)
+        st.markdown(f"**{len(cases)} images on which the models disagree** (of "
+                    f"{len(views.side_by_side(frames))} they all scored)")
+        st.dataframe(cases, hide_index=True)
+        st.download_button("Download the disagreeing cases (CSV)",
+                           cases.to_csv(index=False).encode(), f"disagreements_{set_name}.csv",
+                           "text/csv", key="compare_download")

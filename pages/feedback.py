@@ -1,0 +1,90 @@
+"""Reviewer feedback: the saved verdicts, filtered; CSV export and audit log for administrators."""
+
+import datetime
+
+import streamlit as st
+
+import app_resources
+import app_ui
+from lesionlib.feedback import SOURCES, FeedbackStoreError
+
+st.title("Reviewer feedback")
+user = app_ui.current_user()
+reviewer = app_ui.reviewer_name(user)
+admin = app_ui.is_admin(user)
+
+try:
+    store = app_resources.feedback_store()
+except (FeedbackStoreError, ValueError) as error:
+    st.error(f"The feedback store cannot be opened: {error}")
+    st.stop()
+
+st.caption(f"Stored in {store.location}. " + (
+    "As an administrator you see every reviewer's feedback." if admin
+    else f"You see your own feedback ({reviewer})."))
+
+columns = st.columns(5)
+reviewer_filter = (columns[0].text_input("Reviewer", key="feedback_reviewer").strip() or None
+                   if admin else reviewer)
+model_filter = columns[1].text_input("Model id", key="feedback_model")
+verdict = columns[2].selectbox("Verdict", ["all", "agree", "disagree"], key="feedback_verdict")
+source = columns[3].selectbox("Page", ["all", *SOURCES], key="feedback_source")
+since = columns[4].date_input("Since", value=None, key="feedback_since")
+filters = {
+    "reviewer": reviewer_filter,
+    "model_id": model_filter.strip() or None,
+    "agree": {"all": None, "agree": True, "disagree": False}[verdict],
+    "source": None if source == "all" else source,
+    "since": datetime.datetime.combine(since, datetime.time()) if since else None,
+}
+
+try:
+    records = store.records(**filters)
+except (FeedbackStoreError, ValueError) as error:
+    st.error(f"Could not read the feedback: {error}")
+    st.stop()
+
+st.markdown(f"**{len(records):,} records**" + (
+    f" — {int((~records['agree']).sum())} disagreements" if len(records) else ""))
+if records.empty:
+    st.info("No feedback matches. Reviewers add feedback on the Case review and "
+            "Performance and error audit pages.")
+else:
+    st.dataframe(records, hide_index=True)
+    with_image = records[records["has_image"]]
+    if not with_image.empty:
+        record_id = st.selectbox("Show the stored (metadata-free) image of record",
+                                 list(with_image["id"]), key="feedback_image_record")
+        try:
+            image = store.image(int(record_id))
+        except (FeedbackStoreError, KeyError) as error:
+            st.error(app_ui.error_message(error))
+        else:
+            if image:
+                st.image(image, width=320)
+
+st.subheader("Export and audit")
+if not admin:
+    st.info("CSV export and the audit log are for administrators.")
+    st.stop()
+
+
+def log_export() -> None:
+    try:
+        store.audit("export", reviewer, f"feedback CSV; filters {filters}")
+    except (FeedbackStoreError, ValueError):
+        pass  # the export itself already happened; the audit page shows what was logged
+
+
+try:
+    csv_bytes = store.export_csv(**filters)
+except (FeedbackStoreError, ValueError) as error:
+    st.error(f"Could not export: {error}")
+else:
+    st.download_button("Export these records (CSV)", csv_bytes, "feedback.csv", "text/csv",
+                       key="feedback_export", on_click=log_export)
+with st.expander("Audit log"):
+    try:
+        st.dataframe(store.audit_log(), hide_index=True)
+    except FeedbackStoreError as error:
+        st.error(str(error))

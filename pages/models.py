@@ -1,0 +1,67 @@
+"""Models: every model card, written out for a reader."""
+
+import json
+
+import streamlit as st
+
+import app_resources
+import app_ui
+from lesionlib import views
+
+st.title("Models")
+cards = app_resources.current_catalogue()
+app_ui.show_catalogue_problems(cards)
+if not cards.cards:
+    st.error(app_ui.NO_MODELS.format(folder=app_resources.weights_dir()))
+    st.stop()
+
+default = cards.default_id()
+st.caption(f"{len(cards.cards)} models in `{app_resources.weights_dir()}`. The dashboard uses "
+           f"**{default}** by default.")
+summary = views.metrics_table(list(cards.cards.values()), "ham10000_test")
+if summary.shape[1] > 3:
+    st.markdown("**At a glance, on the HAM10000 test split**")
+    st.dataframe(summary, hide_index=True)
+
+for model_id, card in sorted(cards.cards.items()):
+    with st.expander(card.label, expanded=model_id == default):
+        if card.description:
+            st.write(card.description)
+        st.info(f"**Intended use.** {card.intended_use}", icon="ℹ️")
+        left, right = st.columns(2)
+        with left:
+            st.markdown("**Model**")
+            st.markdown(f"- id `{card.id}`, version {card.version}, {card.kind}\n"
+                        f"- architecture: {card.architecture}\n"
+                        + (f"- members: {', '.join(f'`{member}`' for member in card.members)}\n"
+                           if card.members else f"- input: {card.input_size} px\n")
+                        + f"- preprocessing: {card.preprocessing}")
+        with right:
+            st.markdown("**Calibration and operating point**")
+            st.markdown(f"- temperature {card.temperature:.3f} — {card.temperature_method}\n"
+                        f"- melanoma threshold {card.melanoma_threshold:.3f} — "
+                        f"{card.threshold_method}")
+        st.markdown("**Training data and recipe**")
+        st.json(card.training, expanded=False)
+        metrics = views.card_metrics_rows(card)
+        st.markdown("**Measured performance**")
+        if metrics.empty:
+            st.caption("The card reports no metrics yet.")
+        else:
+            st.dataframe(metrics, hide_index=True)
+            per_class = views.card_per_class(card)
+            if not per_class.empty:
+                st.caption("Per class, HAM10000 test split")
+                st.dataframe(per_class, hide_index=True)
+        st.markdown("**Limitations**")
+        st.markdown("\n".join(f"- {limitation}" for limitation in card.limitations)
+                    or "None stated.")
+        st.markdown(f"**Licence.** {card.licence}")
+        st.markdown("**Reproduce**")
+        if card.reproduce:
+            for step, command in card.reproduce.items():
+                st.caption(step)
+                st.code(command if isinstance(command, str) else json.dumps(command),
+                        language="bash")
+        else:
+            st.caption("No reproduce commands recorded.")

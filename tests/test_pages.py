@@ -1,0 +1,272 @@
+"""Every dashboard page through Streamlit's AppTest, on the tiny weights fixture.
+
+Pages are reached the way a user reaches them: from ``dashboard.py`` with ``switch_page``. Each
+test points ``LESIONLIB_WEIGHTS`` at tiny real models (with fake stored predictions) and
+``LESIONLIB_FEEDBACK_URL`` at a fresh SQLite file; "no dataset" also hides ../shared/data.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import SAMPLE_DIR, build_tiny_weights
+from page_fixtures import add_fake_predictions
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD = str(REPO_ROOT / "dashboard.py")
+PAGES = ("case_review", "compare", "explorer", "audit", "feedback", "models")
+TIMEOUT_S = 180
+SAMPLE_FILE = "ISIC_0024904.jpg"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def page_weights(tmp_path_factory) -> Path:
+    folder = build_tiny_weights(tmp_path_factory.mktemp("page_weights"))
+    add_fake_predictions(folder)
+    return folder
+
+
+@pytest.fixture
+def app_env(page_weights, tmp_path, monkeypatch):
+    """Tiny weights, an empty feedback database, sign-in off, the shared dataset as it is."""
+    monkeypatch.setenv("LESIONLIB_WEIGHTS", str(page_weights))
+    monkeypatch.setenv("LESIONLIB_FEEDBACK_URL", f"sqlite:///{tmp_path / 'feedback.db'}")
+    for name in ("LESIONLIB_AUTH", "LESIONLIB_SIGN_IN"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def no_dataset(app_env, tmp_path, monkeypatch):
+    """As on a fresh install: LESIONLIB_DATA empty and no ../shared/data."""
+    import lesionlib.data
+
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    monkeypatch.setenv("LESIONLIB_DATA", str(empty))
+    monkeypatch.setattr(lesionlib.data, "SHARED_DATA", empty)
+    return empty
+
+
+def open_page(page: str) -> AppTest:
+    app = AppTest.from_file(DASHBOARD, default_timeout=TIMEOUT_S)
+    app.run()
+    assert not app.exception, app.exception
+    # AppTest drops the frame's sidebar elements after switch_page (a real browser keeps
+    # them, see test_e2e_browser.py), so the notice is checked on the first run.
+    assert "not a diagnosis" in "\n".join(str(caption.value) for caption in app.sidebar.caption)
+    app.switch_page(f"pages/{page}.py")
+    app.run()
+    return app
+
+
+def texts(app: AppTest) -> str:
+    parts = []
+    for kind in ("title", "subheader", "markdown", "caption", "info", "warning", "error",
+                 "success"):
+        parts += [str(element.value) for element in getattr(app, kind)]
+    parts += [f"{metric.label}: {metric.value}" for metric in app.metric]
+    return "\n".join(parts)
+
+
+def captions(app: AppTest) -> str:
+    return "\n".join(str(caption) for image in app.image for caption in image.captions)
+
+
+def assert_ok(app: AppTest) -> None:
+    assert not app.exception, [exception.message for exception in app.exception]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_dataset(no_dataset, page):
+    app = open_page(page)
+    assert_ok(app)
+    content = texts(app)
+    assert app.title, f"{page} has no title"
+    if page == "audit":
+        assert "not available here" in content  # the error browser's image needs the dataset
+    if page == "explorer":
+        assert "only the bundled sample images" in content
+
+
+@pytest.mark.parametrize("page", ("explorer", "audit"))
+def test_dataset_pages_with_default_data(app_env, page):
+    app = open_page(page)
+    assert_ok(app)
+    assert app.title
+
+
+def test_case_review_shows_prediction_heatmap_and_model(no_dataset):
+    app = open_page("case_review")
+    assert_ok(app)
+    content = texts(app)
+    assert "ensemble.ham10000" in content and "version 1.0.0" in content
+    assert "Intended use" in content
+    assert "Top diagnosis" in content and "Calibrated confidence" in content
+    assert "operating threshold" in content
+    assert "Quality check" in content or "no warning" in content
+    assert len(app.get("plotly_chart")) == 1
+    assert len(app.image) >= 3  # the image, then original + overlay
+    for method in ("Grad-CAM++", "Faster-Score-CAM"):
+        app.selectbox(key="case_review_method").set_value(method)
+        app.selectbox(key="case_review_class").set_value("mel")
+        app.slider(key="case_review_opacity").set_value(0.8)
+        app.run()
+        assert_ok(app)
+        assert f"{method} for mel" in captions(app)
+    app.selectbox(key="case_review_model").set_value("tiny0.test").run()
+    assert_ok(app)
+    assert "tiny0.test" in texts(app)
+
+
+def test_case_review_upload(no_dataset):
+    app = open_page("case_review")
+    app.radio(key="case_review_source").set_value("Upload").run()
+    assert_ok(app)
+    app.file_uploader[0].set_value(("notes.jpg", b"this is not an image", "image/jpeg"))
+    app.run()
+    assert_ok(app)
+    assert any("cannot be reviewed" in error.value for error in app.error)
+    image = (SAMPLE_DIR / SAMPLE_FILE).read_bytes()
+    app.file_uploader[0].set_value(("lesion.jpg", image, "image/jpeg"))
+    app.run()
+    assert_ok(app)
+    assert not app.error
+    assert "Top diagnosis" in texts(app)
+
+
+def test_second_look_recomputes_nothing(no_dataset, monkeypatch):
+    from lesionlib import explain, registry
+
+    app = open_page("case_review")
+    app.selectbox(key="case_review_sample").set_value("ISIC_0025250.jpg").run()
+    assert_ok(app)
+    calls = []
+    original_predict, original_map = registry.SingleModel.predict_proba, explain.Explainer.compute_map
+    monkeypatch.setattr(registry.SingleModel, "predict_proba",
+                        lambda self, images: calls.append("predict") or original_predict(self, images))
+    monkeypatch.setattr(explain.Explainer, "compute_map",
+                        lambda self, *args, **kwargs: calls.append("map") or original_map(
+                            self, *args, **kwargs))
+    app.run()
+    app.slider(key="case_review_opacity").set_value(0.3).run()
+    assert_ok(app)
+    assert calls == []
+
+
+def test_feedback_round_trip(no_dataset):
+    app = open_page("case_review")
+    app.radio(key="case_review_source").set_value("Upload").run()
+    app.file_uploader[0].set_value(("lesion.jpg", (SAMPLE_DIR / SAMPLE_FILE).read_bytes(),
+                                    "image/jpeg")).run()
+    form_key = next(radio.key for radio in app.radio if radio.key.endswith("_verdict"))
+    prefix = form_key.removesuffix("_verdict")
+    app.radio(key=form_key).set_value("Disagree")
+    app.selectbox(key=f"{prefix}_corrected").set_value("mel")
+    app.text_area(key=f"{prefix}_note").set_value("Atypical network at 3 o'clock")
+    app.button[0].click().run()
+    assert_ok(app)
+    assert any("Feedback saved" in success.value for success in app.success)
+
+    restarted = open_page("feedback")  # a new session: only the database remembers
+    assert_ok(restarted)
+    records = restarted.dataframe[0].value
+    assert len(records) == 1
+    record = records.iloc[0]
+    assert record["corrected_class"] == "mel" and not record["agree"]
+    assert record["note"].startswith("Atypical network")
+    assert record["model_id"] == "ensemble.ham10000" and record["source"] == "case_review"
+    assert record["has_image"]  # an upload: its metadata-free PNG is kept
+    assert "Export these records (CSV)" in [button.label for button in
+                                            restarted.get("download_button")]
+    from lesionlib.feedback import FeedbackStore
+
+    exported = FeedbackStore().export_csv().decode()
+    assert "Atypical network" in exported
+
+
+def test_feedback_failure_keeps_the_form(no_dataset, monkeypatch, tmp_path):
+    monkeypatch.setenv("LESIONLIB_FEEDBACK_URL",
+                       f"sqlite:///{tmp_path / 'missing' / 'folder' / 'feedback.db'}")
+    app = open_page("case_review")
+    form_key = next(radio.key for radio in app.radio if radio.key.endswith("_verdict"))
+    prefix = form_key.removesuffix("_verdict")
+    app.text_area(key=f"{prefix}_note").set_value("keep me")
+    app.button[0].click().run()
+    assert_ok(app)
+    assert any("NOT saved" in error.value for error in app.error)
+    assert app.text_area(key=f"{prefix}_note").value == "keep me"
+
+
+def test_disagreeing_without_correction_asks_for_it(no_dataset):
+    app = open_page("case_review")
+    form_key = next(radio.key for radio in app.radio if radio.key.endswith("_verdict"))
+    app.radio(key=form_key).set_value("Disagree")
+    app.button[0].click().run()
+    assert_ok(app)
+    assert any("choose the corrected diagnosis" in warning.value for warning in app.warning)
+
+
+def test_audit_error_browser_and_feedback(app_env):
+    app = open_page("audit")
+    assert_ok(app)
+    content = texts(app)
+    assert "misclassified images" in content
+    assert "Every model's stored output" in content
+    assert "Export the error list (CSV)" in [button.label for button in
+                                             app.get("download_button")]
+    app.multiselect(key="audit_true").set_value(["nv"]).run()
+    assert_ok(app)
+    app.selectbox(key="audit_set").set_value("isic2017").run()
+    assert_ok(app)
+    app.selectbox(key="audit_set").set_value("ham10000_test").run()
+    app.multiselect(key="audit_true").set_value([]).run()
+    form_key = next(radio.key for radio in app.radio if radio.key.endswith("_verdict"))
+    app.radio(key=form_key).set_value("Agree")
+    app.button[0].click().run()
+    assert_ok(app)
+    assert any("Feedback saved" in success.value for success in app.success)
+    from lesionlib.feedback import FeedbackStore
+
+    assert list(FeedbackStore().records()["source"]) == ["error_browser"]
+
+
+def test_compare_shows_agreement_and_test_record(no_dataset):
+    app = open_page("compare")
+    assert_ok(app)
+    content = texts(app)
+    assert "agree" in content.lower()
+    assert "images on which the models disagree" in content
+    assert len(app.get("plotly_chart")) >= 4
+
+
+def test_refused_model_is_a_message_and_others_work(page_weights, app_env, tmp_path,
+                                                   monkeypatch):
+    tampered = tmp_path / "tampered"
+    shutil.copytree(page_weights, tampered)
+    with open(tampered / "tiny1.test" / "model.keras", "ab") as handle:
+        handle.write(b"tampered")
+    monkeypatch.setenv("LESIONLIB_WEIGHTS", str(tampered))
+    app = open_page("case_review")
+    assert_ok(app)
+    assert any("cannot be used" in error.value and "sha256" in error.value
+               for error in app.error)
+    app.selectbox(key="case_review_model").set_value("tiny0.test").run()
+    assert_ok(app)
+    assert "Top diagnosis" in texts(app)
+
+
+def test_no_models_says_what_is_needed(app_env, tmp_path, monkeypatch):
+    empty = tmp_path / "no_weights"
+    empty.mkdir()
+    monkeypatch.setenv("LESIONLIB_WEIGHTS", str(empty))
+    for page in ("case_review", "compare", "audit", "models"):
+        app = open_page(page)
+        assert_ok(app)
+        assert any("No usable model" in error.value for error in app.error), page
