@@ -77,6 +77,20 @@ def _command_package(args) -> int:
     return 0
 
 
+def _command_ensemble(args) -> int:
+    from lesionlib.packaging import ensemble_card_data, write_ensemble
+    from lesionlib.registry import WEIGHTS_DIR, discover, get_card
+
+    catalogue = discover(args.weights)
+    for member in args.members:
+        get_card(member, catalogue)  # raises KeyError for an unknown member
+    card = write_ensemble(Path(args.weights or WEIGHTS_DIR) / args.id, ensemble_card_data(
+        args.id, args.name, args.members, reproduce={"ensemble": " ".join(sys.argv)},
+        version=args.version, description=args.description))
+    print(f"Wrote ensemble {card.id} of {', '.join(card.members)}; run `evaluate` next.")
+    return 0
+
+
 def _command_evaluate(args) -> int:
     from lesionlib import evaluation, registry
 
@@ -221,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_argument("--description", default="")
     package.add_argument("--weights", help="weights folder (default: weights/)")
     package.set_defaults(handler=_command_package)
+
+    ensemble = commands.add_parser("ensemble", help="Define an ensemble of installed models.")
+    ensemble.add_argument("--id", required=True)
+    ensemble.add_argument("--name", required=True)
+    ensemble.add_argument("--members", nargs="+", required=True)
+    ensemble.add_argument("--version", default="1.0.0")
+    ensemble.add_argument("--description", default="")
+    ensemble.add_argument("--weights", help="weights folder (default: weights/)")
+    ensemble.set_defaults(handler=_command_ensemble)
 
     evaluate = commands.add_parser("evaluate", help="Calibrate on validation; report on the "
                                    "test split and external sets; store predictions.")

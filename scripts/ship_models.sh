@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Package the trained runs into weights/, define the ensemble, evaluate everything, fit the
+# quality gate and measure it. Reproduces every figure in README.md, the model cards and reports/.
+# Usage: bash scripts/ship_models.sh [runs-folder]    (needs ../shared/data or LESIONLIB_DATA)
+set -euo pipefail
+runs=${1:-runs}
+python -m lesionlib package --run-dir "$runs/efficientnet_lite0" --id efficientnet_lite0.ham10000 \
+  --name "EfficientNet-Lite0 (fast, mobile)" \
+  --description "Small and fast (4.0M parameters, 192 px): fit for phones and edge devices."
+python -m lesionlib package --run-dir "$runs/efficientnet_lite2" --id efficientnet_lite2.ham10000 \
+  --name "EfficientNet-Lite2 (accurate)" \
+  --description "Larger EfficientNet-Lite (4.9M parameters, 224 px): the more accurate single model."
+python -m lesionlib package --run-dir "$runs/small_cnn" --id small_cnn.ham10000 \
+  --name "Small CNN (from-scratch baseline)" \
+  --description "A 4-block CNN trained from random initialisation at 96 px: the baseline that transfer learning is measured against."
+python -m lesionlib ensemble --id ensemble.ham10000 --name "Ensemble (Lite0 + Lite2)" \
+  --members efficientnet_lite0.ham10000 efficientnet_lite2.ham10000 \
+  --description "Mean of the calibrated probabilities of the two EfficientNet-Lite models, recalibrated."
+python -m lesionlib evaluate
+python -m lesionlib fit-gate --model efficientnet_lite0.ham10000
+python scripts/benchmark_quality_gate.py --model ensemble.ham10000
