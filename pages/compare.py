@@ -44,16 +44,16 @@ with tab_case:
                 prediction = result.prediction
                 st.markdown(f"**{cards.cards[model_id].name}**  \n`{model_id}` "
                             f"v{prediction.model_version}")
-                st.metric("Top diagnosis", prediction.top_class,
-                          f"{100 * prediction.top_probability:.1f}% confidence", delta_color="off")
-                flag = "above" if prediction.melanoma_flag else "below"
-                st.caption(f"Melanoma {100 * prediction.melanoma_probability:.1f}% ({flag} its "
+                st.metric("Top diagnosis", prediction.top_class)
+                flag = "ABOVE" if prediction.melanoma_flag else "below"
+                st.caption(f"{100 * prediction.top_probability:.1f}% calibrated confidence · "
+                           f"melanoma {100 * prediction.melanoma_probability:.1f}% ({flag} its "
                            f"threshold {100 * prediction.melanoma_threshold:.1f}%)")
-                app_ui.quality_warnings(result.report)
                 st.plotly_chart(app_ui.probability_figure(prediction, height=260),
                                 key=f"compare_probabilities_{model_id}")
                 app_ui.show_heatmap(case, model_id, method, class_name, opacity,
                                     side_by_side=False)
+                app_ui.quality_warnings(result.report)
 
 with tab_record:
     set_name = st.selectbox("Evaluation set", list(evaluation.EVALUATION_SETS),

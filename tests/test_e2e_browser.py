@@ -1,0 +1,155 @@
+"""End to end: the real ``streamlit run dashboard.py`` server, driven in headless Chromium.
+
+Opens every page, uploads a sample image on Case review, waits for the prediction and the
+heatmap, and saves a screenshot of each page into ``$E2E_SCREENSHOTS`` (default: a temporary
+folder). Uses the tiny weights fixture unless ``E2E_REAL_WEIGHTS=1`` (then the shipped
+``weights/``). To refresh the documentation screenshots with the real models:
+
+    E2E_REAL_WEIGHTS=1 E2E_SCREENSHOTS=docs/screenshots pytest tests/test_e2e_browser.py
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLE_DIR, build_tiny_weights
+from page_fixtures import add_fake_predictions
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path(os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+START_TIMEOUT_S = 90
+RENDER_TIMEOUT_MS = 180_000  # first model load and heatmap on 2 busy cores
+PAGES = (("", "case_review", "Case review"), ("compare", "compare", "Compare models"),
+         ("explorer", "explorer", "Dataset explorer"),
+         ("audit", "audit", "Performance and error audit"),
+         ("feedback", "feedback", "Reviewer feedback"), ("models", "models", "Models"))
+SAMPLE_FILE = "ISIC_0024904.jpg"
+
+playwright_api = pytest.importorskip("playwright.sync_api",
+                                     reason="playwright is not installed")
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(not CHROMIUM.is_file(),
+                                 reason=f"no Chromium at {CHROMIUM} (apt-get install chromium, "
+                                        "or set E2E_CHROMIUM)")]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def weights_folder(tmp_path_factory) -> Path:
+    if os.environ.get("E2E_REAL_WEIGHTS") == "1":
+        return REPO_ROOT / "weights"
+    folder = build_tiny_weights(tmp_path_factory.mktemp("e2e_weights"))
+    add_fake_predictions(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def screenshot_dir(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("E2E_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(weights_folder, tmp_path_factory):
+    """The dashboard served on a free port; stopped (this process only) after the tests."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
+    environment = dict(os.environ, LESIONLIB_WEIGHTS=str(weights_folder),
+                       LESIONLIB_FEEDBACK_URL=f"sqlite:///{log_path.parent / 'feedback.db'}")
+    command = [sys.executable, "-m", "streamlit", "run", "dashboard.py",
+               "--server.headless", "true", "--server.port", str(port),
+               "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=environment, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    log_text = log_path.read_text()
+    assert "Traceback" not in log_text, log_text[-3000:]
+
+
+@pytest.fixture(scope="module")
+def browser_page(server):
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2200})
+        page.set_default_timeout(RENDER_TIMEOUT_MS)
+        yield page
+        browser.close()
+
+
+def _wait_until_idle(page) -> None:
+    """Streamlit shows a 'Running...' status widget while the script runs."""
+    page.wait_for_timeout(500)
+    page.locator("[data-testid='stStatusWidget']").wait_for(state="hidden")
+    page.wait_for_timeout(1000)
+
+
+def _assert_no_exception(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0, page.content()[:2000]
+
+
+@pytest.mark.parametrize("path,name,title", PAGES)
+def test_page_opens(browser_page, server, screenshot_dir, path, name, title):
+    page = browser_page
+    page.goto(f"{server}/{path}")
+    page.get_by_role("heading", name=title).first.wait_for()
+    page.get_by_text("not a diagnosis").first.wait_for()
+    _wait_until_idle(page)
+    _assert_no_exception(page)
+    assert page.get_by_text("CC BY-NC 4.0").count() >= 1
+    if name != "case_review":
+        page.screenshot(path=str(screenshot_dir / f"{name}.png"), full_page=True)
+
+
+def test_case_review_upload_prediction_and_heatmap(browser_page, server, screenshot_dir,
+                                                   tmp_path):
+    page = browser_page
+    page.goto(server)
+    page.get_by_role("heading", name="Case review").first.wait_for()
+    page.get_by_text("Upload", exact=True).click()
+    upload = tmp_path / "lesion.jpg"
+    shutil.copyfile(SAMPLE_DIR / SAMPLE_FILE, upload)
+    page.locator("input[type='file']").set_input_files(str(upload))
+    page.get_by_text("Top diagnosis").first.wait_for()
+    page.get_by_text("Calibrated confidence").first.wait_for()
+    page.get_by_text("Grad-CAM for").first.wait_for()  # the overlay's caption
+    _wait_until_idle(page)
+    _assert_no_exception(page)
+    assert page.get_by_text("Intended use").count() >= 1
+    assert page.locator("[data-testid='stImage']").count() >= 3
+    page.screenshot(path=str(screenshot_dir / "case_review.png"), full_page=True)
