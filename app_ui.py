@@ -7,11 +7,14 @@ heatmap panel, the feedback form) from plain data returned by ``lesionlib`` and
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 import app_resources
 from lesionlib import explain, imaging, views
@@ -37,8 +40,34 @@ def sidebar_notice() -> None:
     st.sidebar.caption(LICENCE_NOTE)
 
 
+def may_show_menu() -> bool:
+    """Whether to show the page menu: sign-in is off, or this session has signed in."""
+    import app_auth
+
+    return (not os.environ.get(app_auth.AUTH_CONFIG_ENV, "").strip()
+            or st.session_state.get("authentication_status") is True)
+
+
 def current_user():
     return st.session_state.get("user")
+
+
+def require_user():
+    """The signed-in user; a page reached without ``dashboard.py``'s gate never renders.
+
+    Until a session of a fresh server has run ``st.navigation``, Streamlit serves a URL such as
+    ``/audit`` by running ``pages/audit.py`` directly (its old ``pages/`` discovery). Such a
+    visitor is sent through the entry script (and its sign-in gate) instead.
+    """
+    user = current_user()
+    if user is None:
+        try:
+            st.switch_page("dashboard.py")
+        except StreamlitAPIException:  # dashboard.py is not a page here (already routed)
+            pass
+        st.error("Open the dashboard with `streamlit run dashboard.py` and sign in.")
+        st.stop()
+    return user
 
 
 def reviewer_name(user=None) -> str:
@@ -57,12 +86,11 @@ def reviewer_name(user=None) -> str:
 
 
 def is_admin(user=None) -> bool:
+    """Whether the signed-in user is an administrator (the local user is, with sign-in off)."""
+    import app_auth
+
     user = user if user is not None else current_user()
-    try:
-        import app_auth
-    except ImportError:
-        return True
-    return bool(app_auth.is_admin(user)) if user is not None else False
+    return user is not None and app_auth.is_admin(user)
 
 
 def error_message(error: Exception) -> str:

@@ -9,6 +9,7 @@ import app_ui
 from lesionlib import evaluation, imaging, inference, views
 from lesionlib.classes import CLASS_NAMES
 
+app_ui.require_user()
 st.title("Performance and error audit")
 st.caption("Computed from the predictions stored with each model on data it never trained or was "
            "calibrated on; no model is run except for heatmaps in the error browser.")

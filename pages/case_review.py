@@ -7,6 +7,7 @@ import app_ui
 from lesionlib import imaging
 from lesionlib.classes import CLASS_DESCRIPTIONS
 
+app_ui.require_user()
 st.title("Case review")
 st.caption(app_ui.DISCLAIMER)
 

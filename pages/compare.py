@@ -8,6 +8,7 @@ import app_ui
 from lesionlib import evaluation, views
 from lesionlib.classes import CLASS_NAMES
 
+app_ui.require_user()
 st.title("Compare models")
 st.caption(app_ui.DISCLAIMER)
 

@@ -10,6 +10,7 @@ from lesionlib.classes import CLASS_DESCRIPTIONS, CLASS_LONG_NAMES, CLASS_NAMES
 
 GALLERY_SIZE = 24
 
+app_ui.require_user()
 st.title("Dataset explorer: HAM10000")
 st.caption("10,015 dermoscopic images of 7,470 lesions (Tschandl et al., Sci Data 2018, "
            "CC BY-NC 4.0). The distributions come from the official metadata shipped with "

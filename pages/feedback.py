@@ -8,8 +8,8 @@ import app_resources
 import app_ui
 from lesionlib.feedback import SOURCES, FeedbackStoreError
 
+user = app_ui.require_user()
 st.title("Reviewer feedback")
-user = app_ui.current_user()
 reviewer = app_ui.reviewer_name(user)
 admin = app_ui.is_admin(user)
 

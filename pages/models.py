@@ -8,6 +8,7 @@ import app_resources
 import app_ui
 from lesionlib import views
 
+app_ui.require_user()
 st.title("Models")
 cards = app_resources.current_catalogue()
 app_ui.show_catalogue_problems(cards)

@@ -67,13 +67,15 @@ def screenshot_dir(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def server(weights_folder, tmp_path_factory):
-    """The dashboard served on a free port; stopped (this process only) after the tests."""
+def _serve(weights_folder: Path, folder: Path, **extra_environment: str):
+    """Serve the dashboard on a free port; yields its URL; stops the server afterwards."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
-    environment = dict(os.environ, LESIONLIB_WEIGHTS=str(weights_folder),
-                       LESIONLIB_FEEDBACK_URL=f"sqlite:///{log_path.parent / 'feedback.db'}")
+    log_path = folder / "streamlit.log"
+    environment = {key: value for key, value in os.environ.items()
+                   if key != "LESIONLIB_AUTH_CONFIG"}
+    environment.update(LESIONLIB_WEIGHTS=str(weights_folder),
+                       LESIONLIB_FEEDBACK_URL=f"sqlite:///{folder / 'feedback.db'}",
+                       **extra_environment)
     command = [sys.executable, "-m", "streamlit", "run", "dashboard.py",
                "--server.headless", "true", "--server.port", str(port),
                "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
@@ -100,6 +102,12 @@ def server(weights_folder, tmp_path_factory):
             process.kill()
     log_text = log_path.read_text()
     assert "Traceback" not in log_text, log_text[-3000:]
+
+
+@pytest.fixture(scope="module")
+def server(weights_folder, tmp_path_factory):
+    """The dashboard with sign-in off."""
+    yield from _serve(weights_folder, tmp_path_factory.mktemp("server"))
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +161,38 @@ def test_case_review_upload_prediction_and_heatmap(browser_page, server, screens
     assert page.get_by_text("Intended use").count() >= 1
     assert page.locator("[data-testid='stImage']").count() >= 3
     page.screenshot(path=str(screenshot_dir / "case_review.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def signed_in_server(weights_folder, tmp_path_factory):
+    """The dashboard with sign-in on: alice (admin) and bob (reviewer)."""
+    import app_auth
+
+    folder = tmp_path_factory.mktemp("auth_server")
+    config = app_auth.make_auth_config([
+        {"username": "alice", "password": "alice-password", "role": "admin"},
+        {"username": "bob", "password": "bob-password", "role": "reviewer"}])
+    path = app_auth.write_auth_config(folder / "auth.yaml", config)
+    yield from _serve(weights_folder, folder, LESIONLIB_AUTH_CONFIG=str(path))
+
+
+def test_pages_need_sign_in_and_reviewers_cannot_export(browser_page, signed_in_server):
+    """The first visit of a fresh server goes straight to /audit: Streamlit would run
+    pages/audit.py without dashboard.py (old pages/ discovery) unless the page guards itself."""
+    page = browser_page
+    for path in ("audit", "feedback", "compare"):
+        page.goto(f"{signed_in_server}/{path}")
+        page.get_by_text("Sign in to use the lesion review dashboard").first.wait_for()
+        _wait_until_idle(page)
+        assert page.get_by_role("heading", name="Performance and error audit").count() == 0
+        assert page.get_by_role("heading", name="Reviewer feedback").count() == 0
+        assert page.get_by_role("heading", name="Compare models").count() == 0
+    page.goto(f"{signed_in_server}/feedback")
+    page.get_by_role("textbox", name="Username").fill("bob")
+    page.get_by_role("textbox", name="Password").fill("bob-password")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Reviewer feedback").first.wait_for()
+    page.get_by_text("for administrators").first.wait_for()
+    _wait_until_idle(page)
+    _assert_no_exception(page)
+    assert page.get_by_text("Export these records").count() == 0

@@ -270,3 +270,41 @@ def test_no_models_says_what_is_needed(app_env, tmp_path, monkeypatch):
         app = open_page(page)
         assert_ok(app)
         assert any("No usable model" in error.value for error in app.error), page
+
+
+@pytest.fixture
+def sign_in_on(app_env, tmp_path, monkeypatch):
+    import app_auth
+
+    config = app_auth.make_auth_config([
+        {"username": "alice", "password": "alice-password", "role": "admin"},
+        {"username": "bob", "password": "bob-password", "role": "reviewer"}])
+    path = app_auth.write_auth_config(tmp_path / "auth.yaml", config)
+    monkeypatch.setenv(app_auth.AUTH_CONFIG_ENV, str(path))
+    return path
+
+
+@pytest.mark.parametrize("page", ("audit", "feedback"))
+def test_signed_out_user_sees_no_page(sign_in_on, page):
+    app = AppTest.from_file(DASHBOARD, default_timeout=TIMEOUT_S)
+    app.run()
+    assert_ok(app)
+    app.switch_page(f"pages/{page}.py")
+    app.run()
+    assert_ok(app)
+    assert not app.title and not app.dataframe and not app.get("download_button")
+    # the gate's sign-in form, or the page's own guard when reached without the gate
+    assert any("Sign in" in info.value for info in app.info) or any(
+        "sign in" in error.value for error in app.error)
+
+
+def test_reviewer_cannot_export_feedback(no_dataset, monkeypatch):
+    import app_auth
+
+    reviewer = app_auth.User(username="bob", display_name="Bob", role="reviewer")
+    monkeypatch.setattr(app_auth, "gate", lambda store=None: reviewer)
+    app = open_page("feedback")
+    assert_ok(app)
+    assert "You see your own feedback (bob)" in texts(app)
+    assert "for administrators" in texts(app)
+    assert not app.get("download_button")
