@@ -19,7 +19,7 @@ from streamlit.errors import StreamlitAPIException
 import app_resources
 from lesionlib import explain, imaging, views
 from lesionlib.cards import CardError
-from lesionlib.classes import CLASS_LONG_NAMES, CLASS_NAMES, MELANOMA_INDEX
+from lesionlib.classes import CLASS_LONG_NAMES, CLASS_NAMES
 
 DISCLAIMER = "Decision support for review and teaching — not a diagnosis"
 LICENCE_NOTE = ("Models and images: CC BY-NC 4.0, from HAM10000 (Tschandl et al., Sci Data 2018). "
@@ -229,7 +229,8 @@ def quality_warnings(report) -> None:
         st.warning(f"Quality check ({finding.code}): {finding.message}", icon="⚠️")
 
 
-def heatmap_controls(key: str, default_class: str, container=st) -> tuple[str, str, float]:
+def heatmap_controls(key: str, default_class: str,
+                     container=st) -> tuple[str, str, float]:
     """Method, class and opacity choosers for a heatmap."""
     first, second, third = container.columns(3)
     method = first.selectbox("Heatmap method", explain.METHODS, key=f"{key}_method")

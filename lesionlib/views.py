@@ -85,7 +85,8 @@ def roc_points(frame: pd.DataFrame, class_name: str) -> tuple[pd.DataFrame, floa
     else:
         positives = frame["label"].to_numpy(int) == CLASS_NAMES.index(class_name)
     if positives.all() or not positives.any():
-        return pd.DataFrame(columns=["false_positive_rate", "true_positive_rate", "threshold"]), None
+        empty = pd.DataFrame(columns=["false_positive_rate", "true_positive_rate", "threshold"])
+        return empty, None
     scores = frame[class_name].to_numpy("float64")
     false_positive_rate, true_positive_rate, thresholds = sk_metrics.roc_curve(positives, scores)
     curve = pd.DataFrame({"false_positive_rate": false_positive_rate,
@@ -249,7 +250,7 @@ def error_export(errors: pd.DataFrame, model_id: str, model_version: str,
 
 
 def case_outputs(frames: Mapping[str, pd.DataFrame], image_id: str) -> pd.DataFrame:
-    """Every model's stored output for one image: prediction, confidence and class probabilities."""
+    """Every model's stored output for one image: prediction, confidence, probabilities."""
     rows = []
     for model_id, frame in frames.items():
         match = frame[frame["image_id"] == image_id]

@@ -20,7 +20,8 @@ if not cards.cards:
 app_ui.show_catalogue_problems(cards)
 options = sorted(cards.cards)
 model_ids = st.multiselect("Models to compare (two or more)", options, default=options[:4],
-                           key="compare_models", format_func=lambda option: cards.cards[option].label)
+                           key="compare_models",
+                           format_func=lambda option: cards.cards[option].label)
 if len(model_ids) < 2:
     st.info("Choose at least two models.")
     st.stop()
@@ -34,7 +35,8 @@ with tab_case:
         usable = {model_id: result for model_id, result in results.items() if result is not None}
         agree, chosen = views.agreement([result.prediction for result in usable.values()])
         if usable and agree:
-            st.success(f"All {len(usable)} models agree: **{app_ui.class_label(next(iter(chosen)))}**.")
+            agreed = app_ui.class_label(next(iter(chosen)))
+            st.success(f"All {len(usable)} models agree: **{agreed}**.")
         elif usable:
             st.error("The models DISAGREE: " + "; ".join(
                 f"**{name}** by {', '.join(models)}" for name, models in chosen.items()))

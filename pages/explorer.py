@@ -1,4 +1,4 @@
-"""Dataset explorer: who and what HAM10000 contains, from the bundled metadata (+ images if here)."""
+"""Dataset explorer: what HAM10000 contains, from the bundled metadata (+ images if here)."""
 
 import plotly.express as px
 import streamlit as st

@@ -5,8 +5,8 @@ the first run loads the model, predicts and computes the Grad-CAM heatmap; the f
 look at the same case again and must come from the caches. Prints the first load and the median
 of the re-renders.
 
-    python scripts/benchmark_case_review.py                 # shipped weights/ (or $LESIONLIB_WEIGHTS)
-    python scripts/benchmark_case_review.py --tiny          # the tiny test models
+    python scripts/benchmark_case_review.py        # shipped weights/ (or $LESIONLIB_WEIGHTS)
+    python scripts/benchmark_case_review.py --tiny # the tiny test models
     python scripts/benchmark_case_review.py --method Faster-Score-CAM --repeats 5
 """
 
@@ -47,14 +47,14 @@ def main() -> int:
     from streamlit.testing.v1 import AppTest
 
     app = AppTest.from_file(str(REPO_ROOT / "dashboard.py"), default_timeout=600)
-    app.run()
-    app.switch_page("pages/case_review.py")
     start = time.perf_counter()
-    app.run()
+    app.run()  # the default page is Case review: loads the model, predicts, draws a heatmap
+    cold_start = time.perf_counter() - start
     app.selectbox(key="case_review_sample").set_value(arguments.sample)
     app.selectbox(key="case_review_method").set_value(arguments.method)
+    start = time.perf_counter()
     app.run()
-    first_load = time.perf_counter() - start
+    first_look = time.perf_counter() - start
     if app.exception or app.error:
         print("The page failed:", [item.message for item in app.exception],
               [item.value for item in app.error], file=sys.stderr)
@@ -67,7 +67,8 @@ def main() -> int:
         timings.append(time.perf_counter() - start)
     median = statistics.median(timings)
     print(f"model: {model}; sample: {arguments.sample}; heatmap: {arguments.method}")
-    print(f"first load (model + prediction + heatmap): {first_load:.2f} s")
+    print(f"first load (import, model load, prediction + heatmap): {cold_start:.2f} s")
+    print(f"first look at another case (prediction + heatmap, model loaded): {first_look:.2f} s")
     print(f"re-render of the same case, median of {arguments.repeats}: {median:.3f} s "
           f"(min {min(timings):.3f}, max {max(timings):.3f})")
     print(f"target: < {TARGET_S:.1f} s -> {'met' if median < TARGET_S else 'NOT met'}")

@@ -148,9 +148,11 @@ def test_second_look_recomputes_nothing(no_dataset, monkeypatch):
     app.selectbox(key="case_review_sample").set_value("ISIC_0025250.jpg").run()
     assert_ok(app)
     calls = []
-    original_predict, original_map = registry.SingleModel.predict_proba, explain.Explainer.compute_map
+    original_predict = registry.SingleModel.predict_proba
+    original_map = explain.Explainer.compute_map
     monkeypatch.setattr(registry.SingleModel, "predict_proba",
-                        lambda self, images: calls.append("predict") or original_predict(self, images))
+                        lambda self, images: calls.append("predict")
+                        or original_predict(self, images))
     monkeypatch.setattr(explain.Explainer, "compute_map",
                         lambda self, *args, **kwargs: calls.append("map") or original_map(
                             self, *args, **kwargs))

@@ -122,7 +122,8 @@ def test_metadata_filters_and_distribution():
     assert len(metadata) == 10015
     melanoma_on_back = views.filter_metadata(metadata, ["mel"], ["back"], (30, 60),
                                              include_unknown_age=False)
-    assert (melanoma_on_back["dx"] == "mel").all() and melanoma_on_back["age"].between(30, 60).all()
+    assert (melanoma_on_back["dx"] == "mel").all()
+    assert melanoma_on_back["age"].between(30, 60).all()
     counts = views.distribution(metadata, "dx")
     assert counts["images"].sum() == 10015 and counts.iloc[0]["dx"] == "nv"
     by_class = views.distribution(metadata, "sex", by_class=True)
