@@ -50,7 +50,7 @@ def _command_package(args) -> int:
 
     from lesionlib.architectures import get_architecture
     from lesionlib.packaging import install_model, single_card_data
-    from lesionlib.registry import WEIGHTS_DIR
+    from lesionlib.registry import default_weights_dir
 
     run_dir = Path(args.run_dir)
     state = json.loads((run_dir / "state.json").read_text())
@@ -71,7 +71,7 @@ def _command_package(args) -> int:
                             architecture.scaling, architecture.cam_layer, "", training,
                             reproduce={"train": command, "package": " ".join(sys.argv)},
                             version=args.version, description=args.description)
-    installed = install_model(run_dir / "best.keras", Path(args.weights or WEIGHTS_DIR) / args.id,
+    installed = install_model(run_dir / "best.keras", Path(args.weights or default_weights_dir()) / args.id,
                               card)
     print(f"Installed {installed.id} v{installed.version} ({installed.weights_sha256[:12]}...)")
     return 0
@@ -79,12 +79,12 @@ def _command_package(args) -> int:
 
 def _command_ensemble(args) -> int:
     from lesionlib.packaging import ensemble_card_data, write_ensemble
-    from lesionlib.registry import WEIGHTS_DIR, discover, get_card
+    from lesionlib.registry import default_weights_dir, discover, get_card
 
     catalogue = discover(args.weights)
     for member in args.members:
         get_card(member, catalogue)  # raises KeyError for an unknown member
-    card = write_ensemble(Path(args.weights or WEIGHTS_DIR) / args.id, ensemble_card_data(
+    card = write_ensemble(Path(args.weights or default_weights_dir()) / args.id, ensemble_card_data(
         args.id, args.name, args.members, reproduce={"ensemble": " ".join(sys.argv)},
         version=args.version, description=args.description))
     print(f"Wrote ensemble {card.id} of {', '.join(card.members)}; run `evaluate` next.")

@@ -31,7 +31,8 @@ def resolve_data_dir(explicit: str | Path | None = None, name: str = "ham10000")
     """Find a dataset folder: explicit path, then ``$LESIONLIB_DATA``, then ``../shared/data``.
 
     For ``name != "ham10000"`` the environment folder is taken as HAM10000's and its siblings
-    are searched. Returns ``None`` when nothing is configured and the default is absent.
+    are searched. A configured ``$LESIONLIB_DATA`` is never silently replaced by the default.
+    Returns ``None`` when the folder in force has no ``labels.csv``.
 
     Raises:
         FileNotFoundError: an explicitly given folder has no ``labels.csv``.
@@ -42,15 +43,12 @@ def resolve_data_dir(explicit: str | Path | None = None, name: str = "ham10000")
             raise FileNotFoundError(f"{folder} has no labels.csv; expected a dataset folder in "
                                     "the layout of ../shared/data/<set>/.")
         return folder
-    candidates = []
-    if os.environ.get(DATA_ENV):
+    if os.environ.get(DATA_ENV):  # a configured folder wins, even when it is unusable
         configured = Path(os.environ[DATA_ENV]).expanduser()
-        candidates.append(configured if name == "ham10000" else configured.parent / name)
-    candidates.append(SHARED_DATA / name)
-    for folder in candidates:
-        if (folder / "labels.csv").is_file():
-            return folder
-    return None
+        folder = configured if name == "ham10000" else configured.parent / name
+    else:
+        folder = SHARED_DATA / name
+    return folder if (folder / "labels.csv").is_file() else None
 
 
 def load_labels(folder: str | Path) -> pd.DataFrame:

@@ -13,6 +13,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import cv2
@@ -39,9 +40,6 @@ class Explainer:
         if method not in METHODS:
             raise ValueError(f"Unknown heatmap method {method!r}; expected one of {METHODS}.")
         if method not in self._visualizers:
-            import keras
-
-            keras.utils.disable_interactive_logging()  # Score-CAM's predict() progress bars
             keras_model = self.model.keras_model
             self._visualizers[method] = {
                 "Grad-CAM": lambda: Gradcam(keras_model, model_modifier=ReplaceToLinear(),
@@ -51,6 +49,9 @@ class Explainer:
                                                       clone=True),
                 "Faster-Score-CAM": lambda: Scorecam(keras_model, clone=True),
             }[method]()
+            clone = self._visualizers[method].model
+            # Score-CAM calls predict() on its own clone: silence its progress bars there only.
+            clone.predict = functools.partial(clone.predict, verbose=0)
         return self._visualizers[method]
 
     def compute_map(self, image: np.ndarray, class_index: int, method: str = "Grad-CAM"

@@ -20,7 +20,13 @@ from lesionlib.imaging import frame_square
 from lesionlib.metrics import apply_temperature
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-WEIGHTS_DIR = Path(os.environ.get("LESIONLIB_WEIGHTS", REPO_ROOT / "weights"))
+WEIGHTS_DIR = REPO_ROOT / "weights"
+WEIGHTS_ENV = "LESIONLIB_WEIGHTS"
+
+
+def default_weights_dir() -> Path:
+    """``$LESIONLIB_WEIGHTS`` (read at each call), else ``weights/`` in the repo."""
+    return Path(os.environ.get(WEIGHTS_ENV) or WEIGHTS_DIR)
 DEFAULT_MODEL_ID = "ensemble.ham10000"
 
 
@@ -39,7 +45,7 @@ class Catalogue:
 
 def discover(weights_dir: str | Path | None = None) -> Catalogue:
     """Read every card under ``weights_dir``; invalid ones go to ``problems`` instead of raising."""
-    weights_dir = Path(weights_dir or WEIGHTS_DIR)
+    weights_dir = Path(weights_dir or default_weights_dir())
     cards, problems = {}, {}
     if weights_dir.is_dir():
         for folder in sorted(path for path in weights_dir.iterdir() if path.is_dir()):

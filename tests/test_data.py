@@ -55,3 +55,12 @@ def test_shared_split_is_grouped_by_lesion():
 def test_age_bands():
     bands = data.age_bands(pd.Series([5.0, 30.0, 50.0, 80.0, None]))
     assert list(bands) == ["<30", "30-44", "45-59", "75+", "unknown"]
+
+
+def test_configured_folder_is_not_silently_replaced_by_the_default(tmp_path, monkeypatch):
+    default = _make_folder(tmp_path / "shared" / "ham10000", [{"file": "a.jpg", "label": 1}])
+    monkeypatch.setattr(data, "SHARED_DATA", default.parent)
+    monkeypatch.delenv(data.DATA_ENV, raising=False)
+    assert data.resolve_data_dir() == default
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "mistyped"))
+    assert data.resolve_data_dir() is None

@@ -37,7 +37,7 @@ def app_env(page_weights, tmp_path, monkeypatch):
     """Tiny weights, an empty feedback database, sign-in off, the shared dataset as it is."""
     monkeypatch.setenv("LESIONLIB_WEIGHTS", str(page_weights))
     monkeypatch.setenv("LESIONLIB_FEEDBACK_URL", f"sqlite:///{tmp_path / 'feedback.db'}")
-    for name in ("LESIONLIB_AUTH", "LESIONLIB_SIGN_IN"):
+    for name in ("LESIONLIB_AUTH_CONFIG",):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
 
