@@ -53,7 +53,9 @@ def available_prediction_sets(card: ModelCard) -> list[str]:
 def prediction_frame(labels: pd.DataFrame, probabilities: np.ndarray,
                      dataset_name: str) -> pd.DataFrame:
     """Join calibrated probabilities with the set's labels and metadata."""
-    columns = [column for column in METADATA_COLUMNS if column in labels.columns]
+    # External research sets keep only ids and labels: their metadata stays in ../shared.
+    wanted = METADATA_COLUMNS if dataset_name == "ham10000" else ("image_id", "file")
+    columns = [column for column in wanted if column in labels.columns]
     frame = labels[columns].copy()
     frame.insert(0, "set_folder", dataset_name)
     frame["label"] = labels["label"].to_numpy()
