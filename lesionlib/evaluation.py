@@ -192,7 +192,8 @@ def _fmt(value) -> str:
 
 def summary_markdown(cards: list[ModelCard], command: str) -> str:
     lines = ["# Evaluation summary", "",
-             f"Reproduce with `{command}` (needs ../shared/data). Temperatures and melanoma "
+             "Reproduce with `python -m lesionlib evaluate` (all models; needs ../shared/data; "
+             f"this file was last written by `{command}`). Temperatures and melanoma "
              "thresholds are fitted on the HAM10000 validation split only; every figure below "
              "is on data the models never trained or were calibrated on.", "",
              "## HAM10000 test split (lesion-grouped, 1,509 images)", "",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from lesionlib.cards import (INTENDED_USE, LICENCE, LIMITATIONS, ModelCard, sha256_of,
@@ -60,12 +59,23 @@ def ensemble_card_data(model_id: str, name: str, members: list[str], temperature
     }
 
 
+def save_for_inference(keras_file: Path, target: Path) -> Path:
+    """Re-save a training checkpoint without its optimizer state (a third of the size)."""
+    import keras
+
+    model = keras.models.load_model(keras_file, compile=False, safe_mode=True)
+    temporary = target.with_name(target.stem + ".tmp.keras")
+    model.save(temporary)
+    temporary.replace(target)
+    return target
+
+
 def install_model(keras_file: Path, folder: Path, card_data: dict) -> ModelCard:
-    """Copy ``keras_file`` into ``folder`` and write the card with the file's sha256."""
+    """Save ``keras_file`` (weights only, no optimizer) into ``folder`` and write the card with
+    the file's sha256."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / WEIGHTS_FILE
-    if Path(keras_file).resolve() != target.resolve():
-        shutil.copyfile(keras_file, target)
+    save_for_inference(Path(keras_file), target)
     card_data = {**card_data, "weights_sha256": sha256_of(target)}
     card = validate_card_data(card_data, str(folder))
     write_card(card, folder)

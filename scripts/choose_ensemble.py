@@ -1,0 +1,40 @@
+"""Print the validation balanced accuracy of every ensemble of the installed single models.
+
+Uses only the stored HAM10000 *validation* predictions (never test), so the ensemble's members
+are chosen without looking at the test split. Usage: python scripts/choose_ensemble.py
+"""
+
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lesionlib import evaluation, metrics, registry  # noqa: E402
+from lesionlib.classes import MELANOMA_INDEX  # noqa: E402
+
+
+def main() -> int:
+    cards = registry.discover().cards
+    singles = sorted(card_id for card_id, card in cards.items() if card.kind == "single"
+                     and evaluation.load_predictions(card, "ham10000_val") is not None)
+    rows = []
+    for size in range(2, len(singles) + 1):
+        for combination in itertools.combinations(singles, size):
+            frames = [evaluation.load_predictions(cards[card_id], "ham10000_val")
+                      for card_id in combination]
+            mean = np.mean([evaluation.probabilities_of(frame) for frame in frames], axis=0)
+            labels = frames[0]["label"].to_numpy()
+            rows.append((metrics.balanced_accuracy(labels, mean.argmax(axis=1)),
+                         metrics.melanoma_report(labels == MELANOMA_INDEX, mean[:, MELANOMA_INDEX],
+                                                 0.5)["melanoma_auc"], combination))
+    for balanced_accuracy, auc, combination in sorted(rows, reverse=True):
+        print(f"val balanced accuracy {balanced_accuracy:.4f}  melanoma AUC {auc:.4f}  "
+              f"{' + '.join(combination)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
