@@ -8,8 +8,9 @@ import pytest
 import keras
 
 from lesionlib import registry
-from lesionlib.cards import CardError, ModelIntegrityError, read_card, validate_card_data
-from lesionlib.packaging import install_model, single_card_data
+from lesionlib.cards import (CardError, ModelIntegrityError, read_card, sha256_of,
+                             validate_card_data, write_card)
+from lesionlib.packaging import single_card_data
 
 
 @pytest.fixture
@@ -74,11 +75,11 @@ def test_model_with_arbitrary_code_is_refused_in_safe_mode(tmp_path):
     outputs = keras.layers.Lambda(lambda x: x * 2.0)(inputs)
     outputs = keras.layers.GlobalAveragePooling2D()(outputs)
     outputs = keras.layers.Dense(7, activation="softmax")(outputs)
-    keras_file = tmp_path / "lambda.keras"
-    keras.Model(inputs, outputs).save(keras_file)
+    folder = tmp_path / "weights" / "lambda.test"
+    folder.mkdir(parents=True)
+    keras.Model(inputs, outputs).save(folder / "model.keras")
     card_data = single_card_data("lambda.test", "Lambda", "small_cnn", 32, "unit",
-                                 "dense", "", training={})
-    card = install_model(keras_file, tmp_path / "weights" / "lambda.test", card_data)
-    assert card.weights_sha256  # the hash matches: refusal comes from safe mode
+                                 "dense", sha256_of(folder / "model.keras"), training={})
+    write_card(validate_card_data(card_data), folder)  # the hash matches: safe mode refuses
     with pytest.raises(CardError, match="could not be loaded safely"):
         registry.load_classifier("lambda.test", tmp_path / "weights")
