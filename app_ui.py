@@ -229,14 +229,18 @@ def quality_warnings(report) -> None:
         st.warning(f"Quality check ({finding.code}): {finding.message}", icon="⚠️")
 
 
-def heatmap_controls(key: str, default_class: str,
+def heatmap_controls(key: str, default_class: str, context: str = "",
                      container=st) -> tuple[str, str, float]:
-    """Method, class and opacity choosers for a heatmap."""
+    """Method, class and opacity choosers for a heatmap.
+
+    The class chooser is keyed by ``context`` (the case and model): each new case starts on its
+    own predicted class, while the method and opacity chosen stay as the reviewer left them.
+    """
     first, second, third = container.columns(3)
     method = first.selectbox("Heatmap method", explain.METHODS, key=f"{key}_method")
     class_name = second.selectbox("Explain class", CLASS_NAMES,
-                                  index=CLASS_NAMES.index(default_class), key=f"{key}_class",
-                                  format_func=class_label)
+                                  index=CLASS_NAMES.index(default_class),
+                                  key=f"{key}_class_{context}", format_func=class_label)
     opacity = third.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=f"{key}_opacity")
     return method, class_name, opacity
 

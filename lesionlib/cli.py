@@ -180,10 +180,13 @@ def _command_fit_gate(args) -> int:
     model = registry.load_single(card)
     labels = data.load_labels(data.resolve_data_dir(args.data))
     size = card.input_size
-    train = data.select_split(labels, "train").sample(args.train_images, random_state=0)
+    # Class-balanced sample: rare classes (vasc, df) shape the feature subspace as much as nv.
+    train = data.select_split(labels, "train").groupby("label", group_keys=False).apply(
+        lambda group: group.sample(min(len(group), args.per_class), random_state=0))
     val = data.select_split(labels, "val")
     extractor = feature_extractor(model.keras_model)
-    train_features = extract_features(extractor, data.cached_images(train, size, "gate_train"))
+    train_features = extract_features(extractor, data.cached_images(train, size,
+                                                                     "gate_train_balanced"))
     val_features = extract_features(extractor, data.cached_images(val, size, "ham10000_val"))
     val_images = [data.load_image(path) for path in val["path"]]
     gate = fit_gate(train_features, val_features, val_images)
@@ -265,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_option(gate)
     gate.add_argument("--model", required=True)
     gate.add_argument("--weights", help="weights folder (default: weights/)")
-    gate.add_argument("--train-images", type=int, default=3000)
+    gate.add_argument("--per-class", type=int, default=500,
+                      help="training images per class used to fit the feature subspace")
     gate.set_defaults(handler=_command_fit_gate)
 
     architectures = commands.add_parser("architectures", help="List registered backbones.")

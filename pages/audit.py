@@ -25,6 +25,7 @@ if not sets:
                "the datasets in `../shared/data/` to create them.")
     st.stop()
 set_name = st.sidebar.selectbox("Evaluation set", sets, key="audit_set",
+                                index=sets.index("ham10000_test") if "ham10000_test" in sets else 0,
                                 format_func=lambda name: views.SET_TITLES.get(name, name))
 frame = app_resources.stored_predictions(model_id, set_name)
 labelled = views.labelled(frame)
@@ -145,7 +146,7 @@ with tabs[5]:
                     st.error(str(error))
                 else:
                     method, class_name, opacity = app_ui.heatmap_controls(
-                        "audit_heatmap", row["prediction"])
+                        "audit_heatmap", row["prediction"], context=f"{model_id}_{image_id}")
                     app_ui.show_heatmap(case, model_id, method, class_name, opacity)
         stored = inference.to_predictions(card, row[list(CLASS_NAMES)].to_numpy(float)[None])[0]
         app_ui.feedback_form(image_id, stored, "error_browser",

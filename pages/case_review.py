@@ -52,7 +52,8 @@ with prediction_column:
     st.plotly_chart(app_ui.probability_figure(prediction), key="case_review_probabilities")
 
 st.subheader("What drove the prediction")
-method, class_name, opacity = app_ui.heatmap_controls("case_review", prediction.top_class)
+method, class_name, opacity = app_ui.heatmap_controls(
+    "case_review", prediction.top_class, context=f"{case.sha256[:12]}_{model_id}")
 app_ui.show_heatmap(case, model_id, method, class_name, opacity)
 st.caption(f"About {class_name}: {CLASS_DESCRIPTIONS[class_name]}")
 

@@ -41,7 +41,8 @@ with tab_case:
             st.error("The models DISAGREE: " + "; ".join(
                 f"**{name}** by {', '.join(models)}" for name, models in chosen.items()))
         method, class_name, opacity = app_ui.heatmap_controls(
-            "compare", next(iter(usable.values())).prediction.top_class if usable else "mel")
+            "compare", next(iter(usable.values())).prediction.top_class if usable else "mel",
+            context=case.sha256[:12])
         for column, (model_id, result) in zip(st.columns(len(usable) or 1), usable.items()):
             with column:
                 prediction = result.prediction

@@ -21,6 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lesionlib import data, registry  # noqa: E402
+from lesionlib.classes import CLASS_NAMES  # noqa: E402
 from lesionlib.quality import QualityChecker  # noqa: E402
 
 IMAGE_CODES = {"blank", "blurred", "dark", "bright", "not_dermoscopic"}
@@ -97,6 +98,8 @@ def main() -> int:
     uncertain = np.array([any(f.code in ("uncertain", "disagreement") for f in r.findings)
                           for r in test_reports])
     correct = test_probabilities.argmax(axis=1) == labels["label"].to_numpy()
+    false_alarm_by_class = {name: float(false_alarm[labels["label"].to_numpy() == index].mean())
+                            for index, name in enumerate(CLASS_NAMES)}
 
     rng = np.random.default_rng(0)
     bad = skimage_photographs() + degraded_set(test_images, rng, args.degraded)
@@ -112,6 +115,7 @@ def main() -> int:
         "command": "python scripts/benchmark_quality_gate.py --model " + args.model,
         "ham10000_test_images": int(len(test_images)),
         "false_alarm_rate_image_gate": float(false_alarm.mean()),
+        "false_alarm_rate_by_class": false_alarm_by_class,
         "unsure_flag_rate_on_test": float(uncertain.mean()),
         "accuracy_when_unsure": float(correct[uncertain].mean()) if uncertain.any() else None,
         "accuracy_when_not_unsure": float(correct[~uncertain].mean()) if (~uncertain).any()
@@ -135,6 +139,8 @@ def main() -> int:
              f"{results['unsure_flag_rate_on_test']:.1%} of cases; accuracy "
              f"{results['accuracy_when_unsure'] or 0:.1%} when flagged vs "
              f"{results['accuracy_when_not_unsure'] or 0:.1%} when not", "",
+             "False alarms by true class on the test split: " + ", ".join(
+                 f"{name} {rate:.1%}" for name, rate in false_alarm_by_class.items()), "",
              "| kind | n | detected |", "|---|---|---|"]
     lines += [f"| {kind} | {value['n']} | {value['detected']:.1%} |"
               for kind, value in by_kind.items()]

@@ -115,7 +115,9 @@ def test_case_review_shows_prediction_heatmap_and_model(no_dataset):
     assert len(app.image) >= 3  # the image, then original + overlay
     for method in ("Grad-CAM++", "Faster-Score-CAM"):
         app.selectbox(key="case_review_method").set_value(method)
-        app.selectbox(key="case_review_class").set_value("mel")
+        class_box = next(box for box in app.selectbox
+                         if box.key and box.key.startswith("case_review_class_"))
+        class_box.set_value("mel")
         app.slider(key="case_review_opacity").set_value(0.8)
         app.run()
         assert_ok(app)
