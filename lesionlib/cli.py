@@ -101,6 +101,9 @@ def _command_evaluate(args) -> int:
     command = command.strip()
     singles = [catalogue.cards[m] for m in wanted if catalogue.cards[m].kind == "single"]
     ensembles = [catalogue.cards[m] for m in wanted if catalogue.cards[m].kind == "ensemble"]
+    if args.summary_only:
+        singles, ensembles = [], []
+        command = "python -m lesionlib evaluate"
     for card in singles:
         model = registry.load_single(card)
         frames = {}
@@ -253,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", action="append", help="model id (repeatable; default all)")
     evaluate.add_argument("--weights", help="weights folder (default: weights/)")
     evaluate.add_argument("--report-dir", default="reports")
+    evaluate.add_argument("--summary-only", action="store_true",
+                          help="only rewrite the reports from the metrics already in the cards")
     evaluate.set_defaults(handler=_command_evaluate)
 
     predict = commands.add_parser("predict", help="Score images into a CSV.")

@@ -6,13 +6,13 @@ set -euo pipefail
 runs=${1:-runs}
 python -m lesionlib package --run-dir "$runs/efficientnet_lite0" --id efficientnet_lite0.ham10000 \
   --name "EfficientNet-Lite0 (fast, mobile)" \
-  --description "Small and fast (4.0M parameters, 192 px): fit for phones and edge devices."
+  --description "Small and fast (3.4M parameters, 192 px): fit for phones and edge devices."
 python -m lesionlib package --run-dir "$runs/efficientnet_lite2" --id efficientnet_lite2.ham10000 \
   --name "EfficientNet-Lite2 (accurate)" \
   --description "Larger EfficientNet-Lite (4.9M parameters, 224 px): the more accurate single model."
 python -m lesionlib package --run-dir "$runs/small_cnn" --id small_cnn.ham10000 \
   --name "Small CNN (from-scratch baseline)" \
-  --description "A 4-block CNN trained from random initialisation at 96 px: the baseline that transfer learning is measured against."
+  --description "A 4-block CNN (1.2M parameters) trained from random initialisation at 96 px: the baseline that transfer learning is measured against."
 python -m lesionlib evaluate --model efficientnet_lite0.ham10000 --model efficientnet_lite2.ham10000 \
   --model small_cnn.ham10000
 # Members chosen on the validation split only: scripts/choose_ensemble.py prints every combination's
@@ -22,5 +22,6 @@ python -m lesionlib ensemble --id ensemble.ham10000 --name "Ensemble (Lite0 + Li
   --members efficientnet_lite0.ham10000 efficientnet_lite2.ham10000 small_cnn.ham10000 \
   --description "Mean of the calibrated probabilities of the three models, recalibrated."
 python -m lesionlib evaluate --model ensemble.ham10000
+python -m lesionlib evaluate --summary-only
 python -m lesionlib fit-gate --model efficientnet_lite0.ham10000
 python scripts/benchmark_quality_gate.py --model ensemble.ham10000
