@@ -102,10 +102,24 @@ def load_images(paths: list[str], size: int, workers: int = 4) -> np.ndarray:
     """Decode and frame images into one ``uint8`` array ``(n, size, size, 3)``.
 
     Raises:
-        ImageLoadError: a dataset image is unreadable (dataset images must all be valid).
+        ImageLoadError: one or more dataset images are unreadable; the message lists every one
+            (all are tried first), since labels and images must stay aligned.
     """
+    def load(path):
+        try:
+            return _load_framed(path, size)
+        except ImageLoadError as error:
+            return error
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return np.stack(list(pool.map(lambda path: _load_framed(path, size), paths)))
+        results = list(pool.map(load, paths))
+    failures = [str(result) for result in results if isinstance(result, ImageLoadError)]
+    if failures:
+        listed = "; ".join(failures[:10]) + (f"; and {len(failures) - 10} more"
+                                              if len(failures) > 10 else "")
+        raise ImageLoadError(f"{len(failures)} of {len(paths)} dataset images cannot be used: "
+                             f"{listed}. Fix or remove them from labels.csv.")
+    return np.stack(results)
 
 
 def cached_images(frame: pd.DataFrame, size: int, tag: str) -> np.ndarray:

@@ -64,3 +64,24 @@ def test_configured_folder_is_not_silently_replaced_by_the_default(tmp_path, mon
     assert data.resolve_data_dir() == default
     monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "mistyped"))
     assert data.resolve_data_dir() is None
+
+
+def test_broken_dataset_images_are_all_listed(tmp_path):
+    from conftest import SAMPLE_DIR
+
+    good = sorted(SAMPLE_DIR.glob("*.jpg"))[0]
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    paths = [str(good), str(tmp_path / "broken.jpg"), str(tmp_path / "empty.jpg")]
+    with pytest.raises(data.ImageLoadError, match=r"2 of 3 dataset images.*broken.jpg.*empty.jpg"):
+        data.load_images(paths, 32)
+    assert data.load_images([str(good)], 32).shape == (1, 32, 32, 3)
+
+
+def test_upload_limit_is_configured_for_the_app():
+    import tomllib
+
+    from conftest import REPO_ROOT
+
+    config = tomllib.loads((REPO_ROOT / ".streamlit" / "config.toml").read_text())
+    assert 1 <= config["server"]["maxUploadSize"] <= 50  # MB; the loader's own cap is 50 MiB
