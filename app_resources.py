@@ -152,11 +152,12 @@ class CaseResult:
 def _predict(sha256: str, model_id: str, folder: str, weights_fingerprint: str,
              _image: np.ndarray) -> CaseResult:
     model = classifier(model_id)
-    probabilities = model.predict_proba([_image])
+    probabilities, member_probabilities = model.predict_with_members([_image])
     prediction = inference.to_predictions(model.card, probabilities)[0]
-    members = tuple(inference.predict_images(member, [_image])[0] for member in model.members) \
+    members = tuple(inference.to_predictions(member.card, member_output)[0]
+                    for member, member_output in zip(model.members, member_probabilities)) \
         if len(model.members) > 1 else ()
-    report = quality_checker(model_id).assess([_image], probabilities)[0]
+    report = quality_checker(model_id).assess([_image], probabilities, member_probabilities)[0]
     return CaseResult(prediction, members, report)
 
 
