@@ -95,37 +95,45 @@ def _command_evaluate(args) -> int:
     from lesionlib import evaluation, registry
 
     catalogue = registry.discover(args.weights)
-    wanted = args.model or sorted(catalogue.cards)
-    command = "python -m lesionlib evaluate " + (" ".join(f"--model {m}" for m in args.model)
-                                                 if args.model else "")
-    command = command.strip()
-    singles = [catalogue.cards[m] for m in wanted if catalogue.cards[m].kind == "single"]
-    ensembles = [catalogue.cards[m] for m in wanted if catalogue.cards[m].kind == "ensemble"]
-    if args.summary_only:
-        singles, ensembles = [], []
-        command = "python -m lesionlib evaluate"
-    for card in singles:
-        model = registry.load_single(card)
-        frames = {}
-        for set_name in evaluation.EVALUATION_SETS:
-            try:
-                frames[set_name] = evaluation.predict_set(model, set_name)
-            except FileNotFoundError as error:
-                print(f"  skipping {set_name}: {error}", file=sys.stderr)
-            print(f"{card.id}: predicted {set_name}", flush=True)
-        card, metrics = evaluation.finish_evaluation(card, frames, command)
+    try:
+        cards = [registry.get_card(model_id, catalogue)
+                 for model_id in (args.model or sorted(catalogue.cards))]
+    except KeyError as error:
+        print(f"error: {error.args[0]}", file=sys.stderr)
+        return 2
+    command = " ".join(["python -m lesionlib evaluate",
+                        *(f"--model {model_id}" for model_id in args.model or [])])
+    # Singles first: an ensemble is evaluated from its members' stored predictions.
+    for card in [] if args.summary_only else sorted(cards, key=lambda c: c.kind != "single"):
+        if card.kind == "single":
+            frames = _predict_sets(registry.load_single(card))
+        else:
+            frames = evaluation.ensemble_uncalibrated(
+                [registry.get_card(member, catalogue) for member in card.members])
+        card, _ = evaluation.finish_evaluation(card, frames, command)
         _print_headline(card)
-    for card in ensembles:
-        members = [registry.discover(args.weights).cards[m] for m in card.members]
-        frames = evaluation.ensemble_uncalibrated(members)
-        card, metrics = evaluation.finish_evaluation(card, frames, command)
-        _print_headline(card)
-    evaluated = [evaluation.reload(registry.discover(args.weights).cards[m]) for m in
-                 sorted(registry.discover(args.weights).cards)]
-    evaluation.write_summary(evaluated, Path(args.report_dir) / "evaluation.json",
-                             Path(args.report_dir) / "evaluation.md", command)
+    evaluated = registry.discover(args.weights).cards
+    evaluation.write_summary([evaluated[model_id] for model_id in sorted(evaluated)],
+                             Path(args.report_dir) / "evaluation.json",
+                             Path(args.report_dir) / "evaluation.md",
+                             "python -m lesionlib evaluate" if args.summary_only else command)
     print(f"Reports written to {args.report_dir}/evaluation.json and evaluation.md")
     return 0
+
+
+def _predict_sets(model) -> dict:
+    """Uncalibrated predictions of one model on every evaluation set that is available."""
+    from lesionlib import evaluation
+
+    frames = {}
+    for set_name in evaluation.EVALUATION_SETS:
+        try:
+            frames[set_name] = evaluation.predict_set(model, set_name)
+        except FileNotFoundError as error:
+            print(f"  skipping {set_name}: {error}", file=sys.stderr)
+            continue
+        print(f"{model.card.id}: predicted {set_name}", flush=True)
+    return frames
 
 
 def _print_headline(card) -> None:
@@ -205,8 +213,14 @@ def _command_architectures(args) -> int:
 
     for name in list_architectures():
         architecture = get_architecture(name)
-        print(f"{name:22s} {architecture.default_size:4d}px  {architecture.description}; "
-              f"ImageNet: {architecture.imagenet_source}")
+        parameters = ""
+        if args.parameters:  # independent of the input size: the head is after global pooling
+            from lesionlib.architectures import build_classifier
+
+            count = build_classifier(name, architecture.default_size).count_params()
+            parameters = f"{count / 1e6:5.1f}M params  "
+        print(f"{name:22s} {architecture.default_size:4d}px  {parameters}"
+              f"{architecture.description}; ImageNet: {architecture.imagenet_source}")
     return 0
 
 
@@ -278,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     gate.set_defaults(handler=_command_fit_gate)
 
     architectures = commands.add_parser("architectures", help="List registered backbones.")
+    architectures.add_argument("--parameters", action="store_true",
+                               help="build each 7-class classifier and count its parameters")
     architectures.set_defaults(handler=_command_architectures)
     return parser
 

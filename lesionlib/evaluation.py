@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lesionlib import data
-from lesionlib.cards import ModelCard, read_card, write_card
+from lesionlib.cards import ModelCard, write_card
 from lesionlib.classes import CLASS_NAMES, MELANOMA_INDEX
 from lesionlib.metrics import (apply_temperature, choose_melanoma_threshold,
                                classification_report, expected_calibration_error,
@@ -225,7 +225,3 @@ def summary_markdown(cards: list[ModelCard], command: str) -> str:
             _fmt(per_class.get(name, {}).get("recall")) for name in CLASS_NAMES) + " |")
     lines.append("")
     return "\n".join(lines)
-
-
-def reload(card: ModelCard) -> ModelCard:
-    return read_card(card.folder)

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from lesionlib.cards import CardError, ModelCard, read_card, verify_weights
-from lesionlib.classes import MELANOMA_INDEX
 from lesionlib.imaging import frame_square
 from lesionlib.metrics import apply_temperature
 
@@ -159,7 +158,3 @@ def load_classifier(model_id: str, weights_dir: str | Path | None = None,
             raise CardError(f"Ensemble {model_id!r} cannot load member {member_id!r}: "
                             f"{error}") from None
     return EnsembleModel(card, members)
-
-
-def melanoma_probability(probabilities: np.ndarray) -> np.ndarray:
-    return probabilities[:, MELANOMA_INDEX]

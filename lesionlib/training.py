@@ -23,7 +23,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from lesionlib.architectures import build_classifier, get_architecture
+from lesionlib.architectures import build_classifier
 from lesionlib.classes import CLASS_NAMES
 from lesionlib.metrics import balanced_accuracy
 
@@ -62,7 +62,7 @@ def augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Random dermoscopy augmentation of a uint8 batch; returns float32 in [0, 255]."""
     size = tf.shape(images)[1]
     images = tf.cast(images, tf.float32) / 255.0
-    seeds = tf.random.experimental.stateless_split(seed, num=8)
+    seeds = tf.random.experimental.stateless_split(seed, num=9)
     images = tf.image.stateless_random_flip_left_right(images, seeds[0])
     images = tf.image.stateless_random_flip_up_down(images, seeds[1])
     rotations = tf.random.stateless_uniform([], seeds[2], 0, 4, dtype=tf.int32)
@@ -74,7 +74,7 @@ def augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     images = tf.image.stateless_random_brightness(images, 0.1, seeds[5])
     images = tf.image.stateless_random_contrast(images, 0.85, 1.15, seeds[6])
     images = tf.image.stateless_random_saturation(images, 0.85, 1.15, seeds[7])
-    images = tf.image.random_hue(images, 0.03)
+    images = tf.image.stateless_random_hue(images, 0.03, seeds[8])
     return tf.clip_by_value(images, 0.0, 1.0) * 255.0
 
 
@@ -171,7 +171,7 @@ def train(config: TrainConfig, train_images, train_labels, val_images, val_label
     weights = class_weights(train_labels, config.class_weight_power)
     state["class_weights"] = weights
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-    scratch = not config.imagenet or get_architecture(config.architecture).imagenet_source.startswith("none")
+    scratch = not config.imagenet  # build_classifier refuses imagenet=True for small_cnn
     phases = [("scratch", config.head_epochs + config.fine_tune_epochs,
                config.head_learning_rate)] if scratch else [
         ("head", config.head_epochs, config.head_learning_rate),

@@ -76,3 +76,7 @@ def test_augment_keeps_shape_and_range_and_is_seeded():
     first = augment(tf.constant(images), tf.constant([1, 2], tf.int64)).numpy()
     assert first.shape == images.shape
     assert first.min() >= 0.0 and first.max() <= 255.0
+    again = augment(tf.constant(images), tf.constant([1, 2], tf.int64)).numpy()
+    other = augment(tf.constant(images), tf.constant([3, 4], tf.int64)).numpy()
+    np.testing.assert_allclose(first, again, atol=1e-4)
+    assert not np.allclose(first, other)
