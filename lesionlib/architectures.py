@@ -18,7 +18,7 @@ import numpy as np
 
 import keras
 
-from lesionlib import efficientnet_lite
+from lesionlib import colour, efficientnet_lite
 from lesionlib.classes import CLASS_NAMES
 
 __all__ = ["Architecture", "register_architecture", "list_architectures", "get_architecture",
@@ -114,7 +114,8 @@ def _scale(inputs, scaling: str):
 
 def build_classifier(architecture_name: str, image_size: int | None = None,
                      imagenet: bool = False, dropout: float = 0.3,
-                     num_classes: int = len(CLASS_NAMES)) -> keras.Model:
+                     num_classes: int = len(CLASS_NAMES),
+                     colour_constancy: bool = False) -> keras.Model:
     """Build a flat classifier: pixels in [0, 255] -> softmax over ``num_classes``.
 
     Args:
@@ -123,6 +124,7 @@ def build_classifier(architecture_name: str, image_size: int | None = None,
         imagenet: initialise the backbone from ImageNet weights.
         dropout: dropout before the classification layer. Defaults to ``0.3``.
         num_classes: outputs. Defaults to the 7 HAM10000 classes.
+        colour_constancy: put a Shades of Gray layer (``lesionlib.colour``) first in the graph.
 
     Raises:
         KeyError: unknown architecture.
@@ -131,7 +133,8 @@ def build_classifier(architecture_name: str, image_size: int | None = None,
     architecture = get_architecture(architecture_name)
     size = image_size or architecture.default_size
     inputs = keras.Input((size, size, 3), name="image")
-    scaled = _scale(inputs, architecture.scaling)
+    pixels = colour.ShadesOfGray(name="colour_constancy")(inputs) if colour_constancy else inputs
+    scaled = _scale(pixels, architecture.scaling)
     features, load_imagenet = architecture.builder(scaled, imagenet)
     pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
     pooled = keras.layers.Dropout(dropout, name="head_dropout")(pooled)

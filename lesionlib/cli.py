@@ -23,14 +23,20 @@ def _command_train(args) -> int:
     config = TrainConfig(architecture=args.arch, image_size=args.size,
                          imagenet=not args.no_imagenet, head_epochs=args.head_epochs,
                          fine_tune_epochs=args.fine_tune_epochs, batch_size=args.batch_size,
-                         fine_tune_learning_rate=args.fine_tune_lr, seed=args.seed)
-    labels = data.load_labels(folder)
-    splits = {}
-    for split in ("train", "val"):
-        frame = data.select_split(labels, split)
-        print(f"Loading {len(frame)} {split} images at {args.size}px ...", flush=True)
-        splits[split] = (data.cached_images(frame, args.size, f"ham10000_{split}"),
-                         frame["label"].to_numpy("int32"))
+                         fine_tune_learning_rate=args.fine_tune_lr, seed=args.seed,
+                         fine_tune_from=args.fine_tune_from,
+                         class_weight_power=args.class_weight_power,
+                         label_smoothing=args.label_smoothing,
+                         colour_constancy=args.colour_constancy, augmentation=args.augmentation,
+                         warmup_epochs=args.warmup_epochs, ema_momentum=args.ema,
+                         weight_decay=args.weight_decay,
+                         extra_training_sets=tuple(args.extra_train or ()))
+    try:
+        splits = data.training_arrays(folder, config.image_size, config.extra_training_sets,
+                                      log=lambda message: print(message, flush=True))
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     best = train(config, *splits["train"], *splits["val"], Path(args.run_dir),
                  log=lambda message: print(message, flush=True), verbose=args.verbose)
     print(f"Best model: {best}")
@@ -239,6 +245,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--fine-tune-lr", type=float, default=2e-4)
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--seed", type=int, default=20261121)
+    train.add_argument("--fine-tune-from", help="first layer unfrozen in phase 2; 'all' for the "
+                       "whole backbone (default: the top ~70%% of conv layers)")
+    train.add_argument("--class-weight-power", type=float, default=0.6)
+    train.add_argument("--label-smoothing", type=float, default=0.05)
+    train.add_argument("--colour-constancy", action="store_true",
+                       help="Shades of Gray (p=6) as the model's first layer")
+    train.add_argument("--augmentation", choices=("basic", "strong"), default="basic")
+    train.add_argument("--warmup-epochs", type=float, default=0.0)
+    train.add_argument("--ema", type=float, default=None, metavar="MOMENTUM",
+                       help="keep an EMA of the weights in phase 2 (e.g. 0.998)")
+    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--extra-train", nargs="*", choices=("isic2017",),
+                       help="add these sets' train split (ISIC 2017: mel/sk/nv -> mel/bkl/nv)")
     train.add_argument("--verbose", type=int, default=1, help="Keras progress: 1 bar, 2 lines")
     train.set_defaults(handler=_command_train)
 

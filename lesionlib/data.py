@@ -136,6 +136,35 @@ def cached_images(frame: pd.DataFrame, size: int, tag: str) -> np.ndarray:
     return images
 
 
+def training_arrays(folder: Path, size: int, extra_sets: tuple[str, ...] = (), log=print
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{"train": (images, labels), "val": (...)}``: HAM10000's lesion-grouped train split plus
+    the ``train`` split of each extra set (its ``label_ham`` column), and HAM10000 validation.
+
+    Raises:
+        FileNotFoundError: an extra set's folder is missing.
+    """
+    labels = load_labels(folder)
+    parts = {split: [(select_split(labels, split), f"ham10000_{split}")]
+             for split in ("train", "val")}
+    for name in extra_sets:
+        extra_folder = resolve_data_dir(name=name)
+        if extra_folder is None:
+            raise FileNotFoundError(f"Extra training set {name!r} not found beside {folder}.")
+        frame = select_split(load_labels(extra_folder), "train")
+        parts["train"].append((frame[frame["label"] >= 0].reset_index(drop=True),
+                               f"{name}_train"))
+    arrays = {}
+    for split, frames in parts.items():
+        images, targets = [], []
+        for frame, tag in frames:
+            log(f"Loading {len(frame)} {tag} images at {size}px ...")
+            images.append(np.asarray(cached_images(frame, size, tag)))
+            targets.append(frame["label"].to_numpy("int32"))
+        arrays[split] = (np.concatenate(images), np.concatenate(targets))
+    return arrays
+
+
 def iter_image_files(folder: str | Path) -> Iterator[Path]:
     """Image-like files of a folder, sorted (for ``predict --images FOLDER``)."""
     suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
@@ -145,4 +174,5 @@ def iter_image_files(folder: str | Path) -> Iterator[Path]:
 
 
 __all__ = ["resolve_data_dir", "load_labels", "select_split", "load_images", "cached_images",
+           "training_arrays",
            "age_bands", "iter_image_files", "ImageLoadError", "EXTERNAL_SETS"]

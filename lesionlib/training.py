@@ -1,13 +1,17 @@
 """Two-phase transfer learning on HAM10000, with checkpoints, resume and fixed seeds.
 
-Phase 1 trains the head on a frozen backbone. Phase 2 unfreezes the top of the backbone (all
-layers from ``fine_tune_from`` on) at a low learning rate with every BatchNormalization layer kept
-frozen, as in the keras-io fine-tuning guide. A model trained from scratch (``small_cnn``) runs one
-phase with everything trainable. The epoch with the best validation balanced accuracy is kept.
+Phase 1 trains the head on a frozen backbone. Phase 2 unfreezes the backbone from
+``fine_tune_from`` on (``"all"``: the whole backbone) with every BatchNormalization layer kept
+frozen, as in the keras-io fine-tuning guide, optionally after a linear learning-rate warm-up and
+with an exponential moving average (EMA) of the weights. A model trained from scratch
+(``small_cnn``) runs one phase with everything trainable. The epoch with the best validation
+balanced accuracy is kept (scored with the EMA weights when EMA is on).
 
-Augmentation suited to dermoscopy (no preferred orientation): horizontal and vertical flips,
-90-degree rotations, zoom (random crop of 75-100% of the side, resized back), and small changes of
-brightness, contrast, saturation and hue. Class imbalance: class weights proportional to
+Augmentation suited to dermoscopy (no preferred orientation). ``"basic"`` (version 1.0.0 models):
+flips, 90-degree rotations, zoom and small colour changes, each shared by a batch. ``"strong"``:
+per-image flips and 90-degree rotations, a random affine transform (rotation, scale, shear,
+shift; reflected borders), per-image brightness/contrast/saturation and channel-gain jitter, and
+random erasing. Class imbalance: class weights proportional to
 ``(1 / class frequency) ** class_weight_power``, normalised to a mean of 1 over samples.
 """
 
@@ -19,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 import keras
 import tensorflow as tf
@@ -45,6 +50,13 @@ class TrainConfig:
     label_smoothing: float = 0.05
     dropout: float = 0.3
     seed: int = 20261121
+    # Added for version 2 recipes; the defaults reproduce the version 1.0.0 training.
+    colour_constancy: bool = False
+    augmentation: str = "basic"  # "basic" or "strong"
+    warmup_epochs: float = 0.0  # of phase 2, linear from 0 to fine_tune_learning_rate
+    ema_momentum: float | None = None  # e.g. 0.998; None = no EMA
+    weight_decay: float = 0.0  # decoupled (AdamW) when > 0
+    extra_training_sets: tuple[str, ...] = ()  # e.g. ("isic2017",): their "train" split
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -59,7 +71,7 @@ def class_weights(labels: np.ndarray, power: float) -> dict[int, float]:
 
 
 def augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Random dermoscopy augmentation of a uint8 batch; returns float32 in [0, 255]."""
+    """The version 1 ("basic") augmentation of a uint8 batch; returns float32 in [0, 255]."""
     size = tf.shape(images)[1]
     images = tf.cast(images, tf.float32) / 255.0
     seeds = tf.random.experimental.stateless_split(seed, num=9)
@@ -78,24 +90,99 @@ def augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(images, 0.0, 1.0) * 255.0
 
 
-def make_dataset(images: np.ndarray, labels: np.ndarray, config: TrainConfig, epoch_seed: int,
-                 weights: dict[int, float]) -> tf.data.Dataset:
-    rng = np.random.default_rng(config.seed + epoch_seed)
-    order = rng.permutation(len(labels))
+def _affine_transforms(batch: tf.Tensor, size: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Per-image projective transforms (output -> input pixel maps) for rotation up to 45
+    degrees, scale 0.8-1.25, shear up to 0.1 and shifts up to 8% of the side, about the centre."""
+    seeds = tf.random.experimental.stateless_split(seed, num=5)
+    angle = tf.random.stateless_uniform([batch], seeds[0], -np.pi / 4, np.pi / 4)
+    scale = tf.exp(tf.random.stateless_uniform([batch], seeds[1], np.log(0.8), np.log(1.25)))
+    shear = tf.random.stateless_uniform([batch], seeds[2], -0.1, 0.1)
+    shift = tf.random.stateless_uniform([batch, 2], seeds[3], -0.08, 0.08) * tf.cast(size,
+                                                                                    tf.float32)
+    centre = (tf.cast(size, tf.float32) - 1.0) / 2.0
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    # Inverse map: input = A @ (output - centre - shift) + centre, with A = R(-angle) S^-1 H.
+    a0, a1 = cos, cos * shear + sin
+    b0, b1 = -sin, -sin * shear + cos
+    x_offset = centre - a0 * (centre + shift[:, 0]) - a1 * (centre + shift[:, 1])
+    y_offset = centre - b0 * (centre + shift[:, 0]) - b1 * (centre + shift[:, 1])
+    zeros = tf.zeros([batch])
+    return tf.stack([a0, a1, x_offset, b0, b1, y_offset, zeros, zeros], axis=1)
+
+
+def augment_strong(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Per-image dermoscopy augmentation of a uint8 batch; returns float32 in [0, 255]."""
+    batch, size = tf.shape(images)[0], tf.shape(images)[1]
+    images = tf.cast(images, tf.float32) / 255.0
+    seeds = tf.random.experimental.stateless_split(seed, num=10)
+    images = tf.image.stateless_random_flip_left_right(images, seeds[0])
+    images = tf.image.stateless_random_flip_up_down(images, seeds[1])
+    transpose = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[2]) < 0.5
+    images = tf.where(transpose, tf.transpose(images, [0, 2, 1, 3]), images)  # with flips: D4
+    images = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=_affine_transforms(batch, size, seeds[3]),
+        output_shape=tf.stack([size, size]), fill_value=0.0, interpolation="BILINEAR",
+        fill_mode="REFLECT")
+    brightness = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[4], -0.12, 0.12)
+    contrast = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[5], 0.8, 1.2)
+    saturation = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[6], 0.75, 1.25)
+    gains = tf.random.stateless_uniform([batch, 1, 1, 3], seeds[7], 0.92, 1.08)
+    mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+    images = (images - mean) * contrast + mean + brightness
+    grey = tf.reduce_mean(images, axis=3, keepdims=True)
+    images = (grey + (images - grey) * saturation) * gains
+    images = _random_erasing(tf.clip_by_value(images, 0.0, 1.0), seeds[8:10])
+    return images * 255.0
+
+
+def _random_erasing(images: tf.Tensor, seeds: tf.Tensor, probability: float = 0.5) -> tf.Tensor:
+    """Fill one random rectangle (2-12% of the image) per image, with probability 0.5, with the
+    image's mean colour (Zhong et al. 2020)."""
+    batch, size = tf.shape(images)[0], tf.shape(images)[1]
+    values = tf.random.stateless_uniform([batch, 6], seeds[0])
+    area = 0.02 + 0.10 * values[:, 0]
+    aspect = tf.exp((values[:, 1] - 0.5) * 2.0 * np.log(3.0))
+    height = tf.minimum(tf.sqrt(area * aspect), 1.0)
+    width = tf.minimum(tf.sqrt(area / aspect), 1.0)
+    top = values[:, 2] * (1.0 - height)
+    left = values[:, 3] * (1.0 - width)
+    coordinates = (tf.cast(tf.range(size), tf.float32) + 0.5) / tf.cast(size, tf.float32)
+    rows = (coordinates[None, :] >= top[:, None]) & (coordinates[None, :] < (top + height)[:, None])
+    columns = ((coordinates[None, :] >= left[:, None])
+               & (coordinates[None, :] < (left + width)[:, None]))
+    box = rows[:, :, None] & columns[:, None, :] & (values[:, 4] < probability)[:, None, None]
+    fill = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
+    return tf.where(box[..., None], fill, images)
+
+
+AUGMENTATIONS = {"basic": augment, "strong": augment_strong}
+
+
+def make_dataset(images: np.ndarray, labels: np.ndarray, config: TrainConfig,
+                 epoch_seeds: list[int], weights: dict[int, float]) -> tf.data.Dataset:
+    """Shuffled, augmented batches for consecutive epochs, one seed per epoch (so a resumed run
+    sees the same data order as an uninterrupted one)."""
     sample_weights = np.array([weights[int(label)] for label in labels], dtype="float32")
 
     def generator():
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start:start + config.batch_size]
-            yield images[batch], labels[batch], sample_weights[batch]
+        for epoch_seed in epoch_seeds:
+            order = np.random.default_rng(config.seed + epoch_seed).permutation(len(labels))
+            for step, start in enumerate(range(0, len(order), config.batch_size)):
+                batch = np.sort(order[start:start + config.batch_size])  # sorted: mmap reads
+                yield images[batch], labels[batch], sample_weights[batch], [epoch_seed, step]
 
     size = config.image_size
+    if config.augmentation not in AUGMENTATIONS:
+        raise ValueError(f"Unknown augmentation {config.augmentation!r}; expected one of "
+                         f"{sorted(AUGMENTATIONS)}.")
+    augmentation = AUGMENTATIONS[config.augmentation]
     dataset = tf.data.Dataset.from_generator(generator, output_signature=(
         tf.TensorSpec((None, size, size, 3), tf.uint8), tf.TensorSpec((None,), tf.int32),
-        tf.TensorSpec((None,), tf.float32)))
-    dataset = dataset.enumerate().map(
-        lambda step, batch: (augment(batch[0], tf.stack([tf.cast(epoch_seed, tf.int64), step])),
-                             tf.one_hot(batch[1], len(CLASS_NAMES)), batch[2]),
+        tf.TensorSpec((None,), tf.float32), tf.TensorSpec((2,), tf.int64)))
+    dataset = dataset.map(
+        lambda batch_images, batch_labels, batch_weights, seed: (
+            augmentation(batch_images, seed), tf.one_hot(batch_labels, len(CLASS_NAMES)),
+            batch_weights),
         num_parallel_calls=2)
     return dataset.prefetch(2)
 
@@ -118,12 +205,27 @@ def set_phase(model: keras.Model, phase: str, fine_tune_from: str | None) -> Non
         raise ValueError(f"No layer named {fine_tune_from!r} in {model.name}.")
 
 
-def default_fine_tune_from(model: keras.Model) -> str:
-    """The first layer of the backbone's last ~70% of conv layers (top of the network)."""
+def default_fine_tune_from(model: keras.Model, whole_backbone: bool = False) -> str:
+    """The first layer of the backbone's last ~70% of conv layers (top of the network), or its
+    first conv layer when ``whole_backbone``."""
     convolutions = [layer.name for layer in model.layers
                     if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
                     and layer.name != "scaling"]
-    return convolutions[int(len(convolutions) * 0.3)]
+    return convolutions[0 if whole_backbone else int(len(convolutions) * 0.3)]
+
+
+def _swap_ema(model: keras.Model) -> bool:
+    """Swap the model's trainable weights with the optimizer's EMA copies (call twice to undo);
+    returns False when the optimizer keeps no EMA."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not getattr(optimizer, "use_ema", False):
+        return False
+    for variable, average in zip(optimizer._trainable_variables,
+                                 optimizer._model_variables_moving_average):
+        current = keras.ops.convert_to_numpy(variable)
+        variable.assign(average)
+        average.assign(current)
+    return True
 
 
 class _Checkpoint(keras.callbacks.Callback):
@@ -135,20 +237,29 @@ class _Checkpoint(keras.callbacks.Callback):
         self.val_images, self.val_labels = val_images, val_labels
 
     def on_epoch_end(self, epoch, logs=None):
-        probabilities = self.model.predict(self.val_images, batch_size=64, verbose=0)
-        score = balanced_accuracy(self.val_labels, probabilities.argmax(axis=1))
-        history = self.state.setdefault("history", [])
-        history.append({"phase": self.phase, "epoch": epoch + 1, "loss": float(logs["loss"]),
-                        "val_balanced_accuracy": score, "time": time.time()})
-        if score > self.state.get("best_val_balanced_accuracy", -1.0):
-            self.state["best_val_balanced_accuracy"] = score
-            self.state["best"] = {"phase": self.phase, "epoch": epoch + 1}
-            self.model.save(self.run_dir / "best.keras")
+        swapped = _swap_ema(self.model)  # score and keep the EMA weights
+        try:
+            probabilities = self.model.predict(self.val_images, batch_size=64, verbose=0)
+            score = balanced_accuracy(self.val_labels, probabilities.argmax(axis=1))
+            melanoma = (self.val_labels == CLASS_NAMES.index("mel")).astype(int)
+            auc = float(roc_auc_score(melanoma, probabilities[:, CLASS_NAMES.index("mel")]))
+            history = self.state.setdefault("history", [])
+            history.append({"phase": self.phase, "epoch": epoch + 1, "loss": float(logs["loss"]),
+                            "val_balanced_accuracy": score, "val_melanoma_auc": auc,
+                            "ema": swapped, "time": time.time()})
+            if score > self.state.get("best_val_balanced_accuracy", -1.0):
+                self.state["best_val_balanced_accuracy"] = score
+                self.state["best"] = {"phase": self.phase, "epoch": epoch + 1}
+                self.model.save(self.run_dir / "best.keras")
+        finally:
+            if swapped:
+                _swap_ema(self.model)
         self.model.save(self.run_dir / "last.keras")
         self.state[f"{self.phase}_epochs_done"] = epoch + 1
         (self.run_dir / "state.json").write_text(json.dumps(self.state, indent=2))
         self.log(f"[{self.phase}] epoch {epoch + 1}: loss {logs['loss']:.4f}, "
-                 f"val balanced accuracy {score:.4f} (best {self.state['best_val_balanced_accuracy']:.4f})")
+                 f"val balanced accuracy {score:.4f}, melanoma AUC {auc:.4f} "
+                 f"(best {self.state['best_val_balanced_accuracy']:.4f})")
 
 
 def train(config: TrainConfig, train_images, train_labels, val_images, val_labels,
@@ -167,7 +278,7 @@ def train(config: TrainConfig, train_images, train_labels, val_images, val_label
         log(f"Resuming {run_dir} after {state.get('history', [])[-1:]}.")
     else:
         model = build_classifier(config.architecture, config.image_size, config.imagenet,
-                                 config.dropout)
+                                 config.dropout, colour_constancy=config.colour_constancy)
     weights = class_weights(train_labels, config.class_weight_power)
     state["class_weights"] = weights
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
@@ -176,7 +287,9 @@ def train(config: TrainConfig, train_images, train_labels, val_images, val_label
                config.head_learning_rate)] if scratch else [
         ("head", config.head_epochs, config.head_learning_rate),
         ("fine_tune", config.fine_tune_epochs, config.fine_tune_learning_rate)]
-    fine_tune_from = config.fine_tune_from or default_fine_tune_from(model)
+    fine_tune_from = (default_fine_tune_from(model, whole_backbone=True)
+                      if config.fine_tune_from == "all"
+                      else config.fine_tune_from or default_fine_tune_from(model))
     state["fine_tune_from"] = fine_tune_from
     for phase, epochs, learning_rate in phases:
         done = state.get(f"{phase}_epochs_done", 0)
@@ -184,14 +297,32 @@ def train(config: TrainConfig, train_images, train_labels, val_images, val_label
             continue
         set_phase(model, phase, fine_tune_from)
         steps = int(np.ceil(len(train_labels) / config.batch_size))
-        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps * epochs,
-                                                          alpha=0.05)
-        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
+        model.compile(optimizer=_optimizer(config, phase, learning_rate, steps, epochs),
+                      loss=loss)
         model.optimizer.iterations.assign(steps * done)
         checkpoint = _Checkpoint(run_dir, phase, val_images, val_labels, state, log)
-        for epoch in range(done, epochs):
-            dataset = make_dataset(train_images, train_labels, config,
-                                   epoch_seed=epoch + 1000 * len(phase), weights=weights)
-            model.fit(dataset, epochs=epoch + 1, initial_epoch=epoch, callbacks=[checkpoint],
-                      verbose=verbose)
+        # One fit call per phase: Keras folds the EMA into the weights when fit returns.
+        dataset = make_dataset(train_images, train_labels, config,
+                               [epoch + 1000 * len(phase) for epoch in range(done, epochs)],
+                               weights=weights)
+        model.fit(dataset, epochs=epochs, initial_epoch=done, steps_per_epoch=steps,
+                  callbacks=[checkpoint], verbose=verbose)
     return run_dir / "best.keras"
+
+
+def _optimizer(config: TrainConfig, phase: str, learning_rate: float, steps: int,
+               epochs: int) -> keras.optimizers.Optimizer:
+    """Adam (AdamW with weight decay) on a cosine schedule; phase 2 may warm up and keep an EMA."""
+    warmup = int(steps * config.warmup_epochs) if phase != "head" else 0
+    if warmup:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, steps * epochs - warmup, alpha=0.02, warmup_target=learning_rate,
+            warmup_steps=warmup)
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps * epochs,
+                                                          alpha=0.05)
+    ema = {"use_ema": True, "ema_momentum": config.ema_momentum} if (
+        config.ema_momentum and phase != "head") else {}
+    if config.weight_decay > 0:
+        return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, **ema)
+    return keras.optimizers.Adam(schedule, **ema)
