@@ -27,10 +27,21 @@ ENTROPY_THRESHOLD = 0.6  # normalised entropy (0 = certain, 1 = uniform over the
 STAT_NAMES = ("gray_std", "sharpness", "brightness")
 
 
+# A gate failure withholds the diagnosis and the melanoma flag until a reviewer asks for them;
+# every other finding asks for careful review and withholds nothing.
+WITHHOLD_CODES = frozenset({"blank", "blurred", "dark", "bright", "not_dermoscopic",
+                            "no_colour"})
+
+
 @dataclasses.dataclass(frozen=True)
 class Finding:
-    code: str  # blank | blurred | dark | bright | not_dermoscopic | uncertain | disagreement
+    code: str  # blank | blurred | dark | bright | not_dermoscopic | no_colour | grayscale |
+    # uncertain | disagreement
     message: str
+
+    @property
+    def withholds(self) -> bool:
+        return self.code in WITHHOLD_CODES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +52,19 @@ class QualityReport:
     @property
     def ok(self) -> bool:
         return not self.findings
+
+    @property
+    def withheld(self) -> bool:
+        """The image failed the gate: show the reason, not the diagnosis."""
+        return any(finding.withholds for finding in self.findings)
+
+    @property
+    def gate_failures(self) -> tuple[Finding, ...]:
+        return tuple(finding for finding in self.findings if finding.withholds)
+
+    @property
+    def cautions(self) -> tuple[Finding, ...]:
+        return tuple(finding for finding in self.findings if not finding.withholds)
 
     @property
     def text(self) -> str:
