@@ -80,3 +80,61 @@ def test_augment_keeps_shape_and_range_and_is_seeded():
     other = augment(tf.constant(images), tf.constant([3, 4], tf.int64)).numpy()
     np.testing.assert_allclose(first, again, atol=1e-4)
     assert not np.allclose(first, other)
+
+
+def test_strong_augment_is_per_image_seeded_and_in_range():
+    from lesionlib.training import augment_strong
+
+    images = np.repeat(_tiny_data(1)[0], 6, axis=0)  # six copies of one image
+    first = augment_strong(tf.constant(images), tf.constant([1, 2], tf.int64)).numpy()
+    assert first.shape == images.shape
+    assert first.min() >= 0.0 and first.max() <= 255.0
+    # Per-image randomness: identical inputs come out different within one batch.
+    assert not np.allclose(first[0], first[1])
+    again = augment_strong(tf.constant(images), tf.constant([1, 2], tf.int64)).numpy()
+    np.testing.assert_allclose(first, again, atol=1e-4)
+
+
+def test_affine_transforms_stay_within_their_scale_range():
+    from lesionlib.training import _affine_transforms
+
+    transforms = _affine_transforms(4, tf.constant(32), tf.constant([5, 6], tf.int64)).numpy()
+    assert transforms.shape == (4, 8)
+    linear = transforms[:, [0, 1, 3, 4]].reshape(4, 2, 2)
+    determinants = np.linalg.det(linear)
+    # Scale 0.8-1.25 and shear <= 0.1: the inverse map's area factor stays within bounds.
+    assert np.all(determinants > 1 / 1.25**2 * 0.9) and np.all(determinants < 1 / 0.8**2 * 1.1)
+
+
+def test_unknown_augmentation_is_refused():
+    from lesionlib.training import make_dataset
+
+    images, labels = _tiny_data()
+    config = TrainConfig("small_cnn", 32, imagenet=False, augmentation="wild")
+    with pytest.raises(ValueError, match="Unknown augmentation 'wild'"):
+        make_dataset(images, labels, config, [0], class_weights(labels, 0.5))
+
+
+def test_whole_backbone_fine_tune_with_ema_resumes_and_keeps_colour_layer(tmp_path):
+    images, labels = _tiny_data(count=32)
+    config = TrainConfig("efficientnet_lite0", 32, imagenet=True, head_epochs=1,
+                         fine_tune_epochs=1, fine_tune_from="all", colour_constancy=True,
+                         augmentation="strong", warmup_epochs=0.5, ema_momentum=0.9,
+                         batch_size=16)
+    best = train(config, images, labels, images, labels, tmp_path, log=lambda _: None, verbose=0)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert [(entry["phase"], entry["ema"]) for entry in state["history"]] == [
+        ("head", False), ("fine_tune", True)]
+    assert "val_melanoma_auc" in state["history"][-1]
+    model = keras.models.load_model(best, safe_mode=True)
+    assert model.get_layer("colour_constancy").power == 6
+    # The whole backbone was trainable in phase 2: the stem changed from ImageNet's weights.
+    fresh = build_classifier("efficientnet_lite0", 32, imagenet=True, colour_constancy=True)
+    stem = next(layer.name for layer in fresh.layers if isinstance(layer, keras.layers.Conv2D))
+    assert not np.allclose(fresh.get_layer(stem).get_weights()[0],
+                           keras.models.load_model(tmp_path / "last.keras").get_layer(
+                               stem).get_weights()[0])
+    longer = TrainConfig(**{**config.to_dict(), "fine_tune_epochs": 2})
+    train(longer, images, labels, images, labels, tmp_path, log=lambda _: None, verbose=0)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert [entry["epoch"] for entry in state["history"]] == [1, 1, 2]
