@@ -1,0 +1,168 @@
+"""Write reports/ablation.md from training runs' own records (runs' state.json) and cards.
+
+Each row: the lever, the validation balanced accuracy and melanoma AUC of the run's kept epoch
+(lesion-grouped HAM10000 validation split; nothing here touches the test split), and the command
+that reproduces it. Rows whose run has not started yet are listed as pending.
+
+Usage: python scripts/ablation_report.py [--runs runs-ablation] [--full-runs runs-v2]
+       [--tta MODEL_RUN ...]   (adds a test-time-flip row for each named run's best.keras)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+SHORT_ROWS = {  # run folder -> what the row changes, relative to "all levers"
+    "all_levers": "version 2 recipe, every lever on",
+    "no_colour_constancy": "without Shades of Gray colour constancy",
+    "no_isic2017": "without the ISIC 2017 training images",
+    "basic_augmentation": "version 1 (basic) augmentation instead of strong",
+    "no_ema": "without the EMA of the weights",
+    "top_of_backbone_only": "top ~70% of the backbone fine-tuned (version 1) instead of all",
+}
+
+
+def kept_epoch(state: dict) -> dict | None:
+    """The history entry of the epoch the run kept (best validation balanced accuracy)."""
+    best = state.get("best")
+    for entry in state.get("history", []):
+        if best and entry["phase"] == best["phase"] and entry["epoch"] == best["epoch"]:
+            return entry
+    return None
+
+
+def train_command(config: dict, run_dir: str) -> str:
+    words = ["python", "-m", "lesionlib", "train", "--arch", config["architecture"], "--size",
+             str(config["image_size"]), "--run-dir", run_dir, "--head-epochs",
+             str(config["head_epochs"]), "--fine-tune-epochs", str(config["fine_tune_epochs"]),
+             "--fine-tune-lr", str(config["fine_tune_learning_rate"]),
+             "--class-weight-power", str(config["class_weight_power"]),
+             "--label-smoothing", str(config["label_smoothing"])]
+    if config.get("fine_tune_from"):
+        words += ["--fine-tune-from", config["fine_tune_from"]]
+    if config.get("warmup_epochs"):
+        words += ["--warmup-epochs", str(config["warmup_epochs"])]
+    if config.get("ema_momentum"):
+        words += ["--ema", str(config["ema_momentum"])]
+    if config.get("colour_constancy"):
+        words.append("--colour-constancy")
+    words += ["--augmentation", config.get("augmentation", "basic")]
+    if config.get("extra_training_sets"):
+        words += ["--extra-train", *config["extra_training_sets"]]
+    return shlex.join(words)
+
+
+def run_row(run_dir: Path, lever: str) -> dict:
+    state_path = run_dir / "state.json"
+    if not state_path.is_file():
+        return {"lever": lever, "run": str(run_dir), "status": "pending"}
+    state = json.loads(state_path.read_text())
+    config, entry = state["config"], kept_epoch(state)
+    planned = config["head_epochs"] + config["fine_tune_epochs"]
+    done = len(state.get("history", []))
+    return {"lever": lever, "run": str(run_dir),
+            "status": "done" if done >= planned else f"{done}/{planned} epochs",
+            "val_balanced_accuracy": entry and entry["val_balanced_accuracy"],
+            "val_melanoma_auc": entry and entry.get("val_melanoma_auc"),
+            "kept_epoch": entry and f"{entry['phase']} {entry['epoch']}",
+            "command": train_command(config, str(run_dir))}
+
+
+def tta_row(run_dir: Path) -> dict:
+    """Validation scores of a run's kept model without and with test-time flips."""
+    import keras
+    from sklearn.metrics import roc_auc_score
+
+    from lesionlib import data
+    from lesionlib.classes import CLASS_NAMES
+    from lesionlib.metrics import balanced_accuracy
+    from lesionlib.tta import predict_with_flips
+
+    state = json.loads((run_dir / "state.json").read_text())
+    size = state["config"]["image_size"]
+    frame = data.select_split(data.load_labels(data.resolve_data_dir()), "val")
+    images = np.asarray(data.cached_images(frame, size, "ham10000_val"))
+    labels = frame["label"].to_numpy()
+    model = keras.models.load_model(run_dir / "best.keras", safe_mode=True)
+    melanoma = (labels == CLASS_NAMES.index("mel")).astype(int)
+    scores = {}
+    for name, flips in (("none", False), ("flips", True)):
+        probabilities = predict_with_flips(model, images, flips=flips)
+        scores[name] = (balanced_accuracy(labels, probabilities.argmax(1)),
+                        float(roc_auc_score(melanoma, probabilities[:, CLASS_NAMES.index("mel")])))
+    return {"lever": f"test-time flips (4 views) on {run_dir.name}", "run": str(run_dir),
+            "status": "done", "val_balanced_accuracy": scores["flips"][0],
+            "val_melanoma_auc": scores["flips"][1], "kept_epoch": "same model",
+            "baseline": scores["none"],
+            "command": f"python scripts/ablation_report.py --tta {shlex.quote(str(run_dir))}"}
+
+
+def fmt(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def markdown(short: list[dict], full: list[dict], tta: list[dict]) -> str:
+    lines = ["# Training ablation (validation split only)", "",
+             "Every figure is on the lesion-grouped HAM10000 **validation** split (1,508 images), "
+             "at the epoch each run kept (best validation balanced accuracy). The test split and "
+             "the external sets are not used to choose anything. Written by "
+             "`python scripts/ablation_report.py` from the runs' own `state.json`.", "",
+             "## Leave-one-out at a short budget", "",
+             "EfficientNet-Lite0 at 160 px, 1 head + 3 fine-tune epochs (`bash scripts/ablation.sh`)"
+             ": each row removes one lever from the version 2 recipe. A lever pays when removing "
+             "it lowers the scores.", "",
+             "| lever | status | val balanced acc. | val melanoma AUC | kept epoch | command |",
+             "|---|---|---|---|---|---|"]
+    for row in short:
+        lines.append(f"| {row['lever']} | {row['status']} | {fmt(row.get('val_balanced_accuracy'))}"
+                     f" | {fmt(row.get('val_melanoma_auc'))} | {row.get('kept_epoch') or '—'} | "
+                     f"`{row.get('command', '')}` |")
+    lines += ["", "## Full budget", "",
+              "| model | status | val balanced acc. | val melanoma AUC | kept epoch | command |",
+              "|---|---|---|---|---|---|"]
+    for row in full:
+        lines.append(f"| {row['lever']} | {row['status']} | {fmt(row.get('val_balanced_accuracy'))}"
+                     f" | {fmt(row.get('val_melanoma_auc'))} | {row.get('kept_epoch') or '—'} | "
+                     f"`{row.get('command', '')}` |")
+    if tta:
+        lines += ["", "## Test-time augmentation", "",
+                  "| model | val balanced acc. without → with | val melanoma AUC without → with | "
+                  "command |", "|---|---|---|---|"]
+        for row in tta:
+            lines.append(f"| {row['lever']} | {fmt(row['baseline'][0])} → "
+                         f"{fmt(row['val_balanced_accuracy'])} | {fmt(row['baseline'][1])} → "
+                         f"{fmt(row['val_melanoma_auc'])} | `{row['command']}` |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default="runs-ablation")
+    parser.add_argument("--full-runs", default="runs-v2")
+    parser.add_argument("--tta", nargs="*", default=[], help="run folders to score with flips")
+    parser.add_argument("--out", default=str(REPO / "reports" / "ablation.md"))
+    args = parser.parse_args()
+    short = [run_row(Path(args.runs) / name, lever) for name, lever in SHORT_ROWS.items()]
+    full_dir = Path(args.full_runs)
+    full = [run_row(run, f"{run.name} (version 2 recipe, full budget)")
+            for run in sorted(full_dir.iterdir()) if (run / "state.json").is_file()] \
+        if full_dir.is_dir() else []
+    tta = [tta_row(Path(run)) for run in args.tta]
+    Path(args.out).write_text(markdown(short, full, tta))
+    (Path(args.out).with_suffix(".json")).write_text(json.dumps(
+        {"short_budget": short, "full_budget": full, "test_time_augmentation": tta}, indent=2))
+    print(f"Wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
