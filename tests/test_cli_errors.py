@@ -39,6 +39,10 @@ def test_fit_gate_user_errors(weights, tmp_path, capsys):
                 "is an ensemble", "tiny0.test, tiny1.test")
     _fails_with(capsys, ["fit-gate", "--weights", str(weights), "--model", "tiny0.test",
                          "--data", str(tmp_path)], "has no labels.csv")
+    (tmp_path / "labels.csv").write_text("file,label\nimages/a.jpg,0\n")
+    _fails_with(capsys, ["fit-gate", "--weights", str(weights), "--model", "tiny0.test",
+                         "--data", str(tmp_path)], "no 'split_lesion_grouped' or 'split' column")
+    assert not (weights / "tiny0.test" / "quality_gate.npz").exists()
 
 
 def test_ensemble_user_errors_change_nothing(weights, capsys):
@@ -138,3 +142,12 @@ def test_argument_errors_exit_2(capsys):
         main(["predict", "--images", "x", "--out", "y.csv", "--batch-size", "0"])
     assert exit_info.value.code == 2
     assert "expected a whole number >= 1, received '0'" in capsys.readouterr().err
+
+
+def test_interrupt_is_one_line_and_exit_130(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lesionlib.cli, "_command_architectures", interrupted)
+    assert main(["architectures"]) == 130
+    assert capsys.readouterr().err.strip() == "Interrupted."
