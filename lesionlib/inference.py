@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -54,76 +54,156 @@ def predict_images(classifier, images: list[np.ndarray]) -> list[Prediction]:
     return to_predictions(classifier.card, classifier.predict_proba(images))
 
 
-def predict_files(classifier, files: Iterable[Path], batch_size: int = 16,
-                  progress: Callable[[int], None] | None = None,
-                  quality_check: Callable | None = None) -> pd.DataFrame:
-    """Score files; an unreadable file gets a row with its error and the others go on.
+OUTPUT_COLUMNS = ("file", *CLASS_NAMES, "prediction", "melanoma_flag", "warning", "error",
+                  "model_id", "model_version")
+WITHHELD_PREFIX = "Diagnosis withheld: "
 
-    Returns a frame with ``file``, one probability column per class (rows sum to 1),
-    ``prediction``, ``melanoma_flag``, ``warning`` and ``error``, plus the model id and version.
+
+class ImageListError(ValueError):
+    """``--images`` names no usable list of images; the message says what was expected."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInput:
+    """One input to score: its name as the user gave it, and where it is read from."""
+
+    name: str
+    path: Path | None  # None for a blank entry of a list
+
+
+def iter_prediction_batches(classifier, inputs: Iterable[ImageInput], batch_size: int = 16,
+                            quality_check: Callable | None = None) -> Iterator[pd.DataFrame]:
+    """Score inputs batch by batch; yield each batch's rows (``OUTPUT_COLUMNS``) in input order.
+
+    An unreadable file gets a row with its error and the others go on. ``quality_check(images,
+    probabilities, member_probabilities)`` returns one ``quality.QualityReport`` per image (e.g.
+    ``QualityChecker.assess``): its text goes in ``warning``, and an image that failed the gate
+    (``report.withheld``) keeps its probabilities but gets no ``prediction`` or
+    ``melanoma_flag``.
     """
-    rows: list[dict] = []
-    pending: list[tuple[int, np.ndarray]] = []
+    batch: list[ImageInput] = []
+    for item in inputs:
+        batch.append(item)
+        if len(batch) >= batch_size:
+            yield _score_batch(classifier, batch, quality_check)
+            batch = []
+    if batch:
+        yield _score_batch(classifier, batch, quality_check)
 
-    def flush():
-        if not pending:
-            return
-        images = [image for _, image in pending]
-        probabilities, member_probabilities = classifier.predict_with_members(images)
-        warnings = (quality_check(images, probabilities, member_probabilities) if quality_check
-                    else [""] * len(images))
-        for (row_index, _), row_probabilities, prediction, warning in zip(
-                pending, probabilities, to_predictions(classifier.card, probabilities), warnings):
-            rows[row_index].update({name: float(value) for name, value in
-                                    zip(CLASS_NAMES, row_probabilities)})
-            rows[row_index].update(prediction=prediction.top_class,
-                                   melanoma_flag=prediction.melanoma_flag, warning=warning)
-        if progress:
-            progress(len(pending))
-        pending.clear()
 
-    for path in files:
-        path = Path(path)
-        row = {"file": str(path), "error": ""}
-        rows.append(row)
+def _score_batch(classifier, batch: list[ImageInput], quality_check) -> pd.DataFrame:
+    rows = [{"file": item.name, "error": ""} for item in batch]
+    images, scored_rows = [], []
+    for item, row in zip(batch, rows):
         try:
-            pending.append((len(rows) - 1, load_image(path)))
+            images.append(_load_input(item))
+            scored_rows.append(row)
         except ImageLoadError as error:
             row["error"] = str(error)
-            if progress:
-                progress(1)
-        if len(pending) >= batch_size:
-            flush()
-    flush()
-    frame = pd.DataFrame(rows)
-    for column in (*CLASS_NAMES, "prediction", "melanoma_flag", "warning"):
-        if column not in frame.columns:
-            frame[column] = np.nan if column in CLASS_NAMES else ""
+    if images:
+        probabilities, member_probabilities = classifier.predict_with_members(images)
+        reports = (quality_check(images, probabilities, member_probabilities) if quality_check
+                   else [None] * len(images))
+        for row, row_probabilities, prediction, report in zip(
+                scored_rows, probabilities, to_predictions(classifier.card, probabilities),
+                reports):
+            row.update(zip(CLASS_NAMES, map(float, row_probabilities)))
+            row.update(_prediction_columns(prediction, report))
+    frame = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
     frame["model_id"] = classifier.card.id
     frame["model_version"] = classifier.card.version
-    return frame[["file", *CLASS_NAMES, "prediction", "melanoma_flag", "warning", "error",
-                  "model_id", "model_version"]]
+    return frame.fillna({"prediction": "", "melanoma_flag": "", "warning": ""})
 
 
-def read_image_list(path: Path) -> list[Path]:
-    """Files named by a folder (its images) or a CSV with a ``file`` column (relative to it).
+def _load_input(item: ImageInput) -> np.ndarray:
+    if item.path is None:
+        raise ImageLoadError("blank 'file' value in the image list; expected a file path.")
+    return load_image(item.path)
+
+
+def _prediction_columns(prediction: Prediction, report) -> dict:
+    """``prediction``, ``melanoma_flag`` and ``warning``; blank diagnosis if the gate failed."""
+    if report is None:
+        return {"prediction": prediction.top_class, "melanoma_flag": prediction.melanoma_flag,
+                "warning": ""}
+    if report.withheld:
+        return {"prediction": "", "melanoma_flag": "", "warning": WITHHELD_PREFIX + report.text}
+    return {"prediction": prediction.top_class, "melanoma_flag": prediction.melanoma_flag,
+            "warning": report.text}
+
+
+def predict_files(classifier, files: Iterable[Path | ImageInput], batch_size: int = 16,
+                  progress: Callable[[int], None] | None = None,
+                  quality_check: Callable | None = None) -> pd.DataFrame:
+    """All of ``iter_prediction_batches`` as one frame (``OUTPUT_COLUMNS``; rows sum to 1).
+
+    ``files`` are paths (reported as given) or ``ImageInput``; ``progress(n)`` is called after
+    each batch of ``n`` rows.
+    """
+    inputs = (item if isinstance(item, ImageInput) else ImageInput(str(item), Path(item))
+              for item in files)
+    frames = [pd.DataFrame(columns=OUTPUT_COLUMNS)]
+    for frame in iter_prediction_batches(classifier, inputs, batch_size, quality_check):
+        frames.append(frame)
+        if progress:
+            progress(len(frame))
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def read_image_list(path: Path) -> list[ImageInput]:
+    """The inputs named by a folder or by a CSV with a ``file`` column.
+
+    A folder gives every file that ``data.iter_image_files`` lists (hidden files and subfolders
+    are left out), named by file name. A CSV gives one input per row, named by its ``file`` value
+    as written; relative paths are relative to the CSV's folder.
 
     Raises:
-        ValueError: the CSV has no ``file`` column, or the path is neither folder nor CSV.
+        ImageListError: the path is missing, neither folder nor CSV, an unreadable or malformed
+            CSV, a CSV without a ``file`` column, or it names no file at all.
     """
-    from lesionlib.data import iter_image_files
-
     path = Path(path)
     if path.is_dir():
-        return list(iter_image_files(path))
-    if path.is_file() and path.suffix.lower() == ".csv":
-        frame = pd.read_csv(path)
-        if "file" not in frame.columns:
-            raise ValueError(f"{path} has no 'file' column; columns are {list(frame.columns)}.")
-        return [path.parent / str(file) for file in frame["file"]]
-    raise ValueError(f"--images {path}: expected a folder of images or a CSV with a 'file' "
-                     "column.")
+        inputs = _folder_inputs(path)
+    elif path.is_file() and path.suffix.lower() == ".csv":
+        inputs = _csv_inputs(path)
+    elif not path.exists():
+        raise ImageListError(f"--images {path}: not found; expected a folder of images or a CSV "
+                             "with a 'file' column.")
+    else:
+        raise ImageListError(f"--images {path}: expected a folder of images or a CSV (.csv) "
+                             "with a 'file' column.")
+    if not inputs:
+        raise ImageListError(f"--images {path}: names no file (hidden files and subfolders are "
+                             "not scored); expected at least one image.")
+    return inputs
 
 
-__all__ = ["Prediction", "predict_images", "predict_files", "read_image_list", "to_predictions",
-           "ImageLoadError", "load_image"]
+def _folder_inputs(folder: Path) -> list[ImageInput]:
+    from lesionlib.data import iter_image_files
+
+    try:
+        return [ImageInput(file.name, file) for file in iter_image_files(folder)]
+    except OSError as error:
+        raise ImageListError(f"--images {folder}: the folder cannot be read "
+                             f"({error.strerror or error}).") from None
+
+
+def _csv_inputs(path: Path) -> list[ImageInput]:
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise ImageListError(f"--images {path}: the CSV is empty; expected a 'file' column "
+                             "naming images.") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as error:
+        raise ImageListError(f"--images {path}: not a readable UTF-8 CSV "
+                             f"({str(error).splitlines()[0][:160]}).") from None
+    if "file" not in frame.columns:
+        raise ImageListError(f"--images {path} has no 'file' column; columns are "
+                             f"{list(frame.columns)}.")
+    return [ImageInput(name, path.parent / Path(name).expanduser() if name.strip() else None)
+            for name in frame["file"]]
+
+
+__all__ = ["Prediction", "predict_images", "predict_files", "iter_prediction_batches",
+           "read_image_list", "to_predictions", "ImageInput", "ImageListError", "OUTPUT_COLUMNS",
+           "WITHHELD_PREFIX", "ImageLoadError", "load_image"]
