@@ -76,9 +76,13 @@ def case_from_bytes(name: str, data: bytes, source: str = "upload",
                     case_id: str | None = None) -> CaseImage:
     """Decode uploaded (or read) bytes into a case; the decoded image is cached by sha256.
 
+    The case's name is ``imaging.safe_file_name(name)``: an uploaded name is shown in captions
+    and messages, so it must not carry Markdown or HTML.
+
     Raises:
         ImageLoadError: the bytes are not a usable image (the message says why).
     """
+    name = imaging.safe_file_name(name)
     digest = image_sha256(data)
     image = _decode(digest, data, name)
     return CaseImage(case_id or digest[:12], name, digest, source, image)

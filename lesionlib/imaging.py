@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -35,6 +36,8 @@ MIN_SIDE = 32
 MAX_ASPECT_RATIO = 4.0
 # Longer side of the decoded working image; larger images are reduced while decoding.
 MAX_WORKING_SIDE = 1024
+MAX_NAME_CHARS = 100
+_UNSAFE_NAME_CHARACTERS = re.compile(r"[^\w.\- ]+")
 # Decoders tried on untrusted bytes. Everything else Pillow knows (EPS hands the file to
 # Ghostscript, plus dozens of legacy formats) is refused as "not a readable image".
 ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "TIFF", "BMP", "WEBP")  # JPEG covers MPO
@@ -49,6 +52,20 @@ logger = logging.getLogger(__name__)
 
 class ImageLoadError(ValueError):
     """An image could not be used; the message says why and what is expected."""
+
+
+def safe_file_name(name, default: str = "upload") -> str:
+    """A file name fit to show and store: the last path part, letters, digits, ``_.-`` and
+    spaces only (anything else, e.g. Markdown or HTML syntax, becomes ``-``), at most
+    ``MAX_NAME_CHARS`` characters; ``default`` when nothing is left."""
+    base = str(name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = " ".join(_UNSAFE_NAME_CHARACTERS.sub("-", base).split()).strip(" .-")
+    if len(cleaned) > MAX_NAME_CHARS:
+        stem, dot, suffix = cleaned.rpartition(".")
+        keep = suffix[:10] if dot and stem else ""
+        cleaned = cleaned[:MAX_NAME_CHARS - len(keep) - 1].rstrip(" .-") + (
+            f".{keep}" if keep else "")
+    return cleaned or default
 
 
 def _read_bytes(source) -> tuple[bytes, str]:

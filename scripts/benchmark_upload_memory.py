@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     shape = None
     for index in range(arguments.uploads):
-        case = app_resources.case_from_bytes(f"upload{index}.png", with_text_chunk(png, str(index)))
+        upload = with_text_chunk(png, str(index))
+        case = app_resources.case_from_bytes(f"upload{index}.png", upload)
         shape = case.image.shape
     elapsed = time.perf_counter() - started
     peak = peak_rss_bytes()
