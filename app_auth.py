@@ -246,8 +246,9 @@ def require_admin(user: User, store: FeedbackStore | None = None,
     if is_admin(user):
         return
     _audit(store, "denied", user.username, what)
-    st.error(f"Only administrators can use {what}. You are signed in as {user.username!r} "
-             f"with the {user.role!r} role; ask an administrator for access.")
+    st.error(f"Only administrators can use {what}. You are signed in as "
+             f"{escape_markdown(user.username)} with the {user.role!r} role; ask an "
+             "administrator for access.")
     st.stop()
 
 
@@ -260,7 +261,7 @@ def logout_button(user: User, store: FeedbackStore | None = None) -> None:
     authenticator = st.session_state.get(_AUTHENTICATOR_KEY)
     if authenticator is None or not os.environ.get(AUTH_CONFIG_ENV, "").strip():
         return
-    st.sidebar.caption(f"Signed in as **{user.display_name}** ({user.role})")
+    st.sidebar.caption(f"Signed in as **{escape_markdown(user.display_name)}** ({user.role})")
     if not st.sidebar.button("Sign out", key="app_auth_sign_out"):
         return
     _audit(store, "sign-out", user.username)

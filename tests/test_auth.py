@@ -360,3 +360,16 @@ def test_user_arguments_are_checked():
         app_auth.is_admin("alice")
     with pytest.raises(ValueError, match="role must be one of"):
         app_auth.make_auth_config([{"username": "x", "password": "y", "role": "boss"}])
+
+
+def test_display_names_are_shown_as_text(tmp_path, feedback_url, monkeypatch):
+    config = app_auth.make_auth_config([{"username": "eve", "password": "eve-Pass-3",
+                                         "role": "reviewer",
+                                         "name": "![x](https://example.org/x.png)"}])
+    path = app_auth.write_auth_config(tmp_path / "auth.yaml", config)
+    monkeypatch.setenv(app_auth.AUTH_CONFIG_ENV, str(path))
+    app = sign_in(run_probe(), "eve", "eve-Pass-3")
+    caption = next(caption.value for caption in app.sidebar.caption
+                   if "Signed in as" in caption.value)
+    assert "](" not in caption and "![" not in caption
+    assert shown(caption) == "Signed in as **![x](https://example.org/x.png)** (reviewer)"
