@@ -111,11 +111,20 @@ def plain(text) -> str:
 def error_message(error: Exception) -> str:
     """What went wrong, in the exception's own words, made safe for Markdown.
 
-    The library's messages are written for reviewers and name the file or model they concern;
-    ``KeyError`` quotes its message, so its first argument is used.
+    The library's messages are written for reviewers and name the file or model they concern
+    (the server's own folders are left out); ``KeyError`` quotes its message, so its first
+    argument is used.
     """
     text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-    return plain(text)
+    return plain(without_server_paths(text))
+
+
+def without_server_paths(text: str) -> str:
+    """``text`` with the server's weights and code folders named, not spelled out."""
+    for folder, name in ((app_resources.weights_dir(), "the weights folder"),
+                         (str(app_resources.REPO_ROOT), "the app folder")):
+        text = text.replace(folder.rstrip("/") + "/", f"{name}: ").replace(folder, name)
+    return text
 
 
 def store_error_message(error: Exception, admin: bool | None = None) -> str:

@@ -416,3 +416,15 @@ def test_server_settings_hide_error_details_and_developer_tools():
     config = tomllib.loads((REPO_ROOT / ".streamlit" / "config.toml").read_text())
     assert config["client"]["showErrorDetails"] == "none"
     assert config["client"]["toolbarMode"] == "viewer"  # no Deploy / Rerun / Clear cache
+
+
+def test_error_messages_are_markdown_safe_and_leave_out_server_folders(tmp_path, monkeypatch):
+    import app_ui
+    from lesionlib.cards import CardError
+
+    monkeypatch.setenv("LESIONLIB_WEIGHTS", str(tmp_path))
+    message = app_ui.error_message(CardError(f"{tmp_path}/m.test/card.json: no model card."))
+    assert str(tmp_path) not in message
+    assert shown(message) == "the weights folder: m.test/card.json: no model card."
+    assert app_ui.error_message(KeyError("Unknown model 'x' [y](z)")) == \
+        "Unknown model \\'x\\' \\[y\\]\\(z\\)"
