@@ -155,10 +155,9 @@ def run_page(navigation) -> None:
         reference = uuid.uuid4().hex[:8]
         logger.exception("Unexpected error on page %r (reference %s)",
                          getattr(navigation, "title", "?"), reference)
-        st.error(f"Something went wrong on this page, and it was stopped. Nothing you entered "
-                 f"was saved by this step. Try again; if it happens again, give an "
-                 f"administrator the reference **{reference}** (the details are in the server "
-                 "log).")
+        st.error(f"Something went wrong on this page, and it stopped here. Try again; if it "
+                 f"happens again, give an administrator the reference **{reference}** (the "
+                 "details are in the server log).")
 
 
 # ----------------------------------------------------------------------------- models
