@@ -44,7 +44,7 @@ def test_predict_folder_with_broken_files(image_folder, tmp_path, tiny_weights_d
                  "--out", str(out), "--quiet"]) == 0
     frame = _check_output(out, 7).set_index("file")
     assert "empty" in frame.loc["empty.png", "error"]
-    assert "not a readable image" in frame.loc["notes.jpg", "error"]
+    assert "not an image file we can read" in frame.loc["notes.jpg", "error"]
     assert frame.loc["truncated.jpg", "error"] != ""
     assert (frame["model_id"] == "ensemble.ham10000").all()
 
