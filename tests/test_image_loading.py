@@ -67,8 +67,8 @@ def test_text_mode_file_object_is_refused(tmp_path):
 def test_non_image_file_with_jpg_name(tmp_path):
     path = tmp_path / "report.jpg"
     path.write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n" * 20)
-    with pytest.raises(ImageLoadError,
-                       match=r"report\.jpg: this is not an image file we can read \(expected a JPEG"):
+    expected = r"report\.jpg: this is not an image file we can read \(expected a JPEG"
+    with pytest.raises(ImageLoadError, match=expected):
         load_image(path)
 
 
