@@ -15,9 +15,17 @@ Passwords must be bcrypt hashes (plain text is refused). Write such a file with
 ``python -m app_auth make-config auth.yaml alice:admin:"Alice Smith" bob:reviewer``, or hash
 one password with ``python -m app_auth hash-password``.
 
+Usernames are case-insensitive: a file listing two that differ only by case is refused.
+
 Pages call ``user = gate()`` first, then ``logout_button(user)``, then ``require_admin(user)`` on
-administrator pages. Sign-in, sign-out and denied access are recorded in the audit log of
-``lesionlib.feedback.FeedbackStore``.
+administrator pages. Sign-in, failed sign-ins, locks, sign-out and denied access are recorded in
+the audit log of ``lesionlib.feedback.FeedbackStore``. After ``signin_throttle.MAX_FAILURES``
+failed sign-ins within 15 minutes a username is locked for 15 minutes (per app server).
+
+The remember-me cookie is set by streamlit-authenticator 0.4.2 from the browser's JavaScript
+(extra-streamlit-components' CookieManager), so it cannot be ``HttpOnly``; it is signed (JWT with
+the configured key), ``SameSite=Strict``, and ``Secure`` when the page was reached over HTTPS.
+Set ``expiry_days: 0`` to set no cookie at all.
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import getpass
+import logging
 import os
 import secrets
 import sys
@@ -34,14 +44,21 @@ from pathlib import Path
 import streamlit as st
 import streamlit_authenticator as stauth
 import yaml
+from sqlalchemy.engine import url as sa_url
 
-from lesionlib.feedback import FeedbackStore, FeedbackStoreError
+from lesionlib.feedback import FEEDBACK_URL_ENV, FeedbackStore, FeedbackStoreError
+from lesionlib.plain_text import escape_markdown
+from lesionlib.signin_throttle import SignInThrottle, normalise
 
 AUTH_CONFIG_ENV = "LESIONLIB_AUTH_CONFIG"
 ROLES = ("reviewer", "admin")
 MIN_COOKIE_KEY_CHARS = 32
 _AUTHENTICATOR_KEY = "app_auth_authenticator"  # session state: this session's Authenticate
 _SIGNED_IN_KEY = "app_auth_signed_in_as"  # session state: whose sign-in was already audited
+_LOCKED_KEY = "app_auth_locked_seconds"  # session state: the last attempt hit a lock (seconds)
+MAX_AUDITED_NAME_CHARS = 64  # a typed username is attacker-controlled: stored truncated
+_THROTTLE = SignInThrottle()  # per process: shared by every session of this server
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,31 +99,48 @@ def gate(store: FeedbackStore | None = None) -> User:
         store: where to record the sign-in in the audit log. Defaults to ``FeedbackStore()``,
             opened only when a sign-in is recorded.
     """
+    problem = feedback_url_problem()
+    if problem:
+        logger.error("Refusing to start: %s", problem)
+        st.error(f"The dashboard is not configured correctly: {escape_markdown(problem)}")
+        st.stop()
     config_path = os.environ.get(AUTH_CONFIG_ENV, "").strip()
     if not config_path:
         return LOCAL_USER
     try:
         config = load_auth_config(config_path)
     except AuthConfigError as error:
-        st.error(f"Sign-in is switched on ({AUTH_CONFIG_ENV}) but cannot be used: {error}")
+        logger.error("Sign-in configuration %s refused: %s", config_path, error)
+        st.error(f"Sign-in is switched on ({AUTH_CONFIG_ENV}) but cannot be used: "
+                 f"{escape_markdown(error)} Nobody can sign in until an administrator fixes "
+                 "it.")
         st.stop()
     authenticator = stauth.Authenticate(
         copy.deepcopy(config["credentials"]),  # the library marks users as logged in: a copy
         config["cookie"]["name"], config["cookie"]["key"], config["cookie"]["expiry_days"],
         auto_hash=False)
+    _throttle_credentials(authenticator, store)
+    _harden_cookie(authenticator)
     st.session_state[_AUTHENTICATOR_KEY] = authenticator
+    st.session_state.pop(_LOCKED_KEY, None)
     try:
         authenticator.login(location="main", key="app_auth_login",
                             fields={"Form name": "Sign in", "Login": "Sign in"})
     except stauth.LoginError as error:  # e.g. a remembered cookie for a user since removed
-        st.error(f"Sign-in failed: {error}")
+        logger.warning("Sign-in refused by streamlit-authenticator: %s", error)
+        st.error("Sign-in failed; sign in again with your username and password.")
     status = st.session_state.get("authentication_status")
     entry = config["credentials"]["usernames"].get(st.session_state.get("username") or "")
-    if status is False:
+    locked = st.session_state.get(_LOCKED_KEY)
+    if status is False and locked:
+        st.error(f"Too many failed sign-ins for this username: it is locked for "
+                 f"{max(1, round(locked / 60))} more minutes. Ask an administrator if you have "
+                 "forgotten your password.")
+    elif status is False:
         st.error("Username or password is incorrect.")
     elif status and entry is None:
-        st.error(f"User {st.session_state.get('username')!r} is not in the sign-in "
-                 "configuration any more; ask an administrator.")
+        st.error("Your user is not in the sign-in configuration any more; ask an "
+                 "administrator.")
     if not status or entry is None:
         st.info("Sign in to use the lesion review dashboard.")
         st.stop()
@@ -115,6 +149,89 @@ def gate(store: FeedbackStore | None = None) -> User:
                 role=_role_of(entry))
     _record_sign_in(user, store)
     return user
+
+
+def feedback_url_problem() -> str | None:
+    """What is wrong with ``$LESIONLIB_FEEDBACK_URL`` as a database URL (``None``: nothing).
+
+    Only its form is checked here, on every run; whether the database answers is reported
+    where feedback is read or written.
+    """
+    url = os.environ.get(FEEDBACK_URL_ENV, "").strip()
+    if not url:
+        return None
+    try:
+        backend = sa_url.make_url(url).get_backend_name()
+    except Exception:  # noqa: BLE001 - SQLAlchemy raises ArgumentError or ValueError
+        backend = None
+    if backend in ("sqlite", "postgresql"):
+        return None
+    scheme = url.split(":", 1)[0][:40]
+    return (f"{FEEDBACK_URL_ENV} is not a database URL this app can use (received a URL "
+            f"starting {scheme!r}); expected 'sqlite:///path/feedback.db' or "
+            "'postgresql+psycopg://user:password@host/database'.")
+
+
+def sign_in_throttle() -> SignInThrottle:
+    """The failed sign-in counter of this process (shared by all sessions)."""
+    return _THROTTLE
+
+
+def _throttle_credentials(authenticator, store: FeedbackStore | None) -> None:
+    """Make this session's authenticator refuse locked usernames and count failures.
+
+    streamlit-authenticator 0.4.2 checks a typed username and password in
+    ``AuthenticationModel.check_credentials``; its own ``max_login_attempts`` counts in the
+    credentials dict, which is copied afresh each run, so it never locks. This instance's
+    method is wrapped instead (the library itself is not modified).
+    """
+    model = authenticator.authentication_controller.authentication_model
+    model.check_credentials = functools.partial(_checked_credentials, model.check_credentials,
+                                                store)
+
+
+def _checked_credentials(check, store: FeedbackStore | None, username: str,
+                         password: str) -> bool:
+    throttle = sign_in_throttle()
+    name = str(username or "")[:MAX_AUDITED_NAME_CHARS]
+    remaining = throttle.locked_for(username)
+    if remaining:
+        st.session_state[_LOCKED_KEY] = remaining
+        _audit(store, "sign-in-locked", name, "attempt refused: the username is locked "
+               f"for {remaining / 60:.0f} more minutes; password not checked")
+        return False
+    if check(username, password):
+        throttle.record_success(username)
+        return True
+    failures = throttle.failures(username) + 1
+    locked = throttle.record_failure(username)
+    _audit(store, "sign-in-failed", name, f"failure {failures} of {throttle.max_failures}")
+    if locked:
+        st.session_state[_LOCKED_KEY] = locked
+        _audit(store, "sign-in-locked", name, f"locked for {locked / 60:.0f} minutes after "
+               f"{throttle.max_failures} failed sign-ins")
+    return False
+
+
+def _harden_cookie(authenticator) -> None:
+    """Set the remember-me cookie ``SameSite=Strict``, and ``Secure`` over HTTPS.
+
+    HttpOnly is impossible: the library writes the cookie from JavaScript.
+    """
+    manager = authenticator.cookie_controller.cookie_model.cookie_manager
+    if not isinstance(manager.set, functools.partial):
+        manager.set = functools.partial(manager.set, secure=is_https(), same_site="strict")
+
+
+def is_https() -> bool:
+    """Whether this page was reached over HTTPS (directly or through a TLS proxy)."""
+    try:
+        url = str(st.context.url or "")
+        forwarded = str(st.context.headers.get("X-Forwarded-Proto", ""))
+    except Exception:  # noqa: BLE001 - no request context (bare mode, tests)
+        return False
+    return url.lower().startswith("https://") or forwarded.lower().split(",")[0].strip() == \
+        "https"
 
 
 def require_admin(user: User, store: FeedbackStore | None = None,
@@ -129,8 +246,9 @@ def require_admin(user: User, store: FeedbackStore | None = None,
     if is_admin(user):
         return
     _audit(store, "denied", user.username, what)
-    st.error(f"Only administrators can use {what}. You are signed in as {user.username!r} "
-             f"with the {user.role!r} role; ask an administrator for access.")
+    st.error(f"Only administrators can use {what}. You are signed in as "
+             f"{escape_markdown(user.username)} with the {user.role!r} role; ask an "
+             "administrator for access.")
     st.stop()
 
 
@@ -143,7 +261,7 @@ def logout_button(user: User, store: FeedbackStore | None = None) -> None:
     authenticator = st.session_state.get(_AUTHENTICATOR_KEY)
     if authenticator is None or not os.environ.get(AUTH_CONFIG_ENV, "").strip():
         return
-    st.sidebar.caption(f"Signed in as **{user.display_name}** ({user.role})")
+    st.sidebar.caption(f"Signed in as **{escape_markdown(user.display_name)}** ({user.role})")
     if not st.sidebar.button("Sign out", key="app_auth_sign_out"):
         return
     _audit(store, "sign-out", user.username)
@@ -167,29 +285,46 @@ def load_auth_config(path: str | Path) -> dict:
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as error:
-        raise AuthConfigError(f"cannot read {path} ({error.strerror or error}).") from None
+        raise AuthConfigError(f"cannot read {path.name} ({error.strerror or error}).") from None
     except yaml.YAMLError as error:
-        raise AuthConfigError(f"{path} is not valid YAML ({error}).") from None
+        raise AuthConfigError(f"{path.name} is not valid YAML ({error}).") from None
     if not isinstance(config, dict):
-        raise AuthConfigError(f"{path} must hold a mapping with 'credentials' and 'cookie'; "
-                              f"received {type(config).__name__}.")
-    users = (config.get("credentials") or {}).get("usernames")
+        raise AuthConfigError(f"{path.name} must hold a mapping with 'credentials' and "
+                              f"'cookie'; received {type(config).__name__}.")
+    credentials = config.get("credentials")
+    users = credentials.get("usernames") if isinstance(credentials, dict) else None
     if not isinstance(users, dict) or not users:
-        raise AuthConfigError(f"{path}: 'credentials: usernames:' must list at least one user.")
+        raise AuthConfigError(f"{path.name}: 'credentials: usernames:' must list at least one "
+                              "user.")
+    _refuse_names_differing_by_case(path, users)
     config["credentials"] = {"usernames": {str(name).strip().lower(): _checked_user(
         path, str(name), entry) for name, entry in users.items()}}
     config["cookie"] = _checked_cookie(path, config.get("cookie"))
     return config
 
 
+def _refuse_names_differing_by_case(path: Path, users: dict) -> None:
+    """Usernames are case-insensitive, so 'Alice' and 'alice' would be one account."""
+    seen: dict[str, str] = {}
+    for name in users:
+        key = normalise(name)
+        if not key:
+            raise AuthConfigError(f"{path.name}: a username is empty.")
+        if key in seen:
+            raise AuthConfigError(f"{path.name}: usernames {seen[key]!r} and {str(name)!r} "
+                                  "differ only by case or spaces; usernames are "
+                                  "case-insensitive, so keep one of them.")
+        seen[key] = str(name)
+
+
 def _checked_user(path: Path, username: str, entry) -> dict:
     if not isinstance(entry, dict):
-        raise AuthConfigError(f"{path}: user {username!r} must be a mapping with 'name', "
+        raise AuthConfigError(f"{path.name}: user {username!r} must be a mapping with 'name', "
                               "'password' and 'roles'.")
     password = entry.get("password")
     if not isinstance(password, str) or not stauth.Hasher.is_hash(password):
         raise AuthConfigError(
-            f"{path}: the password of user {username!r} is not a bcrypt hash; plain-text "
+            f"{path.name}: the password of user {username!r} is not a bcrypt hash; plain-text "
             "passwords are refused. Hash it with 'python -m app_auth hash-password' or write "
             "the file with 'python -m app_auth make-config'.")
     _role_of(entry, path, username)
@@ -200,25 +335,26 @@ def _role_of(entry: dict, path: Path | None = None, username: str = "") -> str:
     roles = entry.get("roles")
     roles = [roles] if isinstance(roles, str) else roles
     if not isinstance(roles, list) or not roles or any(role not in ROLES for role in roles):
-        raise AuthConfigError(f"{path}: user {username!r} must have 'roles' set to "
+        where = path.name if path is not None else "sign-in configuration"
+        raise AuthConfigError(f"{where}: user {username!r} must have 'roles' set to "
                               f"'reviewer' or 'admin'; received {entry.get('roles')!r}.")
     return "admin" if "admin" in roles else "reviewer"
 
 
 def _checked_cookie(path: Path, cookie) -> dict:
     if not isinstance(cookie, dict):
-        raise AuthConfigError(f"{path}: a 'cookie' mapping with 'name', 'key' and 'expiry_days' "
-                              "is required.")
+        raise AuthConfigError(f"{path.name}: a 'cookie' mapping with 'name', 'key' and "
+                              "'expiry_days' is required.")
     key, name, days = cookie.get("key"), cookie.get("name"), cookie.get("expiry_days", 1)
     if not isinstance(key, str) or len(key) < MIN_COOKIE_KEY_CHARS:
-        raise AuthConfigError(f"{path}: cookie 'key' must be a random secret of at least "
+        raise AuthConfigError(f"{path.name}: cookie 'key' must be a random secret of at least "
                               f"{MIN_COOKIE_KEY_CHARS} characters; received "
                               f"{len(key) if isinstance(key, str) else type(key).__name__}"
                               f"{' characters' if isinstance(key, str) else ''}.")
     if not isinstance(name, str) or not name.strip():
-        raise AuthConfigError(f"{path}: cookie 'name' must be a non-empty string.")
+        raise AuthConfigError(f"{path.name}: cookie 'name' must be a non-empty string.")
     if isinstance(days, bool) or not isinstance(days, (int, float)) or days < 0:
-        raise AuthConfigError(f"{path}: cookie 'expiry_days' must be a number >= 0 (0 means "
+        raise AuthConfigError(f"{path.name}: cookie 'expiry_days' must be a number >= 0 (0 means "
                               f"no remembered sign-in); received {days!r}.")
     return {"name": name, "key": key, "expiry_days": float(days)}
 
@@ -286,8 +422,10 @@ def _audit(store: FeedbackStore | None, event: str, username: str, detail: str =
         store = store or FeedbackStore()
         store.audit(event, username, detail)
         return True
-    except FeedbackStoreError as error:
-        st.warning(f"The '{event}' event could not be written to the audit log: {error}")
+    except (FeedbackStoreError, ValueError) as error:
+        logger.error("Audit event %r for %r not written: %s", event, username, error)
+        st.warning(f"The '{event}' event could not be written to the audit log; an "
+                   "administrator can see why in the server log.")
         return False
     finally:
         if owned and store is not None:

@@ -23,10 +23,14 @@ import streamlit as st
 
 from lesionlib import evaluation, explain, imaging, inference, quality, registry
 from lesionlib import data as lesion_data
+from lesionlib.bounded_cache import ByteBoundedCache
 
 REPO_ROOT = Path(__file__).resolve().parent
 SAMPLE_DIR = REPO_ROOT / "sample_images"
 RESOURCES_DIR = REPO_ROOT / "lesionlib" / "resources"
+# Decoded images kept for a second look, shared by all sessions: at most this many bytes (about
+# 85 images at the 1024 px working size, or 1,000 HAM10000 images at 600x450).
+DECODE_CACHE_BYTES = 256 * 2**20
 
 
 # ----------------------------------------------------------------------------- folders and ids
@@ -51,18 +55,34 @@ class CaseImage:
     image: np.ndarray = dataclasses.field(repr=False, compare=False)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _decode(sha256: str, _data: bytes, name: str) -> np.ndarray:
-    return imaging.load_image(_data, name=name)
+@st.cache_resource(show_spinner=False)
+def decoded_images() -> ByteBoundedCache:
+    """The process-wide cache of decoded images, by sha256, bounded by ``DECODE_CACHE_BYTES``."""
+    return ByteBoundedCache(DECODE_CACHE_BYTES)
+
+
+def _decode(sha256: str, data: bytes, name: str) -> np.ndarray:
+    """The decoded (read-only) pixels of ``data``, from the cache when seen before."""
+    cache = decoded_images()
+    image = cache.get(sha256)
+    if image is None:
+        image = imaging.load_image(data, name=name)
+        image.flags.writeable = False  # shared by every session that opens the same image
+        cache.put(sha256, image)
+    return image
 
 
 def case_from_bytes(name: str, data: bytes, source: str = "upload",
                     case_id: str | None = None) -> CaseImage:
     """Decode uploaded (or read) bytes into a case; the decoded image is cached by sha256.
 
+    The case's name is ``imaging.safe_file_name(name)``: an uploaded name is shown in captions
+    and messages, so it must not carry Markdown or HTML.
+
     Raises:
         ImageLoadError: the bytes are not a usable image (the message says why).
     """
+    name = imaging.safe_file_name(name)
     digest = image_sha256(data)
     image = _decode(digest, data, name)
     return CaseImage(case_id or digest[:12], name, digest, source, image)

@@ -7,7 +7,10 @@ heatmap panel, the feedback form) from plain data returned by ``lesionlib`` and
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import uuid
 
 import numpy as np
 import pandas as pd
@@ -20,6 +23,8 @@ import app_resources
 from lesionlib import explain, imaging, views
 from lesionlib.cards import CardError
 from lesionlib.classes import CLASS_LONG_NAMES, CLASS_NAMES
+from lesionlib.feedback import FeedbackStoreError
+from lesionlib.plain_text import escape_markdown
 
 DISCLAIMER = "Decision support for review and teaching — not a diagnosis"
 LICENCE_NOTE = ("Models and images: CC BY-NC 4.0, from HAM10000 (Tschandl et al., Sci Data 2018). "
@@ -28,6 +33,10 @@ NO_MODELS = ("No usable model was found in `{folder}`. Install the shipped model
              "`weights/` (see the README) or set `LESIONLIB_WEIGHTS` to a folder of model "
              "folders, each with a `card.json`.")
 MODEL_ERRORS = (KeyError, CardError, OSError)
+UPLOAD_LIMIT_MB = 20  # refused here, visibly; server.maxUploadSize (100) is the transport limit
+UPLOAD_TYPES = ("jpg", "jpeg", "png")
+_STORE_LOCATION = re.compile(r" in the feedback database at .*?: ")
+logger = logging.getLogger(__name__)
 
 
 def class_label(name: str) -> str:
@@ -93,9 +102,62 @@ def is_admin(user=None) -> bool:
     return user is not None and app_auth.is_admin(user)
 
 
+def plain(text) -> str:
+    """``text`` made safe for Streamlit Markdown (``st.markdown``, ``st.error``, captions):
+    shown as typed, never as a link, image or icon. For file names, notes, usernames."""
+    return escape_markdown(text)
+
+
 def error_message(error: Exception) -> str:
-    """The readable part of an exception (``KeyError`` quotes its message)."""
-    return error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    """What went wrong, in the exception's own words, made safe for Markdown.
+
+    The library's messages are written for reviewers and name the file or model they concern
+    (the server's own folders are left out); ``KeyError`` quotes its message, so its first
+    argument is used.
+    """
+    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    return plain(without_server_paths(text))
+
+
+def without_server_paths(text: str) -> str:
+    """``text`` with the server's weights and code folders named, not spelled out."""
+    for folder, name in ((app_resources.weights_dir(), "the weights folder"),
+                         (str(app_resources.REPO_ROOT), "the app folder")):
+        text = text.replace(folder.rstrip("/") + "/", f"{name}: ").replace(folder, name)
+    return text
+
+
+def store_error_message(error: Exception, admin: bool | None = None) -> str:
+    """A feedback-store error for the signed-in user: administrators see where the database
+    is; reviewers see what failed and why, without the server's path or database URL."""
+    admin = is_admin() if admin is None else admin
+    if admin or not isinstance(error, (FeedbackStoreError, KeyError)):
+        return error_message(error)
+    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    text = _STORE_LOCATION.sub(" in the feedback database: ", text, count=1)
+    try:
+        location = app_resources.feedback_store().location
+    except (FeedbackStoreError, ValueError):
+        location = None
+    return plain(text.replace(location, "the feedback database") if location else text)
+
+
+def run_page(navigation) -> None:
+    """Run the chosen page; an unexpected error is logged in full and shown as a short notice.
+
+    The reviewer sees what happened in plain words and a reference to quote; the traceback,
+    with server paths, stays in the server log (``client.showErrorDetails = "none"`` covers
+    anything that escapes). Streamlit's own stop/rerun signals are not exceptions and pass.
+    """
+    try:
+        navigation.run()
+    except Exception:  # noqa: BLE001 - the last line of defence for the browser
+        reference = uuid.uuid4().hex[:8]
+        logger.exception("Unexpected error on page %r (reference %s)",
+                         getattr(navigation, "title", "?"), reference)
+        st.error(f"Something went wrong on this page, and it stopped here. Try again; if it "
+                 f"happens again, give an administrator the reference **{reference}** (the "
+                 "details are in the server log).")
 
 
 # ----------------------------------------------------------------------------- models
@@ -140,12 +202,13 @@ def sample_options() -> pd.DataFrame:
 def case_picker(key: str = "case") -> app_resources.CaseImage | None:
     """Pick a bundled sample or upload a JPEG/PNG; returns the decoded case or ``None``.
 
-    An unreadable upload shows the loader's message and returns ``None``.
+    An over-limit or unreadable upload shows why in an error box and returns ``None``, so the
+    page stops and no earlier result stays on screen.
     """
     source = st.radio("Image", ["Sample image", "Upload"], horizontal=True, key=f"{key}_source")
     if source == "Upload":
-        upload = st.file_uploader("Dermoscopic image (JPEG or PNG)", type=["jpg", "jpeg", "png"],
-                                  key=f"{key}_upload")
+        upload = st.file_uploader(f"Dermoscopic image (JPEG or PNG, up to {UPLOAD_LIMIT_MB} MB)",
+                                  type=list(UPLOAD_TYPES), key=f"{key}_upload")
         if upload is None:
             st.info("Upload a dermoscopic image, or choose a sample image.")
             return None
@@ -159,16 +222,22 @@ def case_picker(key: str = "case") -> app_resources.CaseImage | None:
     try:
         return app_resources.case_from_file(app_resources.SAMPLE_DIR / file, "sample")
     except imaging.ImageLoadError as error:
-        st.error(str(error))
+        st.error(error_message(error))
         return None
 
 
 def case_from_upload(name: str, data: bytes) -> app_resources.CaseImage | None:
     """Turn uploaded bytes into a case, or show why they cannot be used and return ``None``."""
+    shown = plain(imaging.safe_file_name(name))
+    if len(data) > UPLOAD_LIMIT_MB * 1_000_000:
+        st.error(f"This file cannot be reviewed: {shown} is {len(data) / 1e6:.1f} MB; the "
+                 f"limit is {UPLOAD_LIMIT_MB} MB. Nothing from it was used. Reduce or export "
+                 "the image again (a dermoscopic JPEG is usually under 5 MB).")
+        return None
     try:
         return app_resources.case_from_bytes(name, data, "upload")
     except imaging.ImageLoadError as error:
-        st.error(f"This file cannot be reviewed: {error}")
+        st.error(f"This file cannot be reviewed. {error_message(error)}")
         return None
 
 
@@ -245,26 +314,52 @@ def heatmap_controls(key: str, default_class: str, context: str = "",
     return method, class_name, opacity
 
 
+def heatmap_layers(model_id: str) -> str:
+    """Which layer a model's heatmaps come from (each member's, for an ensemble)."""
+    cards = app_resources.current_catalogue().cards
+    card = cards.get(model_id)
+    if card is None:
+        return "an unknown layer"
+    if card.kind == "single":
+        return f"layer `{card.cam_layer}`"
+    layers = [f"{member}: `{cards[member].cam_layer}`" if member in cards else member
+              for member in card.members]
+    return "the mean of its members' maps, from layers " + "; ".join(layers)
+
+
+def heatmap_legend() -> None:
+    """The colour scale of every heatmap, low to high, with what "high" means."""
+    st.image(explain.colour_scale(), width="stretch",
+             caption="Heatmap colour scale: blue = low → red = high contribution to the chosen "
+                     "class's score (each map is scaled to its own maximum; it shows where the "
+                     "model looked, not where the lesion is).")
+
+
 def show_heatmap(case, model_id: str, method: str, class_name: str, opacity: float,
                  side_by_side: bool = True) -> bool:
-    """Original and heatmap overlay; returns False (with a message) when it cannot be computed."""
+    """Original and heatmap overlay, captioned with method, class, model and layer, and the
+    colour legend; returns False (with a message) when it cannot be computed."""
     try:
         heatmap = app_resources.heatmap(case, model_id, method, CLASS_NAMES.index(class_name))
     except MODEL_ERRORS as error:
         st.error(f"Heatmap unavailable: {error_message(error)}")
         return False
     except (ValueError, RuntimeError) as error:
-        st.error(f"The {method} heatmap could not be computed for this model "
-                 f"({type(error).__name__}: {str(error)[:200]}).")
+        logger.warning("%s heatmap failed for %s: %s: %s", method, model_id,
+                       type(error).__name__, error)
+        st.error(f"The {method} heatmap could not be computed for model `{model_id}`; the "
+                 "prediction above is unaffected. Try another heatmap method.")
         return False
     blended = explain.overlay(case.image, heatmap, opacity)
-    caption = f"{method} for {class_label(class_name)} ({model_id})"
+    caption = (f"{method} for {class_label(class_name)} ({model_id}), from "
+               f"{heatmap_layers(model_id)}")
     if side_by_side:
         left, right = st.columns(2)
         left.image(case.image, caption="Original", width="stretch")
         right.image(blended, caption=caption, width="stretch")
     else:
         st.image(blended, caption=caption, width="stretch")
+    heatmap_legend()
     return True
 
 
@@ -308,7 +403,7 @@ def feedback_form(case_id: str, prediction, source: str, key: str,
 
 def save_feedback(case_id, prediction, source, agree, corrected, note, image_sha256,
                   image_png) -> int | None:
-    from lesionlib.feedback import FeedbackRecord, FeedbackStoreError
+    from lesionlib.feedback import FeedbackRecord
 
     if not agree and corrected is None:
         st.warning("You disagreed: please choose the corrected diagnosis, then save again.")
@@ -322,8 +417,8 @@ def save_feedback(case_id, prediction, source, agree, corrected, note, image_sha
             image_png=image_png() if callable(image_png) else image_png)
         record_id = app_resources.feedback_store().add(record)
     except (FeedbackStoreError, ValueError, TypeError) as error:
-        st.error(f"Feedback was NOT saved: {error}. Your entries are still in the form; "
-                 "try again, or copy your note.")
+        st.error(f"Feedback was NOT saved: {store_error_message(error)} Your entries are "
+                 "still in the form; try again, or copy your note.")
         return None
     st.success(f"Feedback saved (record {record_id}) for `{case_id}`.")
     return record_id

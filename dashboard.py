@@ -36,4 +36,4 @@ user = app_auth.gate()  # stops here until signed in (the local user when sign-i
 app_auth.logout_button(user)
 st.session_state["user"] = user
 app_ui.sidebar_notice()
-navigation.run()
+app_ui.run_page(navigation)  # an unexpected error: a short notice here, the details in the log

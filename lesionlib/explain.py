@@ -87,7 +87,19 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.45) -> np
         raise ValueError(f"opacity must be in [0, 1], received {opacity}.")
     height, width = image.shape[:2]
     resized = cv2.resize(np.clip(heatmap, 0, 1), (width, height), interpolation=cv2.INTER_LINEAR)
-    coloured = cv2.applyColorMap((resized * 255).astype("uint8"), cv2.COLORMAP_JET)
-    coloured = cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
+    coloured = _colourise((resized * 255).astype("uint8"))
     blended = (1.0 - opacity) * image.astype("float32") + opacity * coloured.astype("float32")
     return np.clip(blended, 0, 255).astype("uint8")
+
+
+def colour_scale(width: int = 256, height: int = 14) -> np.ndarray:
+    """The heatmap colours from low (left) to high (right), as an RGB strip (the legend)."""
+    if width < 2 or height < 1:
+        raise ValueError(f"A colour scale needs width >= 2 and height >= 1; received "
+                         f"{width}x{height}.")
+    return _colourise(np.tile(np.linspace(0, 255, width).astype("uint8"), (height, 1)))
+
+
+def _colourise(values: np.ndarray) -> np.ndarray:
+    """``uint8`` values 0-255 to RGB through the jet colour map (blue low, red high)."""
+    return cv2.cvtColor(cv2.applyColorMap(values, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)

@@ -33,7 +33,8 @@ FEEDBACK_URL_ENV = "LESIONLIB_FEEDBACK_URL"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_PATH = REPO_ROOT / "feedback.db"
 SOURCES = ("case_review", "error_browser")
-AUDIT_EVENTS = ("sign-in", "sign-out", "feedback", "export", "denied")
+AUDIT_EVENTS = ("sign-in", "sign-out", "feedback", "export", "denied", "sign-in-failed",
+                "sign-in-locked")
 MAX_NOTE_CHARS = 20_000
 MAX_DETAIL_CHARS = 2_000
 RETRY_DELAYS_S = (0.1, 0.5)  # after the busy timeout itself: three attempts in all

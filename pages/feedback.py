@@ -16,12 +16,12 @@ admin = app_ui.is_admin(user)
 try:
     store = app_resources.feedback_store()
 except (FeedbackStoreError, ValueError) as error:
-    st.error(f"The feedback store cannot be opened: {error}")
+    st.error(f"The feedback store cannot be opened: {app_ui.store_error_message(error, admin)}")
     st.stop()
 
-st.caption(f"Stored in {store.location}. " + (
-    "As an administrator you see every reviewer's feedback." if admin
-    else f"You see your own feedback ({reviewer})."))
+st.caption(f"Stored in {app_ui.plain(store.location)}. As an administrator you see every "
+           "reviewer's feedback." if admin
+           else f"You see your own feedback ({app_ui.plain(reviewer)}).")
 
 columns = st.columns(5)
 reviewer_filter = (columns[0].text_input("Reviewer", key="feedback_reviewer").strip() or None
@@ -41,7 +41,7 @@ filters = {
 try:
     records = store.records(**filters)
 except (FeedbackStoreError, ValueError) as error:
-    st.error(f"Could not read the feedback: {error}")
+    st.error(f"Could not read the feedback: {app_ui.store_error_message(error, admin)}")
     st.stop()
 
 st.markdown(f"**{len(records):,} records**" + (
@@ -58,7 +58,7 @@ else:
         try:
             image = store.image(int(record_id))
         except (FeedbackStoreError, KeyError) as error:
-            st.error(app_ui.error_message(error))
+            st.error(app_ui.store_error_message(error, admin))
         else:
             if image:
                 st.image(image, width=320)
@@ -79,7 +79,7 @@ def log_export() -> None:
 try:
     csv_bytes = store.export_csv(**filters)
 except (FeedbackStoreError, ValueError) as error:
-    st.error(f"Could not export: {error}")
+    st.error(f"Could not export: {app_ui.store_error_message(error, admin)}")
 else:
     st.download_button("Export these records (CSV)", csv_bytes, "feedback.csv", "text/csv",
                        key="feedback_export", on_click=log_export)
@@ -87,4 +87,4 @@ with st.expander("Audit log"):
     try:
         st.dataframe(store.audit_log(), hide_index=True)
     except FeedbackStoreError as error:
-        st.error(str(error))
+        st.error(app_ui.store_error_message(error, admin))

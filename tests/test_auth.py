@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 
 import bcrypt
@@ -12,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 import app_auth
 from lesionlib.feedback import FEEDBACK_URL_ENV, FeedbackStore
+from lesionlib.signin_throttle import MAX_FAILURES, SignInThrottle
 
 PASSWORDS = {"alice": "alice-Pass-1", "bob": "bob-Pass-2"}
 PROBE_APP = """
@@ -31,6 +33,22 @@ if st.session_state.get("probe_needs_admin"):
 def no_login_pause(monkeypatch):
     """streamlit-authenticator pauses 0.7 s per run for the browser cookie; there is none here."""
     monkeypatch.setattr(stauth_params, "PRE_LOGIN_SLEEP_TIME", 0.0)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch) -> FakeClock:
+    """A fresh failed-sign-in counter per test, on a clock the test moves."""
+    fake = FakeClock()
+    monkeypatch.setattr(app_auth, "_THROTTLE", SignInThrottle(clock=fake))
+    return fake
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +71,11 @@ def feedback_url(tmp_path, monkeypatch) -> str:
 @pytest.fixture
 def auth_on(auth_config_path, feedback_url, monkeypatch):
     monkeypatch.setenv(app_auth.AUTH_CONFIG_ENV, str(auth_config_path))
+
+
+def shown(markdown: str) -> str:
+    """What a reader sees of escaped Markdown (user-supplied text is backslash-escaped)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def texts(app: AppTest) -> str:
@@ -106,11 +129,11 @@ def test_data_is_hidden_until_signed_in(auth_on):
     assert "Sign in" in [button.label for button in app.button]
 
 
-def test_wrong_password_keeps_data_hidden(auth_on, feedback_url):
+def test_wrong_password_keeps_data_hidden_and_is_audited(auth_on, feedback_url):
     app = sign_in(run_probe(), "alice", "not-her-password")
     assert "SECRET-DATA" not in texts(app)
     assert any("incorrect" in error.value for error in app.error)
-    assert audit_events(feedback_url) == []
+    assert audit_events(feedback_url) == [("sign-in-failed", "alice")]
 
 
 def test_admin_signs_in_once_and_reaches_admin_pages(auth_on, feedback_url):
@@ -159,6 +182,118 @@ def test_missing_config_file_locks_everyone_out(tmp_path, feedback_url, monkeypa
     app = run_probe()
     assert "SECRET-DATA" not in texts(app)
     assert any("cannot read" in error.value for error in app.error)
+    assert not any(str(tmp_path) in error.value for error in app.error)  # no server paths
+
+
+# ------------------------------------------------------------------------ failed sign-ins
+
+def fail(app: AppTest, username: str, times: int) -> AppTest:
+    for _ in range(times):
+        app = sign_in(app, username, "a-wrong-guess")
+    return app
+
+
+def test_repeated_failures_lock_the_username_even_for_the_right_password(auth_on, feedback_url,
+                                                                        clock):
+    app = fail(run_probe(), "alice", MAX_FAILURES)
+    assert any("locked for 15 more minutes" in error.value for error in app.error)
+    app = sign_in(app, "Alice", PASSWORDS["alice"])  # any case: the same username
+    assert "SECRET-DATA" not in texts(app)
+    assert any("Too many failed sign-ins" in error.value for error in app.error)
+    other = sign_in(run_probe(), "alice", PASSWORDS["alice"])  # a new session: still locked
+    assert "SECRET-DATA" not in texts(other)
+    assert sign_in(run_probe(), "bob", PASSWORDS["bob"]) is not None  # others are unaffected
+    events = audit_events(feedback_url)
+    assert events[:MAX_FAILURES] == [("sign-in-failed", "alice")] * MAX_FAILURES
+    assert events[MAX_FAILURES:] == [("sign-in-locked", "alice")] * 3 + [("sign-in", "bob")]
+    clock.now += 15 * 60 + 1  # the lock expires
+    app = sign_in(run_probe(), "alice", PASSWORDS["alice"])
+    assert "SECRET-DATA for alice (admin)" in texts(app)
+
+
+def test_failures_of_unknown_usernames_are_counted_alike(auth_on, feedback_url):
+    app = fail(run_probe(), "mallory", MAX_FAILURES)
+    assert any("locked" in error.value for error in app.error)
+    assert audit_events(feedback_url)[-1] == ("sign-in-locked", "mallory")
+
+
+def test_a_good_sign_in_resets_the_count(auth_on, feedback_url):
+    app = fail(run_probe(), "bob", MAX_FAILURES - 1)
+    assert "SECRET-DATA for bob" in texts(sign_in(app, "bob", PASSWORDS["bob"]))
+    assert app_auth.sign_in_throttle().failures("bob") == 0
+
+
+def test_throttle_counts_within_its_window_only():
+    clock = FakeClock()
+    throttle = SignInThrottle(max_failures=3, lock_seconds=60, window_seconds=10, clock=clock)
+    assert throttle.record_failure("Eve") == 0 and throttle.failures("eve") == 1
+    clock.now += 11  # the first failure is now outside the window
+    assert throttle.record_failure("eve") == 0 and throttle.record_failure("EVE ") == 0
+    assert throttle.locked_for("eve") == 0
+    assert throttle.record_failure("eve") == 60 and throttle.locked_for("Eve") == 60
+    clock.now += 30
+    assert throttle.locked_for("eve") == 30
+    with pytest.raises(ValueError, match="max_failures must be an integer >= 1"):
+        SignInThrottle(max_failures=0)
+
+
+# ------------------------------------------------------------------ usernames and settings
+
+def test_usernames_differing_only_by_case_are_refused(auth_config_path, tmp_path):
+    config = yaml.safe_load(auth_config_path.read_text())
+    users = config["credentials"]["usernames"]
+    users["Alice"] = dict(users["bob"])
+    path = tmp_path / "twins.yaml"
+    path.write_text(yaml.safe_dump(config))  # sorted: 'Alice' comes first
+    with pytest.raises(app_auth.AuthConfigError, match="'Alice' and 'alice' differ only by case"):
+        app_auth.load_auth_config(path)
+
+
+def test_twin_usernames_stop_the_app_with_a_message(auth_config_path, tmp_path, feedback_url,
+                                                    monkeypatch):
+    config = yaml.safe_load(auth_config_path.read_text())
+    config["credentials"]["usernames"]["BOB"] = config["credentials"]["usernames"]["bob"]
+    path = tmp_path / "twins.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv(app_auth.AUTH_CONFIG_ENV, str(path))
+    app = run_probe()
+    assert "SECRET-DATA" not in texts(app) and len(app.text_input) == 0
+    assert any("differ only by case" in error.value for error in app.error)
+
+
+def test_sign_in_is_case_insensitive(auth_on, feedback_url):
+    app = sign_in(run_probe(), "  ALICE ", PASSWORDS["alice"])
+    assert "SECRET-DATA for alice (admin)" in texts(app)
+
+
+@pytest.mark.parametrize("content", ["credentials: [1, 2]\ncookie: {}\n", "- just\n- a list\n",
+                                     "credentials: {usernames: {alice: null}}\n", "{{{{\n"])
+def test_malformed_configs_are_messages_not_tracebacks(tmp_path, feedback_url, monkeypatch,
+                                                       content):
+    path = tmp_path / "broken.yaml"
+    path.write_text(content)
+    monkeypatch.setenv(app_auth.AUTH_CONFIG_ENV, str(path))
+    app = run_probe()
+    assert "SECRET-DATA" not in texts(app)
+    assert any("cannot be used" in error.value and "broken.yaml" in shown(error.value)
+               for error in app.error)
+
+
+@pytest.mark.parametrize("url", ["not a url", "http://example.org/db", "mysql://u@h/d"])
+def test_bad_feedback_url_stops_the_app_with_a_message(url, monkeypatch):
+    monkeypatch.setenv(FEEDBACK_URL_ENV, url)
+    monkeypatch.delenv(app_auth.AUTH_CONFIG_ENV, raising=False)
+    app = run_probe()
+    assert "SECRET-DATA" not in texts(app)
+    assert any("not a database URL this app can use" in error.value for error in app.error)
+
+
+def test_cookie_is_strict_and_secure_behind_https(auth_on, monkeypatch):
+    monkeypatch.setattr(app_auth, "is_https", lambda: True)
+    app = run_probe()
+    manager = app.session_state[app_auth._AUTHENTICATOR_KEY].cookie_controller.cookie_model \
+        .cookie_manager
+    assert manager.set.keywords == {"secure": True, "same_site": "strict"}
 
 
 # ------------------------------------------------------------------------ the config writer
@@ -225,3 +360,16 @@ def test_user_arguments_are_checked():
         app_auth.is_admin("alice")
     with pytest.raises(ValueError, match="role must be one of"):
         app_auth.make_auth_config([{"username": "x", "password": "y", "role": "boss"}])
+
+
+def test_display_names_are_shown_as_text(tmp_path, feedback_url, monkeypatch):
+    config = app_auth.make_auth_config([{"username": "eve", "password": "eve-Pass-3",
+                                         "role": "reviewer",
+                                         "name": "![x](https://example.org/x.png)"}])
+    path = app_auth.write_auth_config(tmp_path / "auth.yaml", config)
+    monkeypatch.setenv(app_auth.AUTH_CONFIG_ENV, str(path))
+    app = sign_in(run_probe(), "eve", "eve-Pass-3")
+    caption = next(caption.value for caption in app.sidebar.caption
+                   if "Signed in as" in caption.value)
+    assert "](" not in caption and "![" not in caption
+    assert shown(caption) == "Signed in as **![x](https://example.org/x.png)** (reviewer)"

@@ -67,7 +67,8 @@ def test_text_mode_file_object_is_refused(tmp_path):
 def test_non_image_file_with_jpg_name(tmp_path):
     path = tmp_path / "report.jpg"
     path.write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n" * 20)
-    with pytest.raises(ImageLoadError, match=r"report\.jpg: not a readable image"):
+    expected = r"report\.jpg: this is not an image file we can read \(expected a JPEG"
+    with pytest.raises(ImageLoadError, match=expected):
         load_image(path)
 
 
@@ -96,7 +97,7 @@ def test_unsupported_source_type():
 def test_truncated_files(photo_jpeg, file_format):
     data = photo_jpeg if file_format == "JPEG" else encode(
         Image.fromarray(load_image(photo_jpeg)), "PNG")
-    with pytest.raises(ImageLoadError, match="corrupt or truncated"):
+    with pytest.raises(ImageLoadError, match="the file is damaged or incomplete"):
         load_image(data[: len(data) // 2], name=f"half.{file_format.lower()}")
 
 
@@ -215,10 +216,10 @@ def test_formats_outside_the_accepted_list_are_refused():
            b"newpath 0 0 moveto 64 64 lineto stroke\nshowpage\n%%EOF\n")
     with Image.open(io.BytesIO(eps)) as check:  # Pillow alone would take it (via Ghostscript)
         assert check.format == "EPS"
-    with pytest.raises(ImageLoadError, match="not a readable image.*JPEG, PNG"):
+    with pytest.raises(ImageLoadError, match="not an image file we can read.*JPEG or PNG"):
         load_image(eps)
     icon = encode(Image.new("RGB", (64, 64), (9, 9, 9)), "ICO")
-    with pytest.raises(ImageLoadError, match="not a readable image"):
+    with pytest.raises(ImageLoadError, match="not an image file we can read"):
         load_image(icon)
     for file_format in ("BMP", "WEBP", "TIFF"):
         assert_rgb(load_image(encode(Image.new("RGB", (64, 48), (9, 9, 9)), file_format)), 48,
@@ -233,3 +234,75 @@ def test_strip_metadata_output_has_no_exif():
     assert b"SecretCamMaker" not in png
     with Image.open(io.BytesIO(png)) as stored:
         assert stored.format == "PNG" and len(stored.getexif()) == 0
+
+
+# ------------------------------------------------------------------ bounded memory on big files
+
+def test_big_16_bit_png_is_reduced_while_decoding_without_float_copies():
+    import tracemalloc
+
+    values = np.full((3000, 4000), 4096, dtype=np.uint16)  # 12 Mpixel, 1/16 of full scale
+    values[:8, :8] = 65535  # one bright 8x8 block: averaged, not lost
+    data = cv2.imencode(".png", values)[1].tobytes()
+    tracemalloc.start()
+    try:
+        array = load_image(data, name="big.png")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    factor = imaging.reduction_factor(4000, 3000)
+    assert factor == 4 and max(array.shape[:2]) <= imaging.MAX_WORKING_SIDE
+    assert_rgb(array, 750, 1000)
+    assert tuple(array[100, 100]) == (16, 16, 16)  # same bit-depth scaling as a small file
+    assert tuple(array[0, 0]) == (255, 255, 255)
+    # numpy/Python allocations only (Pillow's own buffers are not traced): a float64 copy of
+    # the full image would be 96 MB, a 16-bit one 24 MB; the reduced image, in float64, 6 MB
+    assert peak < 4000 * 3000 * 2, f"peak traced memory {peak / 2**20:.0f} MiB"
+
+
+def test_big_jpeg_is_scaled_by_the_decoder_and_matches_a_full_decode():
+    rng = np.random.default_rng(3)
+    small = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    big = cv2.resize(small, (3200, 2400), interpolation=cv2.INTER_CUBIC)  # smooth content
+    data = encode(Image.fromarray(big), "JPEG", quality=95)
+    array = load_image(data)
+    assert max(array.shape[:2]) <= imaging.MAX_WORKING_SIDE
+    assert array.shape[1] / array.shape[0] == pytest.approx(4 / 3, rel=0.01)
+    with Image.open(io.BytesIO(data)) as full:
+        reference = cv2.resize(np.asarray(full.convert("RGB")), array.shape[1::-1],
+                               interpolation=cv2.INTER_AREA)
+    assert np.abs(array.astype(int) - reference.astype(int)).mean() < 3
+
+
+@pytest.mark.parametrize("mode", ["P", "1", "RGBA", "I", "F", "LA"])
+def test_big_images_of_every_mode_are_reduced(mode):
+    image = Image.new("RGB", (2100, 1500), (200, 100, 50)).convert(
+        "L" if mode in ("1", "I", "F", "LA") else "RGB").convert(mode)
+    file_format = "TIFF" if mode in ("I", "F") else "PNG"
+    array = load_image(encode(image, file_format))
+    assert array.dtype == np.uint8 and array.shape == (500, 700, 3)
+
+
+def test_normal_sized_images_decode_exactly_as_pillow_does():
+    """The sample images (HAM10000, 600x450) are not resampled: the models' figures stay put."""
+    from conftest import SAMPLE_DIR
+
+    files = sorted(SAMPLE_DIR.glob("*.jpg"))
+    assert files
+    for path in files:
+        with Image.open(path) as image:
+            expected = np.asarray(image.convert("RGB"))
+        assert max(expected.shape) <= imaging.MAX_WORKING_SIDE
+        np.testing.assert_array_equal(load_image(path), expected)
+    edge = np.random.default_rng(4).integers(0, 255, (768, 1024, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(load_image(encode(Image.fromarray(edge), "PNG")), edge)
+
+
+def test_technical_detail_goes_to_the_log_not_the_message(photo_jpeg, caplog):
+    with caplog.at_level("INFO", logger="lesionlib.imaging"):
+        with pytest.raises(ImageLoadError) as caught:
+            load_image(photo_jpeg[: len(photo_jpeg) // 2], name="half.jpg")
+    message = str(caught.value)
+    assert message.startswith("half.jpg: the file is damaged or incomplete")
+    assert "OSError" not in message and "bytes not processed" not in message
+    assert "half.jpg" in caplog.text and "Error" in caplog.text

@@ -312,3 +312,119 @@ def test_reviewer_cannot_export_feedback(no_dataset, monkeypatch):
     assert "You see your own feedback (bob)" in texts(app)
     assert "for administrators" in texts(app)
     assert not app.get("download_button")
+
+
+# --------------------------------------------------- trust: what the browser may and may not see
+
+def shown(markdown: str) -> str:
+    """What a reader sees of escaped Markdown (user-supplied text is backslash-escaped)."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def test_every_heatmap_has_a_legend_and_names_its_layer(no_dataset):
+    app = open_page("case_review")
+    assert_ok(app)
+    overlay = next(caption for caption in captions(app).splitlines()
+                   if caption.startswith("Grad-CAM for "))
+    assert "(ensemble.ham10000)" in overlay
+    assert "tiny0.test: `top_activation`" in overlay and "tiny1.test" in overlay
+    assert "blue = low → red = high" in captions(app)
+    app.selectbox(key="case_review_model").set_value("tiny0.test").run()
+    assert "from layer `top_activation`" in captions(app)
+
+
+def test_over_limit_upload_is_refused_visibly_and_clears_the_old_result(no_dataset):
+    import app_ui
+
+    app = open_page("case_review")
+    app.radio(key="case_review_source").set_value("Upload").run()
+    app.file_uploader[0].set_value(("lesion.jpg", (SAMPLE_DIR / SAMPLE_FILE).read_bytes(),
+                                    "image/jpeg")).run()
+    assert "Top diagnosis" in texts(app)
+    too_big = b"\xff\xd8" + bytes(app_ui.UPLOAD_LIMIT_MB * 1_000_000 + 10)
+    app.file_uploader[0].set_value(("huge.jpg", too_big, "image/jpeg")).run()
+    assert_ok(app)
+    assert any("huge.jpg is 20.0 MB; the limit is 20 MB" in shown(error.value)
+               for error in app.error)
+    assert "Top diagnosis" not in texts(app) and not app.get("plotly_chart")
+    truncated = (SAMPLE_DIR / SAMPLE_FILE).read_bytes()[:3000]
+    app.file_uploader[0].set_value(("cut.jpg", truncated, "image/jpeg")).run()
+    assert_ok(app)
+    assert any("the file is damaged or incomplete" in error.value for error in app.error)
+    assert not any("Error" in error.value or "bytes not processed" in error.value
+                   for error in app.error)
+
+
+def test_uploaded_file_names_are_text_not_markdown(no_dataset):
+    app = open_page("case_review")
+    app.radio(key="case_review_source").set_value("Upload").run()
+    hostile = "![t](https://example.org/t.png) :red[x].jpg"
+    app.file_uploader[0].set_value((hostile, b"not an image", "image/jpeg")).run()
+    assert_ok(app)
+    errors = "\n".join(error.value for error in app.error)
+    assert "cannot be reviewed" in errors
+    assert "](" not in errors and "![" not in errors and ":red[" not in errors
+    app.file_uploader[0].set_value((hostile, (SAMPLE_DIR / SAMPLE_FILE).read_bytes(),
+                                    "image/jpeg")).run()
+    assert_ok(app)
+    assert "t.png- -red-x-.jpg (200x150 px)" in captions(app)
+
+
+def test_reviewers_do_not_see_where_the_database_is(no_dataset, monkeypatch):
+    import app_auth
+
+    reviewer = app_auth.User(username="_bob_", display_name="Bob", role="reviewer")
+    monkeypatch.setattr(app_auth, "gate", lambda store=None: reviewer)
+    app = open_page("feedback")
+    assert_ok(app)
+    content = texts(app)
+    assert "feedback.db" not in content and str(no_dataset.parent) not in content
+    assert "You see your own feedback (\\_bob\\_)" in content  # the username as text
+
+
+def test_admins_see_where_the_database_is(no_dataset):
+    app = open_page("feedback")
+    assert_ok(app)
+    assert "feedback.db" in shown(texts(app))
+
+
+def test_an_unexpected_error_is_a_notice_without_traceback():
+    def page_script():
+        import app_ui
+
+        class BrokenPage:
+            title = "Broken"
+
+            def run(self):
+                raise RuntimeError("/srv/secret/path exploded")
+
+        app_ui.run_page(BrokenPage())
+
+    app = AppTest.from_function(page_script, default_timeout=60)
+    app.run()
+    assert not app.exception
+    errors = "\n".join(error.value for error in app.error)
+    assert "Something went wrong on this page" in errors and "reference" in errors
+    assert "/srv/secret/path" not in errors and "RuntimeError" not in errors
+
+
+def test_server_settings_hide_error_details_and_developer_tools():
+    import tomllib
+
+    config = tomllib.loads((REPO_ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["showErrorDetails"] == "none"
+    assert config["client"]["toolbarMode"] == "viewer"  # no Deploy / Rerun / Clear cache
+
+
+def test_error_messages_are_markdown_safe_and_leave_out_server_folders(tmp_path, monkeypatch):
+    import app_ui
+    from lesionlib.cards import CardError
+
+    monkeypatch.setenv("LESIONLIB_WEIGHTS", str(tmp_path))
+    message = app_ui.error_message(CardError(f"{tmp_path}/m.test/card.json: no model card."))
+    assert str(tmp_path) not in message
+    assert shown(message) == "the weights folder: m.test/card.json: no model card."
+    assert app_ui.error_message(KeyError("Unknown model 'x' [y](z)")) == \
+        "Unknown model \\'x\\' \\[y\\]\\(z\\)"

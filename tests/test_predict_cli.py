@@ -83,7 +83,7 @@ def test_predict_folder_gives_every_file_a_row(image_folder, tmp_path, tiny_weig
                                        if path.is_file() and path.name != ".DS_Store")
     assert "not a readable image" in frame.loc["image.jpg.exe", "error"]
     assert "empty" in frame.loc["empty.png", "error"]
-    assert "not a readable image" in frame.loc["notes.jpg", "error"]
+    assert "not an image file we can read" in frame.loc["notes.jpg", "error"]
     assert frame.loc["truncated.jpg", "error"] != ""
     assert (frame.loc[SAMPLES[0].name, "prediction"] in CLASS_NAMES)
     assert (frame["model_id"] == "ensemble.ham10000").all()
