@@ -258,8 +258,8 @@ def melanoma_box(prediction, card=None, unreliable: bool = False) -> None:
             f"**{100 * threshold:.1f}%**")
     caveat = f" {melanoma_caveat(card)}" if card is not None else ""
     if prediction.melanoma_flag:
-        st.error(f"⚠️ {text}: above the threshold — the model flags this lesion for a melanoma "
-                 f"work-up.{caveat}")
+        st.error(f"⚠️ {text}: above the threshold — the model flags this lesion for a "
+                 f"melanoma work-up.{caveat}")
     else:
         st.info(f"{text}: below the threshold.{caveat}")
 

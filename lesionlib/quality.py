@@ -1,4 +1,5 @@
-"""The quality and out-of-distribution gate: warn when an image or a prediction is not to be trusted.
+"""The quality and out-of-distribution gate: warn when an image or a prediction is not to be
+trusted.
 
 Image checks (on the decoded RGB image): blank, blurred, too dark or too bright, no colour at all
 (gate failures) or barely any (a caution). Distribution check: how far the image's pooled CNN
@@ -194,7 +195,7 @@ def feature_extractor(keras_model, layer_name: str = "avg_pool"):
     return keras.Model(keras_model.inputs[0], keras_model.get_layer(layer_name).output)
 
 
-def extract_features(extractor, framed: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def extract_features(extractor, framed: np.ndarray, batch_size: int = 16) -> np.ndarray:
     return np.concatenate([extractor(np.asarray(framed[start:start + batch_size], "float32"),
                                      training=False).numpy()
                            for start in range(0, len(framed), batch_size)])
