@@ -192,9 +192,11 @@ def _command_predict(args) -> int:
 def _command_fit_gate(args) -> int:
     """Fit a model's quality gate on its own features, and its "review carefully" thresholds on
     its stored validation predictions; an ensemble's gate combines its members' gates."""
+    import dataclasses
+
     from lesionlib import data, evaluation, registry, selective
     from lesionlib.quality import (GATE_FILE, extract_features, feature_extractor,
-                                   fit_ensemble_gate, fit_gate, load_gate)
+                                   fit_ensemble_gate, fit_gate, image_thresholds, load_gate)
 
     catalogue = registry.discover(args.weights)
     try:
@@ -210,6 +212,9 @@ def _command_fit_gate(args) -> int:
                                     "them first: " + "; ".join(
                                         f"python -m lesionlib fit-gate --model {member}"
                                         for member in unfitted))
+        if args.thresholds_only and load_gate(card) is None:
+            raise FileNotFoundError(f"--thresholds-only keeps {card.id!r}'s feature model, but "
+                                    f"it has no {GATE_FILE} yet; run fit-gate without it.")
         stored = [evaluation.load_predictions(each, "ham10000_val")
                   for each in (card, *member_cards)]
         if any(frame is None for frame in stored):
@@ -227,7 +232,9 @@ def _command_fit_gate(args) -> int:
         return extract_features(feature_extractor(model.keras_model), data.cached_images(
             val, member_card.input_size, "ham10000_val"))
 
-    if card.kind == "ensemble":
+    if args.thresholds_only:
+        gate = dataclasses.replace(load_gate(card), **image_thresholds(val_images))
+    elif card.kind == "ensemble":
         gate = fit_ensemble_gate(card.members, [load_gate(member) for member in member_cards],
                                  [val_features(member) for member in member_cards], val_images)
     else:
@@ -358,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--weights", help="weights folder (default: weights/)")
     gate.add_argument("--per-class", type=int, default=500,
                       help="training images per class used to fit the feature subspace")
+    gate.add_argument("--thresholds-only", action="store_true",
+                      help="keep the fitted feature model and distance threshold; refit only "
+                      "the image checks and the 'review carefully' thresholds (no model run)")
     gate.add_argument("--max-flag-rate", type=float, default=selective.MAX_FLAG_RATE,
                       help="largest share of validation cases flagged 'review carefully'")
     gate.add_argument("--min-error-ratio", type=float, default=selective.MIN_ERROR_RATIO,

@@ -1,8 +1,8 @@
 """The quality and out-of-distribution gate: warn when an image or a prediction is not to be
 trusted.
 
-Image checks (on the decoded RGB image): blank, blurred, too dark or too bright, no colour at all
-(gate failures) or barely any (a caution). Distribution check: how far the image's pooled CNN
+Image checks (on the decoded RGB image): blank, blurred, too dark or too bright, pixel noise, no
+colour at all (gate failures) or barely any (a caution). Distribution check: how far the image's pooled CNN
 features (the model's ``avg_pool`` layer) lie from the subspace spanned by the top principal
 components of its HAM10000 training features (the norm of the residual after projection):
 photographs that are not dermoscopy land far away. Prediction checks ("review carefully"):
@@ -115,6 +115,7 @@ class QualityGate:
     min_brightness: float
     max_brightness: float
     min_colourfulness: float = NO_COLOUR_LIMIT
+    max_sharpness: float = float("inf")
     entropy_threshold: float = UncertaintyThresholds().entropy
     disagreement_threshold: float = UncertaintyThresholds().disagreement
     flag_rate_val: float = float("nan")
@@ -140,6 +141,9 @@ class QualityGate:
             findings.append(Finding("blank", "The image is almost uniform (blank?)."))
         elif stats["sharpness"] < self.min_sharpness:
             findings.append(Finding("blurred", "The image is heavily blurred or out of focus."))
+        elif stats["sharpness"] > self.max_sharpness:
+            findings.append(Finding("not_dermoscopic", "The image is dominated by fine texture "
+                                    "or pixel noise, far sharper than dermoscopic images."))
         if stats["brightness"] < self.min_brightness:
             findings.append(Finding("dark", "The image is much darker than dermoscopic images."))
         elif stats["brightness"] > self.max_brightness:
@@ -202,13 +206,15 @@ def extract_features(extractor, framed: np.ndarray, batch_size: int = 16) -> np.
 
 
 def image_thresholds(val_images, false_alarm_rate: float = 0.01) -> dict[str, float]:
-    """Image-check thresholds that let through all but ``false_alarm_rate`` of ``val_images``
-    (split between the checks; brightness between its two ends)."""
+    """Image-check thresholds that let through all but about ``false_alarm_rate`` of
+    ``val_images`` (split between the checks; brightness between its two ends; a further sixth
+    for the noise check)."""
     stats = np.array([[image_statistics(image)[name] for name in STAT_NAMES]
                       for image in val_images])
     percent = 100 * false_alarm_rate
     return {"min_gray_std": float(np.percentile(stats[:, 0], percent / 3)),
             "min_sharpness": float(np.percentile(stats[:, 1], percent / 3)),
+            "max_sharpness": float(np.percentile(stats[:, 1], 100 - percent / 6)),
             "min_brightness": float(np.percentile(stats[:, 2], percent / 6)),
             "max_brightness": float(np.percentile(stats[:, 2], 100 - percent / 6)),
             "min_colourfulness": max(NO_COLOUR_LIMIT,

@@ -255,11 +255,21 @@ def _kinds(results: dict) -> list[str]:
                    for kind in entry["gate"].get("unusable", {}).get("by_kind", {})})
 
 
+def write_reports(results: dict, out: Path) -> None:
+    (out / "quality_gate.json").write_text(json.dumps({"models": results}, indent=2) + "\n")
+    (out / "quality_gate.md").write_text(markdown(results))
+    pd.DataFrame([row for value in results.values() for row in value["risk_coverage"]]) \
+        .to_csv(out / "quality_gate_risk_coverage.csv", index=False, float_format="%.4f")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", help="model id (repeatable; default all)")
     parser.add_argument("--out", default="reports")
     parser.add_argument("--degraded", type=int, default=150)
+    parser.add_argument("--merge-from", nargs="*", default=[], metavar="JSON",
+                        help="also take these models' results from other runs' quality_gate.json"
+                        " (runs done in parallel); with no --model, measure nothing else")
     args = parser.parse_args()
     catalogue = registry.discover()
     out = Path(args.out)
@@ -267,18 +277,19 @@ def main() -> int:
     json_path = out / "quality_gate.json"
     stored = json.loads(json_path.read_text()) if json_path.is_file() else {}
     results = stored.get("models", {}) if isinstance(stored, dict) else {}
+    for other in args.merge_from:
+        results.update(json.loads(Path(other).read_text())["models"])
     failed = 0
-    for model_id in args.model or sorted(catalogue.cards):
+    for model_id in args.model or ([] if args.merge_from else sorted(catalogue.cards)):
         print(f"== {model_id}", flush=True)
         entry = measure(model_id, catalogue, args)
         if entry is None:
             failed += 1
             continue
         results[model_id] = entry
-        json_path.write_text(json.dumps({"models": results}, indent=2) + "\n")
-        (out / "quality_gate.md").write_text(markdown(results))
-        pd.DataFrame([row for value in results.values() for row in value["risk_coverage"]]) \
-            .to_csv(out / "quality_gate_risk_coverage.csv", index=False, float_format="%.4f")
+        write_reports(results, out)
+    if args.merge_from:
+        write_reports(results, out)
     print((out / "quality_gate.md").read_text() if results else "No model measured.")
     return 2 if failed else 0
 

@@ -39,6 +39,8 @@ def test_image_checks_flag_blank_blur_and_exposure(gate):
     assert "blurred" in codes(cv2.GaussianBlur(lesion, (0, 0), 8))
     assert "dark" in codes((lesion * 0.15).astype("uint8"))
     assert "bright" in codes((255 - (255 - lesion.astype(float)) * 0.1).astype("uint8"))
+    noise = np.random.default_rng(0).integers(0, 256, (150, 200, 3), dtype=np.uint8)
+    assert "not_dermoscopic" in codes(noise) and gate.max_sharpness < np.inf
 
 
 def test_gate_round_trips_through_npz(gate, tmp_path):
