@@ -172,12 +172,19 @@ def measure(model_id: str, catalogue, args) -> dict | None:
     uncertainty = checker.gate.uncertainty
     return {"model": model_id, "model_version": classifier.card.version,
             "command": f"python scripts/benchmark_quality_gate.py --model {model_id}",
+            "gate_thresholds": {name: _finite(getattr(checker.gate, name)) for name in (
+                "distance_threshold", "min_gray_std", "min_sharpness", "max_sharpness",
+                "min_brightness", "max_brightness", "min_colourfulness")},
             "gate": gate_figures(checker, args),
             "review_carefully": {"entropy_threshold": uncertainty.entropy,
                                  "disagreement_threshold": uncertainty.disagreement
                                  if classifier.card.kind == "ensemble" else None,
                                  "by_set": flags},
             "risk_coverage": curves}
+
+
+def _finite(value) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _percent(value) -> str:
