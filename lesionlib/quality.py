@@ -33,6 +33,10 @@ GATE_FILE = "quality_gate.npz"
 ENTROPY_THRESHOLD = UncertaintyThresholds().entropy  # unfitted default, used only without a gate
 STAT_NAMES = ("gray_std", "sharpness", "brightness", "colourfulness")
 NO_COLOUR_LIMIT = 2.0  # colourfulness of an image whose channels are equal up to JPEG noise
+# Pixel noise sits far above the sharpest validation image (uniform noise: about 10x). Other
+# clinics' higher-resolution images are sharper once resized (PH2 up to 2.5x HAM10000's
+# sharpest), so the noise check keeps this margin above the validation maximum.
+NOISE_MARGIN = 3.0
 
 
 # A gate failure withholds the diagnosis and the melanoma flag until a reviewer asks for them;
@@ -206,15 +210,15 @@ def extract_features(extractor, framed: np.ndarray, batch_size: int = 16) -> np.
 
 
 def image_thresholds(val_images, false_alarm_rate: float = 0.01) -> dict[str, float]:
-    """Image-check thresholds that let through all but about ``false_alarm_rate`` of
-    ``val_images`` (split between the checks; brightness between its two ends; a further sixth
-    for the noise check)."""
+    """Image-check thresholds that let through all but ``false_alarm_rate`` of ``val_images``
+    (split between the checks; brightness between its two ends); the noise check lets through
+    every validation image, with a margin (``NOISE_MARGIN``)."""
     stats = np.array([[image_statistics(image)[name] for name in STAT_NAMES]
                       for image in val_images])
     percent = 100 * false_alarm_rate
     return {"min_gray_std": float(np.percentile(stats[:, 0], percent / 3)),
             "min_sharpness": float(np.percentile(stats[:, 1], percent / 3)),
-            "max_sharpness": float(np.percentile(stats[:, 1], 100 - percent / 6)),
+            "max_sharpness": NOISE_MARGIN * float(stats[:, 1].max()),
             "min_brightness": float(np.percentile(stats[:, 2], percent / 6)),
             "max_brightness": float(np.percentile(stats[:, 2], 100 - percent / 6)),
             "min_colourfulness": max(NO_COLOUR_LIMIT,
