@@ -266,36 +266,84 @@ def probability_figure(prediction, height: int = 300) -> go.Figure:
     return figure
 
 
-def prediction_summary(prediction, report=None, members=()) -> None:
-    """Top diagnosis, confidence, melanoma vs threshold and the quality warnings."""
+REVEAL_LABEL = "Show the model's output anyway (unreliable)"
+
+
+def output_allowed(report, key: str) -> bool:
+    """Whether a prediction may be shown: the gate passed, or the reviewer asked to see it.
+
+    On a gate failure the reasons come first, then a checkbox; the diagnosis, melanoma flag,
+    heatmap and feedback form stay hidden until it is ticked.
+    """
+    if report is None or not report.withheld:
+        return True
+    reasons = " ".join(finding.message for finding in report.gate_failures)
+    st.error(f"**Diagnosis withheld — the image failed the quality gate.** {reasons} "
+             "The model's output on it is not to be trusted.", icon="⛔")
+    return st.checkbox(REVEAL_LABEL, key=f"{key}_reveal", value=False)
+
+
+def unreliable_banner() -> None:
+    st.warning("**UNRELIABLE — shown on request.** This image failed the quality gate: do not "
+               "base any decision on the output below.", icon="⚠️")
+
+
+def prediction_summary(prediction, report=None, members=(), card=None,
+                       key: str = "prediction") -> bool:
+    """Gate failures and cautions first, then top diagnosis, confidence, melanoma vs threshold.
+
+    Returns whether the output was shown (``False`` while a gate failure withholds it).
+    ``card`` adds how the melanoma threshold does on other clinics' images.
+    """
+    if not output_allowed(report, key):
+        return False
+    unreliable = report is not None and report.withheld
+    if unreliable:
+        unreliable_banner()
+    if report is not None:
+        quality_warnings(report, failures=False)
+    suffix = " (UNRELIABLE)" if unreliable else ""
     left, right = st.columns(2)
-    left.metric("Top diagnosis", prediction.top_class,
+    left.metric("Top diagnosis" + suffix, prediction.top_class,
                 help="The class with the highest calibrated probability.")
     left.caption(CLASS_LONG_NAMES[prediction.top_class])
-    right.metric("Calibrated confidence", f"{100 * prediction.top_probability:.1f}%")
-    melanoma = prediction.melanoma_probability
-    threshold = prediction.melanoma_threshold
-    text = (f"Melanoma probability **{100 * melanoma:.1f}%** vs this model's operating threshold "
-            f"**{100 * threshold:.1f}%**")
-    if prediction.melanoma_flag:
-        st.error(f"⚠️ {text}: above the threshold — the model flags this lesion for a melanoma "
-                 "work-up.")
-    else:
-        st.success(f"{text}: below the threshold.")
-    if report is not None:
-        quality_warnings(report)
+    right.metric("Calibrated confidence" + suffix, f"{100 * prediction.top_probability:.1f}%")
+    melanoma_box(prediction, card, unreliable)
     if members:
         tops = ", ".join(f"{member.model_id}: {member.top_class} "
                          f"({100 * member.top_probability:.0f}%)" for member in members)
         st.caption(f"Ensemble members — {tops}")
+    return True
 
 
-def quality_warnings(report) -> None:
+def melanoma_box(prediction, card=None, unreliable: bool = False) -> None:
+    """Melanoma probability against the threshold, with the other-clinics caveat."""
+    from lesionlib.caveats import melanoma_caveat
+
+    melanoma = prediction.melanoma_probability
+    threshold = prediction.melanoma_threshold
+    text = (f"{'UNRELIABLE — ' if unreliable else ''}Melanoma probability "
+            f"**{100 * melanoma:.1f}%** vs this model's operating threshold "
+            f"**{100 * threshold:.1f}%**")
+    caveat = f" {melanoma_caveat(card)}" if card is not None else ""
+    if prediction.melanoma_flag:
+        st.error(f"⚠️ {text}: above the threshold — the model flags this lesion for a "
+                 f"melanoma work-up.{caveat}")
+    else:
+        st.info(f"{text}: below the threshold.{caveat}")
+
+
+def quality_warnings(report, failures: bool = True) -> None:
+    """Gate failures (withheld) and cautions ("review carefully"), each visibly distinct."""
     if report.ok:
         st.caption("Quality checks: no warning.")
         return
-    for finding in report.findings:
-        st.warning(f"Quality check ({finding.code}): {finding.message}", icon="⚠️")
+    if failures:
+        for finding in report.gate_failures:
+            st.error(f"Quality check failed ({finding.code}): {finding.message}", icon="⛔")
+    for finding in report.cautions:
+        st.warning(f"Quality check — review carefully ({finding.code}): {finding.message}",
+                   icon="⚠️")
 
 
 def heatmap_controls(key: str, default_class: str, context: str = "",

@@ -302,28 +302,68 @@ def _print_predict_summary(out: str, card, written: int) -> None:
 
 
 def _command_fit_gate(args) -> int:
-    from lesionlib import data, registry
-    from lesionlib.quality import GATE_FILE, extract_features, feature_extractor, fit_gate
+    """Fit a model's quality gate on its own features, and its "review carefully" thresholds on
+    its stored validation predictions; an ensemble's gate combines its members' gates."""
+    import dataclasses
 
-    card = _card(args.model, registry.discover(args.weights))
-    if card.kind != "single":
-        raise UsageError(f"--model {card.id} is an ensemble; a gate is fitted for a single "
-                         f"model (one of {', '.join(card.members)}).")
+    from lesionlib import data, evaluation, registry, selective
+    from lesionlib.quality import (GATE_FILE, extract_features, feature_extractor,
+                                   fit_ensemble_gate, fit_gate, image_thresholds, load_gate)
+
+    catalogue = registry.discover(args.weights)
+    card = _card(args.model, catalogue)
+    member_cards = [_card(member, catalogue) for member in card.members]
+    unfitted = [member.id for member in member_cards if load_gate(member) is None]
+    if unfitted:
+        raise UsageError(f"Ensemble {card.id!r} combines its members' gates; fit them first: "
+                         + "; ".join(f"python -m lesionlib fit-gate --model {member}"
+                                     for member in unfitted))
+    if args.thresholds_only and load_gate(card) is None:
+        raise UsageError(f"--thresholds-only keeps {card.id!r}'s feature model, but it has no "
+                         f"{GATE_FILE} yet; run fit-gate without it.")
     if args.per_class < 1:
         raise UsageError(f"--per-class must be at least 1; received {args.per_class}.")
     train, val = _gate_samples(_data_folder(args.data), args.per_class)
-    model = registry.load_single(card)
-    size = card.input_size
-    extractor = feature_extractor(model.keras_model)
-    train_features = extract_features(extractor, data.cached_images(train, size,
-                                                                     "gate_train_balanced"))
-    val_features = extract_features(extractor, data.cached_images(val, size, "ham10000_val"))
+    stored = [evaluation.load_predictions(each, "ham10000_val") for each in (card, *member_cards)]
+    if any(frame is None for frame in stored):
+        raise UsageError(f"{card.id!r} (or a member) has no stored validation predictions; run "
+                         "`python -m lesionlib evaluate` first.")
     val_images = [data.load_image(path) for path in val["path"]]
-    gate = fit_gate(train_features, val_features, val_images)
-    path = gate.save(card.folder / GATE_FILE)
-    print(f"Quality gate written to {path}: distance threshold {gate.distance_threshold:.2f}, "
-          f"min grey std {gate.min_gray_std:.1f}, min sharpness {gate.min_sharpness:.1f}, "
-          f"brightness {gate.min_brightness:.0f}-{gate.max_brightness:.0f}")
+
+    def val_features(member_card):
+        model = registry.load_single(member_card)
+        return extract_features(feature_extractor(model.keras_model), data.cached_images(
+            val, member_card.input_size, "ham10000_val"))
+
+    if args.thresholds_only:
+        gate = dataclasses.replace(load_gate(card), **image_thresholds(val_images))
+    elif card.kind == "ensemble":
+        gate = fit_ensemble_gate(card.members, [load_gate(member) for member in member_cards],
+                                 [val_features(member) for member in member_cards], val_images)
+    else:
+        extractor = feature_extractor(registry.load_single(card).keras_model)
+        train_features = extract_features(extractor, data.cached_images(
+            train, card.input_size, "gate_train_balanced"))
+        gate = fit_gate(train_features, val_features(card), val_images)
+    entropy, disagreement, correct = selective.stored_scores(stored[0], stored[1:] or None)
+    thresholds = selective.select_thresholds(entropy, disagreement, correct,
+                                             args.max_flag_rate, args.min_error_ratio)
+    path = gate.with_uncertainty(thresholds).save(card.folder / GATE_FILE)
+    print(f"Quality gate written to {path}: distance threshold {gate.distance_threshold:.2f}"
+          f"{' (members combined)' if gate.members else ''}, min grey std "
+          f"{gate.min_gray_std:.1f}, min sharpness {gate.min_sharpness:.1f}, brightness "
+          f"{gate.min_brightness:.0f}-{gate.max_brightness:.0f}, min colourfulness "
+          f"{gate.min_colourfulness:.1f}")
+    if not thresholds.meets_rule:
+        print(f"warning: no uncertainty threshold flags at most {args.max_flag_rate:.0%} of "
+              f"validation cases with >= {args.min_error_ratio}x the error rate; the "
+              "'review carefully' flag is off for this model.", file=sys.stderr)
+        return 0
+    print(f"Review-carefully flag: entropy > {thresholds.entropy:.3f}"
+          + (f" or disagreement > {thresholds.disagreement:.3f}" if disagreement is not None
+             else "")
+          + f"; on validation {thresholds.flag_rate:.1%} flagged, error rate "
+          f"{thresholds.error_ratio:.2f}x the unflagged cases'")
     return 0
 
 
@@ -461,12 +501,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(handler=_command_predict)
 
-    gate = commands.add_parser("fit-gate", help="Fit the quality/OOD gate of a single model.")
+    from lesionlib import selective
+
+    gate = commands.add_parser("fit-gate", help="Fit a model's quality/OOD gate and its "
+                               "'review carefully' thresholds (an ensemble: after its members).")
     _add_data_option(gate)
     gate.add_argument("--model", required=True)
     gate.add_argument("--weights", help="weights folder (default: weights/)")
     gate.add_argument("--per-class", type=int, default=500,
                       help="training images per class used to fit the feature subspace")
+    gate.add_argument("--thresholds-only", action="store_true",
+                      help="keep the fitted feature model and distance threshold; refit only "
+                      "the image checks and the 'review carefully' thresholds (no model run)")
+    gate.add_argument("--max-flag-rate", type=float, default=selective.MAX_FLAG_RATE,
+                      help="largest share of validation cases flagged 'review carefully'")
+    gate.add_argument("--min-error-ratio", type=float, default=selective.MIN_ERROR_RATIO,
+                      help="smallest error-rate ratio, flagged over unflagged, on validation")
     gate.set_defaults(handler=_command_fit_gate)
 
     architectures = commands.add_parser("architectures", help="List registered backbones.")

@@ -1,17 +1,21 @@
-"""The quality and out-of-distribution gate: warn when an image or a prediction is not to be trusted.
+"""The quality and out-of-distribution gate: warn when an image or a prediction is not to be
+trusted.
 
-Image checks (on the decoded RGB image): blank, blurred, too dark or too bright. Distribution
-check: how far the image's pooled CNN features (one single model's ``avg_pool`` layer) lie from
-the subspace spanned by the top principal components of HAM10000 training features (the norm of
-the residual after projection): photographs that are not dermoscopy land far away. On the shipped
-model this caught more photographs at a lower false-alarm rate than a Mahalanobis distance within
-the subspace (compared in the issue notes; figures in reports/quality_gate.md).
-Prediction checks: high normalised entropy of the calibrated probabilities, and ensemble members
-that disagree on the top class.
+Image checks (on the decoded RGB image): blank, blurred, too dark or too bright, pixel noise, no
+colour at all (gate failures) or barely any (a caution). Distribution check: how far the image's pooled CNN
+features (the model's ``avg_pool`` layer) lie from the subspace spanned by the top principal
+components of its HAM10000 training features (the norm of the residual after projection):
+photographs that are not dermoscopy land far away. Prediction checks ("review carefully"):
+normalised entropy of the calibrated probabilities and, for an ensemble, member disagreement,
+with thresholds chosen on validation predictions (``lesionlib.selective``).
 
-Every threshold is fitted on HAM10000 training/validation data (``fit_gate``) and stored with the
-model as ``quality_gate.npz`` (plain arrays, loaded with ``allow_pickle=False``). The detection
-and false-alarm rates are measured by ``scripts/benchmark_quality_gate.py``.
+Every model has its own gate, fitted on its own features (``fit_gate``) and stored with it as
+``quality_gate.npz`` (plain arrays, loaded with ``allow_pickle=False``). An ensemble's gate
+combines its members' gates: its distance is the mean over members of each member's distance
+divided by that member's threshold, and its threshold on that mean is set on validation images
+like any other (``fit_ensemble_gate``); it needs every member's gate. A model without a gate
+is never checked silently: each report then carries a ``no_gate`` finding. The detection and
+false-alarm rates are measured by ``scripts/benchmark_quality_gate.py``.
 """
 
 from __future__ import annotations
@@ -22,9 +26,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lesionlib.selective import (UncertaintyThresholds, member_disagreement,
+                                 normalised_entropy)
+
 GATE_FILE = "quality_gate.npz"
-ENTROPY_THRESHOLD = 0.6  # normalised entropy (0 = certain, 1 = uniform over the 7 classes)
-STAT_NAMES = ("gray_std", "sharpness", "brightness")
+ENTROPY_THRESHOLD = UncertaintyThresholds().entropy  # unfitted default, used only without a gate
+STAT_NAMES = ("gray_std", "sharpness", "brightness", "colourfulness")
+NO_COLOUR_LIMIT = 2.0  # colourfulness of an image whose channels are equal up to JPEG noise
+# Pixel noise sits far above the sharpest validation image (uniform noise: about 10x). Other
+# clinics' higher-resolution images are sharper once resized (PH2 up to 2.5x HAM10000's
+# sharpest), so the noise check keeps this margin above the validation maximum.
+NOISE_MARGIN = 3.0
 
 
 # A gate failure withholds the diagnosis and the melanoma flag until a reviewer asks for them;
@@ -36,7 +48,7 @@ WITHHOLD_CODES = frozenset({"blank", "blurred", "dark", "bright", "not_dermoscop
 @dataclasses.dataclass(frozen=True)
 class Finding:
     code: str  # blank | blurred | dark | bright | not_dermoscopic | no_colour | grayscale |
-    # uncertain | disagreement
+    # uncertain | disagreement | no_gate
     message: str
 
     @property
@@ -71,18 +83,32 @@ class QualityReport:
         return "; ".join(finding.message for finding in self.findings)
 
 
+def colourfulness(image: np.ndarray) -> float:
+    """Hasler & Suesstrunk's colourfulness (0 for a grey image, about 10-100 for dermoscopy)."""
+    rgb = np.asarray(image, "float64")
+    red_green = rgb[..., 0] - rgb[..., 1]
+    yellow_blue = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+    return float(np.hypot(red_green.std(), yellow_blue.std())
+                 + 0.3 * np.hypot(red_green.mean(), yellow_blue.mean()))
+
+
 def image_statistics(image: np.ndarray) -> dict[str, float]:
-    """Grey-level spread, sharpness (variance of the Laplacian at 224 px) and brightness."""
-    gray = cv2.cvtColor(cv2.resize(image, (224, 224), interpolation=cv2.INTER_AREA),
-                        cv2.COLOR_RGB2GRAY)
+    """Grey-level spread, sharpness (variance of the Laplacian at 224 px), brightness, colour."""
+    small = cv2.resize(image, (224, 224), interpolation=cv2.INTER_AREA)
+    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     return {"gray_std": float(gray.std()),
             "sharpness": float(cv2.Laplacian(gray, cv2.CV_64F).var()),
-            "brightness": float(gray.mean())}
+            "brightness": float(gray.mean()),
+            "colourfulness": colourfulness(small)}
 
 
 @dataclasses.dataclass(frozen=True)
 class QualityGate:
-    """Fitted thresholds and the feature model of the distribution check."""
+    """Fitted thresholds and the feature model of the distribution check.
+
+    For an ensemble, ``members`` names the member models, ``feature_layer`` is empty and
+    ``distance_threshold`` applies to the mean of the members' normalised distances.
+    """
 
     feature_layer: str
     feature_mean: np.ndarray
@@ -92,6 +118,25 @@ class QualityGate:
     min_sharpness: float
     min_brightness: float
     max_brightness: float
+    min_colourfulness: float = NO_COLOUR_LIMIT
+    max_sharpness: float = float("inf")
+    entropy_threshold: float = UncertaintyThresholds().entropy
+    disagreement_threshold: float = UncertaintyThresholds().disagreement
+    flag_rate_val: float = float("nan")
+    error_ratio_val: float = float("nan")
+    members: tuple[str, ...] = ()
+
+    @property
+    def uncertainty(self) -> UncertaintyThresholds:
+        return UncertaintyThresholds(self.entropy_threshold, self.disagreement_threshold,
+                                     self.flag_rate_val, self.error_ratio_val,
+                                     bool(np.isfinite(self.flag_rate_val)))
+
+    def with_uncertainty(self, thresholds: UncertaintyThresholds) -> "QualityGate":
+        return dataclasses.replace(self, entropy_threshold=thresholds.entropy,
+                                   disagreement_threshold=thresholds.disagreement,
+                                   flag_rate_val=thresholds.flag_rate,
+                                   error_ratio_val=thresholds.error_ratio)
 
     def image_findings(self, image: np.ndarray) -> list[Finding]:
         stats = image_statistics(image)
@@ -100,10 +145,21 @@ class QualityGate:
             findings.append(Finding("blank", "The image is almost uniform (blank?)."))
         elif stats["sharpness"] < self.min_sharpness:
             findings.append(Finding("blurred", "The image is heavily blurred or out of focus."))
+        elif stats["sharpness"] > self.max_sharpness:
+            findings.append(Finding("not_dermoscopic", "The image is dominated by fine texture "
+                                    "or pixel noise, far sharper than dermoscopic images."))
         if stats["brightness"] < self.min_brightness:
             findings.append(Finding("dark", "The image is much darker than dermoscopic images."))
         elif stats["brightness"] > self.max_brightness:
             findings.append(Finding("bright", "The image is over-exposed."))
+        if stats["colourfulness"] < NO_COLOUR_LIMIT:
+            findings.append(Finding("no_colour", "The image has no colour (grayscale): the "
+                                    "models read colour, which is not there."))
+        elif stats["colourfulness"] < self.min_colourfulness:
+            findings.append(Finding("grayscale", f"The image is nearly colourless "
+                                    f"(colourfulness {stats['colourfulness']:.1f}, below "
+                                    f"{self.min_colourfulness:.1f} of 99.7% of validation "
+                                    "images): colour cues may be lost."))
         return findings
 
     def distances(self, features: np.ndarray) -> np.ndarray:
@@ -112,9 +168,13 @@ class QualityGate:
         residual = centred - (centred @ self.components) @ self.components.T
         return np.linalg.norm(residual, axis=1)
 
+    def prediction_findings(self, probabilities, member_probabilities=None) -> list[Finding]:
+        return prediction_findings(probabilities, member_probabilities, self.uncertainty)
+
     def save(self, path: Path) -> Path:
         arrays = {field.name: np.asarray(getattr(self, field.name))
                   for field in dataclasses.fields(self)}
+        arrays["members"] = np.asarray(self.members, dtype="U200")
         np.savez_compressed(path, **arrays)
         return path
 
@@ -123,10 +183,17 @@ class QualityGate:
         with np.load(path, allow_pickle=False) as archive:
             values = {name: archive[name] for name in archive.files}
         values["feature_layer"] = str(values["feature_layer"])
-        for name in ("distance_threshold", "min_gray_std", "min_sharpness", "min_brightness",
-                     "max_brightness"):
-            values[name] = float(values[name])
+        values["members"] = tuple(str(member) for member in values.get("members", ()))
+        for field in dataclasses.fields(cls):
+            if field.type == "float" and field.name in values:
+                values[field.name] = float(values[field.name])
         return cls(**values)
+
+
+def load_gate(card) -> QualityGate | None:
+    """The gate stored with a model (``weights/<id>/quality_gate.npz``), or ``None``."""
+    path = Path(card.folder) / GATE_FILE if card.folder is not None else None
+    return QualityGate.load(path) if path is not None and path.is_file() else None
 
 
 def feature_extractor(keras_model, layer_name: str = "avg_pool"):
@@ -136,67 +203,129 @@ def feature_extractor(keras_model, layer_name: str = "avg_pool"):
     return keras.Model(keras_model.inputs[0], keras_model.get_layer(layer_name).output)
 
 
-def extract_features(extractor, framed: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def extract_features(extractor, framed: np.ndarray, batch_size: int = 16) -> np.ndarray:
     return np.concatenate([extractor(np.asarray(framed[start:start + batch_size], "float32"),
                                      training=False).numpy()
                            for start in range(0, len(framed), batch_size)])
+
+
+def image_thresholds(val_images, false_alarm_rate: float = 0.01) -> dict[str, float]:
+    """Image-check thresholds that let through all but ``false_alarm_rate`` of ``val_images``
+    (split between the checks; brightness between its two ends); the noise check lets through
+    every validation image, with a margin (``NOISE_MARGIN``)."""
+    stats = np.array([[image_statistics(image)[name] for name in STAT_NAMES]
+                      for image in val_images])
+    percent = 100 * false_alarm_rate
+    return {"min_gray_std": float(np.percentile(stats[:, 0], percent / 3)),
+            "min_sharpness": float(np.percentile(stats[:, 1], percent / 3)),
+            "max_sharpness": NOISE_MARGIN * float(stats[:, 1].max()),
+            "min_brightness": float(np.percentile(stats[:, 2], percent / 6)),
+            "max_brightness": float(np.percentile(stats[:, 2], 100 - percent / 6)),
+            "min_colourfulness": max(NO_COLOUR_LIMIT,
+                                     float(np.percentile(stats[:, 3], percent / 3)))}
 
 
 def fit_gate(train_features: np.ndarray, val_features: np.ndarray, val_images,
              components: int = 64, false_alarm_rate: float = 0.01) -> QualityGate:
     """Fit the feature model on training features; set thresholds on validation data.
 
-    Each threshold lets through all but ``false_alarm_rate`` of the validation images (split
-    between the two ends for brightness).
+    The distance threshold lets through all but ``false_alarm_rate`` of the validation images,
+    and so do the image checks together (``image_thresholds``).
     """
     mean = train_features.mean(axis=0)
-    centred = train_features - mean
-    _, _, axes = np.linalg.svd(centred, full_matrices=False)
-    gate = QualityGate("avg_pool", mean, axes[:components].T, 0.0, 0.0, 0.0, 0.0, 255.0)
-    stats = np.array([[image_statistics(image)[name] for name in STAT_NAMES]
-                      for image in val_images])
+    _, _, axes = np.linalg.svd(train_features - mean, full_matrices=False)
+    gate = QualityGate("avg_pool", mean, axes[:components].T, 0.0,
+                       **image_thresholds(val_images, false_alarm_rate))
     percent = 100 * false_alarm_rate
-    return dataclasses.replace(
-        gate,
-        distance_threshold=float(np.percentile(gate.distances(val_features), 100 - percent)),
-        min_gray_std=float(np.percentile(stats[:, 0], percent / 3)),
-        min_sharpness=float(np.percentile(stats[:, 1], percent / 3)),
-        min_brightness=float(np.percentile(stats[:, 2], percent / 6)),
-        max_brightness=float(np.percentile(stats[:, 2], 100 - percent / 6)))
+    return dataclasses.replace(gate, distance_threshold=float(
+        np.percentile(gate.distances(val_features), 100 - percent)))
 
 
-def normalised_entropy(probabilities: np.ndarray) -> np.ndarray:
-    probabilities = np.clip(np.asarray(probabilities, "float64"), 1e-12, 1.0)
-    return -(probabilities * np.log(probabilities)).sum(axis=-1) / np.log(probabilities.shape[-1])
+def combined_distances(member_gates: list[QualityGate], member_features) -> np.ndarray:
+    """Mean over members of each member's distance over its own threshold (1 = at threshold)."""
+    return np.mean([gate.distances(features) / gate.distance_threshold
+                    for gate, features in zip(member_gates, member_features)], axis=0)
+
+
+def fit_ensemble_gate(member_ids, member_gates: list[QualityGate], member_val_features,
+                      val_images, false_alarm_rate: float = 0.01) -> QualityGate:
+    """An ensemble's gate: a threshold on its members' combined distance, set on validation."""
+    combined = combined_distances(member_gates, member_val_features)
+    return QualityGate("", np.zeros(0), np.zeros((0, 0)),
+                       float(np.percentile(combined, 100 - 100 * false_alarm_rate)),
+                       **image_thresholds(val_images, false_alarm_rate),
+                       members=tuple(member_ids))
+
+
+def _uncertainty_note(thresholds: UncertaintyThresholds) -> str:
+    if not np.isfinite(thresholds.flag_rate) or not np.isfinite(thresholds.error_ratio):
+        return " (unfitted default threshold)"
+    return (f" On validation, the {thresholds.flag_rate:.0%} of cases flagged this way were "
+            f"wrong {thresholds.error_ratio:.1f}x as often as the others.")
 
 
 def prediction_findings(probabilities: np.ndarray,
-                        member_probabilities: list[np.ndarray] | None = None) -> list[Finding]:
-    """Uncertainty findings for one image's calibrated probabilities (and its members')."""
+                        member_probabilities: list[np.ndarray] | None = None,
+                        thresholds: UncertaintyThresholds | None = None) -> list[Finding]:
+    """"Review carefully" findings for one image's calibrated probabilities (and its members')."""
+    thresholds = thresholds or UncertaintyThresholds()
     findings = []
     entropy = float(normalised_entropy(probabilities))
-    if entropy > ENTROPY_THRESHOLD:
+    if entropy > thresholds.entropy:
         findings.append(Finding("uncertain", f"The model is unsure (normalised entropy "
-                                             f"{entropy:.2f} > {ENTROPY_THRESHOLD})."))
-    if member_probabilities and len(member_probabilities) > 1:
-        tops = {int(np.argmax(member)) for member in member_probabilities}
-        if len(tops) > 1:
-            findings.append(Finding("disagreement", "The ensemble's models disagree on the top "
-                                                    "diagnosis."))
+                                f"{entropy:.2f} > {thresholds.entropy:.2f})."
+                                + _uncertainty_note(thresholds)))
+    if member_probabilities is not None and len(member_probabilities) > 1:
+        disagreement = float(member_disagreement(member_probabilities)[0])
+        if disagreement > thresholds.disagreement:
+            findings.append(Finding("disagreement", f"The ensemble's models disagree "
+                                    f"(disagreement {disagreement:.2f} > "
+                                    f"{thresholds.disagreement:.2f})."
+                                    + _uncertainty_note(thresholds)))
     return findings
 
 
+NO_GATE = Finding("no_gate", "This model has no quality gate (quality_gate.npz): the image was "
+                  "NOT checked for blank, blurred, badly exposed, colourless or non-dermoscopic "
+                  "input. Run `python -m lesionlib fit-gate --model {model}`.")
+
+
 class QualityChecker:
-    """Runs the whole gate for a classifier (single or ensemble) whose member has a gate file."""
+    """Runs a classifier's own gate (an ensemble's combines its members' gates).
+
+    ``gate`` is ``None`` when the model, or one of an ensemble's members, has no gate file;
+    ``missing`` then names what is missing and every report carries a ``no_gate`` finding.
+    """
 
     def __init__(self, classifier):
         self.classifier = classifier
-        self.gate_member = next((member for member in classifier.members
-                                 if (member.card.folder / GATE_FILE).is_file()), None)
-        self.gate = QualityGate.load(self.gate_member.card.folder / GATE_FILE) \
-            if self.gate_member else None
-        self.extractor = feature_extractor(self.gate_member.keras_model, self.gate.feature_layer) \
-            if self.gate else None
+        self.gate = load_gate(classifier.card)
+        self.member_gates, self.missing = self._member_gates()
+        if self.missing:
+            self.gate, self.member_gates = None, []
+        self.extractors = [feature_extractor(member.keras_model, gate.feature_layer)
+                           for member, gate in zip(classifier.members, self.member_gates)]
+
+    def _member_gates(self) -> tuple[list[QualityGate], list[str]]:
+        """The gates that give each member's distance, and the ids whose gate is missing."""
+        card = self.classifier.card
+        if self.gate is None:
+            return [], [card.id]
+        if card.kind != "ensemble":
+            return [self.gate], []
+        if tuple(self.gate.members) != tuple(card.members):
+            return [], [card.id]  # a gate fitted for other members is no gate for this one
+        gates = [load_gate(member.card) for member in self.classifier.members]
+        return gates, [member.card.id for member, gate in zip(self.classifier.members, gates)
+                       if gate is None]
+
+    def distances(self, images: list[np.ndarray]) -> np.ndarray:
+        """Each image's distance (an ensemble's: combined) to compare with the threshold."""
+        features = [extract_features(extractor, member.frame(images))
+                    for extractor, member in zip(self.extractors, self.classifier.members)]
+        if self.gate.members:
+            return combined_distances(self.member_gates, features)
+        return self.gate.distances(features[0])
 
     def assess(self, images: list[np.ndarray], probabilities: np.ndarray | None = None,
                member_probabilities: list[np.ndarray] | None = None) -> list[QualityReport]:
@@ -212,20 +341,22 @@ class QualityChecker:
                                      and len(self.classifier.members) > 1):
             probabilities, member_probabilities = self.classifier.predict_with_members(images)
         members = member_probabilities if len(self.classifier.members) > 1 else None
-        distances = [None] * len(images)
-        if self.gate:
-            distances = self.gate.distances(extract_features(
-                self.extractor, self.gate_member.frame(images)))
+        if self.gate is None:
+            no_gate = Finding(NO_GATE.code, NO_GATE.message.format(model=self.missing[0]))
+            return [QualityReport((no_gate, *prediction_findings(
+                probabilities[index], [member[index:index + 1] for member in members]
+                if members else None))) for index in range(len(images))]
+        distances = self.distances(images)
         reports = []
         for index, image in enumerate(images):
-            findings = self.gate.image_findings(image) if self.gate else []
-            if self.gate and distances[index] > self.gate.distance_threshold:
+            findings = self.gate.image_findings(image)
+            if distances[index] > self.gate.distance_threshold:
                 findings.append(Finding("not_dermoscopic", "The image looks unlike the "
                                         "dermoscopic images the model was trained on."))
-            findings += prediction_findings(
-                probabilities[index], [member[index] for member in members] if members else None)
-            reports.append(QualityReport(tuple(findings), None if distances[index] is None
-                                         else float(distances[index])))
+            findings += self.gate.prediction_findings(
+                probabilities[index],
+                [member[index:index + 1] for member in members] if members else None)
+            reports.append(QualityReport(tuple(findings), float(distances[index])))
         return reports
 
     def warnings_for_batch(self, images, probabilities, member_probabilities=None) -> list[str]:

@@ -48,10 +48,19 @@ with image_column:
 with prediction_column:
     st.subheader(f"Prediction of {card.name}")
     app_ui.model_identity(card)
-    app_ui.prediction_summary(prediction, result.report, result.members)
-    st.plotly_chart(app_ui.probability_figure(prediction), key="case_review_probabilities")
+    shown = app_ui.prediction_summary(prediction, result.report, result.members, card=card,
+                                      key=f"case_review_{case.sha256[:12]}_{model_id}")
+    if shown:
+        st.plotly_chart(app_ui.probability_figure(prediction), key="case_review_probabilities")
+if not shown:
+    st.info("The heatmap and the feedback form follow the diagnosis: they appear when you ask "
+            "to see the model's output.")
+    st.stop()
+unreliable = result.report.withheld
 
 st.subheader("What drove the prediction")
+if unreliable:
+    app_ui.unreliable_banner()
 method, class_name, opacity = app_ui.heatmap_controls(
     "case_review", prediction.top_class, context=f"{case.sha256[:12]}_{model_id}")
 app_ui.show_heatmap(case, model_id, method, class_name, opacity)
@@ -61,9 +70,13 @@ st.subheader("Feedback")
 details = "; ".join(f"{name}={value}" for name, value in
                     (("age", age), ("sex", sex), ("body_site", site.strip()))
                     if value not in (None, "", "unknown"))
+gate_note = ("Shown despite a failed quality gate: "
+             + ", ".join(finding.code for finding in result.report.gate_failures)
+             if unreliable else "")
 app_ui.feedback_form(
     case.case_id, prediction, "case_review",
     key=f"case_review_feedback_{case.sha256[:12]}_{model_id}",
     image_sha256=case.sha256,
     image_png=(lambda: imaging.strip_metadata(case.image)) if case.source == "upload" else None,
-    context=f"Case details: {details}" if details else "")
+    context="\n".join(part for part in (f"Case details: {details}" if details else "",
+                                        gate_note) if part))

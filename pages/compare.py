@@ -5,7 +5,7 @@ import streamlit as st
 
 import app_resources
 import app_ui
-from lesionlib import evaluation, views
+from lesionlib import caveats, evaluation, views
 from lesionlib.classes import CLASS_NAMES
 
 app_ui.require_user()
@@ -33,31 +33,51 @@ with tab_case:
     if case is not None:
         results = {model_id: app_ui.run_model(case, model_id) for model_id in model_ids}
         usable = {model_id: result for model_id, result in results.items() if result is not None}
-        agree, chosen = views.agreement([result.prediction for result in usable.values()])
-        if usable and agree:
+        withheld = [model_id for model_id, result in usable.items() if result.report.withheld]
+        if withheld:
+            reasons = "; ".join(sorted({finding.message for model_id in withheld
+                                        for finding in usable[model_id].report.gate_failures}))
+            st.error(f"**Withheld for {len(withheld)} of {len(usable)} models — the image "
+                     f"failed their quality gate:** {reasons}", icon="⛔")
+        shown = {model_id: result for model_id, result in usable.items()
+                 if model_id not in withheld}
+        if withheld and st.checkbox(app_ui.REVEAL_LABEL, key=f"compare_reveal_{case.sha256[:12]}"):
+            app_ui.unreliable_banner()
+            shown = usable
+        agree, chosen = views.agreement([result.prediction for result in shown.values()])
+        marker = " (includes UNRELIABLE outputs)" if withheld and len(shown) == len(usable) else ""
+        if shown and agree:
             agreed = app_ui.class_label(next(iter(chosen)))
-            st.success(f"All {len(usable)} models agree: **{agreed}**.")
-        elif usable:
-            st.error("The models DISAGREE: " + "; ".join(
+            st.success(f"All {len(shown)} models shown agree: **{agreed}**{marker}.")
+        elif shown:
+            st.error("The models DISAGREE" + marker + ": " + "; ".join(
                 f"**{name}** by {', '.join(models)}" for name, models in chosen.items()))
         method, class_name, opacity = app_ui.heatmap_controls(
-            "compare", next(iter(usable.values())).prediction.top_class if usable else "mel",
+            "compare", next(iter(shown.values())).prediction.top_class if shown else "mel",
             context=case.sha256[:12])
         for column, (model_id, result) in zip(st.columns(len(usable) or 1), usable.items()):
             with column:
                 prediction = result.prediction
                 st.markdown(f"**{cards.cards[model_id].name}**  \n`{model_id}` "
                             f"v{prediction.model_version}")
-                st.metric("Top diagnosis", prediction.top_class)
+                unreliable = model_id in withheld
+                if unreliable and model_id not in shown:
+                    app_ui.quality_warnings(result.report)
+                    st.caption("Diagnosis, melanoma flag and heatmap withheld.")
+                    continue
+                app_ui.quality_warnings(result.report, failures=unreliable)
+                suffix = " (UNRELIABLE)" if unreliable else ""
+                st.metric("Top diagnosis" + suffix, prediction.top_class)
                 flag = "ABOVE" if prediction.melanoma_flag else "below"
-                st.caption(f"{100 * prediction.top_probability:.1f}% calibrated confidence · "
-                           f"melanoma {100 * prediction.melanoma_probability:.1f}% ({flag} its "
-                           f"threshold {100 * prediction.melanoma_threshold:.1f}%)")
+                st.caption(f"{suffix.strip()} {100 * prediction.top_probability:.1f}% calibrated "
+                           f"confidence · melanoma {100 * prediction.melanoma_probability:.1f}% "
+                           f"({flag} its threshold {100 * prediction.melanoma_threshold:.1f}%)"
+                           .strip())
+                st.caption(caveats.melanoma_caveat(cards.cards[model_id]))
                 st.plotly_chart(app_ui.probability_figure(prediction, height=260),
                                 key=f"compare_probabilities_{model_id}")
                 app_ui.show_heatmap(case, model_id, method, class_name, opacity,
                                     side_by_side=False)
-                app_ui.quality_warnings(result.report)
 
 with tab_record:
     set_name = st.selectbox("Evaluation set", list(evaluation.EVALUATION_SETS),

@@ -36,7 +36,8 @@ def test_fit_gate_user_errors(weights, tmp_path, capsys):
     _fails_with(capsys, ["fit-gate", "--weights", str(weights), "--model", "nope"],
                 "Unknown model 'nope'", "tiny0.test")
     _fails_with(capsys, ["fit-gate", "--weights", str(weights), "--model", "ensemble.ham10000"],
-                "is an ensemble", "tiny0.test, tiny1.test")
+                "combines its members' gates",
+                "fit-gate --model tiny0.test")
     _fails_with(capsys, ["fit-gate", "--weights", str(weights), "--model", "tiny0.test",
                          "--data", str(tmp_path)], "has no labels.csv")
     (tmp_path / "labels.csv").write_text("file,label\nimages/a.jpg,0\n")

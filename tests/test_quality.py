@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 
 from lesionlib import registry
-from lesionlib.quality import (GATE_FILE, QualityChecker, QualityGate, extract_features,
-                               feature_extractor, fit_gate, normalised_entropy,
-                               prediction_findings)
+from lesionlib.quality import (GATE_FILE, QualityChecker, QualityGate, colourfulness,
+                               extract_features, feature_extractor, fit_ensemble_gate, fit_gate,
+                               normalised_entropy, prediction_findings)
+from lesionlib.selective import (UncertaintyThresholds, error_ratio, flag_mask, risk_coverage,
+                                 select_thresholds)
 
 
 def _skin_like(seed, count):
@@ -37,6 +39,8 @@ def test_image_checks_flag_blank_blur_and_exposure(gate):
     assert "blurred" in codes(cv2.GaussianBlur(lesion, (0, 0), 8))
     assert "dark" in codes((lesion * 0.15).astype("uint8"))
     assert "bright" in codes((255 - (255 - lesion.astype(float)) * 0.1).astype("uint8"))
+    noise = np.random.default_rng(0).integers(0, 256, (150, 200, 3), dtype=np.uint8)
+    assert "not_dermoscopic" in codes(noise) and gate.max_sharpness < np.inf
 
 
 def test_gate_round_trips_through_npz(gate, tmp_path):
@@ -56,22 +60,143 @@ def test_entropy_and_disagreement_findings():
     assert [f.code for f in prediction_findings(certain, [certain, other])] == ["disagreement"]
 
 
-def test_checker_uses_the_member_gate_and_flags_far_images(tiny_weights_dir, tmp_path):
+def _fit_tiny_gates(weights, lesions):
+    """Fit a gate for each tiny member and the ensemble's combined gate (as fit-gate does)."""
+    classifier = registry.load_classifier("ensemble.ham10000", weights)
+    gates, features = [], []
+    for member in classifier.members:
+        member_features = extract_features(feature_extractor(member.keras_model),
+                                           member.frame(lesions))
+        gates.append(fit_gate(member_features[:30], member_features[30:], lesions[30:],
+                              components=4).save(member.card.folder / GATE_FILE))
+        features.append(member_features[30:])
+    gates = [QualityGate.load(path) for path in gates]
+    ensemble = fit_ensemble_gate(classifier.card.members, gates, features, lesions[30:])
+    ensemble.save(classifier.card.folder / GATE_FILE)
+    return ensemble
+
+
+def _blue_green_photo():
+    photo = np.zeros((150, 200, 3), np.uint8)
+    photo[:, :100] = (20, 200, 20)
+    photo[:, 100:] = (20, 20, 220)
+    return photo
+
+
+def test_ensemble_gate_combines_its_members_gates(tiny_weights_dir, tmp_path):
     import shutil
 
     weights = tmp_path / "weights"
     shutil.copytree(tiny_weights_dir, weights)
-    classifier = registry.load_classifier("ensemble.ham10000", weights)
-    member = classifier.members[0]
     lesions = _skin_like(2, 40)
-    extractor = feature_extractor(member.keras_model)
-    features = extract_features(extractor, member.frame(lesions))
-    fit_gate(features[:30], features[30:], lesions[30:], components=4).save(
-        member.card.folder / GATE_FILE)
+    ensemble_gate = _fit_tiny_gates(weights, lesions)
+    assert ensemble_gate.members == ("tiny0.test", "tiny1.test")
+    assert QualityGate.load(weights / "ensemble.ham10000" / GATE_FILE).members == \
+        ensemble_gate.members
     checker = QualityChecker(registry.load_classifier("ensemble.ham10000", weights))
-    photo = np.zeros((150, 200, 3), np.uint8)
-    photo[:, :100] = (20, 200, 20)
-    photo[:, 100:] = (20, 20, 220)
-    reports = checker.assess([lesions[0], photo])
+    assert checker.gate is not None and len(checker.member_gates) == 2
+    reports = checker.assess([lesions[0], _blue_green_photo()])
     assert reports[1].distance > reports[0].distance
     assert "not_dermoscopic" in {f.code for f in reports[1].findings}
+    assert reports[1].withheld
+    for member_id in ("tiny0.test", "tiny1.test"):  # each single model uses its own gate
+        single = QualityChecker(registry.load_classifier(member_id, weights))
+        assert single.gate.feature_layer == "avg_pool" and not single.gate.members
+
+
+def test_missing_gate_is_flagged_never_silent(tiny_weights_dir, tmp_path):
+    import shutil
+
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights_dir, weights)
+    lesion = _skin_like(3, 1)
+    report = QualityChecker(registry.load_classifier("tiny0.test", weights)).assess(lesion)[0]
+    assert report.findings[0].code == "no_gate" and "tiny0.test" in report.findings[0].message
+    assert not report.withheld
+    _fit_tiny_gates(weights, _skin_like(2, 40))
+    (weights / "tiny1.test" / GATE_FILE).unlink()  # the ensemble now lacks a member's gate
+    checker = QualityChecker(registry.load_classifier("ensemble.ham10000", weights))
+    assert checker.gate is None and checker.missing == ["tiny1.test"]
+    assert checker.assess(lesion)[0].findings[0].code == "no_gate"
+
+
+def test_colourless_image_fails_and_nearly_colourless_is_a_caution(gate):
+    lesion = _skin_like(0, 60)[45]  # one of the images the thresholds were fitted on
+    gray = np.repeat(cv2.cvtColor(lesion, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    failed = [f for f in gate.image_findings(gray) if f.code == "no_colour"]
+    assert failed and failed[0].withholds
+    mean = lesion.mean(axis=2, keepdims=True)
+    faded = np.clip(mean + 0.2 * (lesion - mean), 0, 255).astype("uint8")
+    assert colourfulness(faded) < gate.min_colourfulness
+    findings = {f.code: f for f in gate.image_findings(faded)}
+    assert "grayscale" in findings and not findings["grayscale"].withholds
+    assert "no_colour" not in findings
+    assert not {f.code for f in gate.image_findings(lesion)} & {"grayscale", "no_colour"}
+
+
+def _synthetic_scores(seed, count=4000):
+    """Entropy and disagreement that rise with the chance of an error, plus noise."""
+    rng = np.random.default_rng(seed)
+    difficulty = rng.beta(1.2, 4.0, count)
+    correct = rng.random(count) > difficulty
+    entropy = np.clip(difficulty + rng.normal(0, 0.15, count), 0, 1)
+    disagreement = np.clip(difficulty + rng.normal(0, 0.2, count), 0, 1)
+    return entropy, disagreement, correct
+
+
+def test_selected_thresholds_flag_a_clearly_riskier_minority():
+    entropy, disagreement, correct = _synthetic_scores(0)
+    chosen = select_thresholds(entropy, disagreement, correct)
+    assert chosen.meets_rule
+    flags = flag_mask(entropy, disagreement, chosen)
+    assert 0 < flags.mean() <= 0.20
+    assert error_ratio(flags, correct) >= 2.0
+    assert flags.mean() == pytest.approx(chosen.flag_rate)
+    # held out: a fresh draw of the same kind still meets the rule
+    entropy, disagreement, correct = _synthetic_scores(1)
+    flags = flag_mask(entropy, disagreement, chosen)
+    assert flags.mean() <= 0.22 and error_ratio(flags, correct) >= 2.0
+    single = select_thresholds(entropy, None, correct)
+    assert single.meets_rule and single.disagreement == np.inf
+
+
+def test_uninformative_scores_flag_nothing():
+    rng = np.random.default_rng(0)
+    entropy, correct = rng.random(2000), rng.random(2000) > 0.3
+    chosen = select_thresholds(entropy, None, correct)
+    assert not chosen.meets_rule
+    assert not flag_mask(entropy, None, chosen).any()
+
+
+def test_risk_coverage_falls_as_coverage_shrinks():
+    entropy, _, correct = _synthetic_scores(2)
+    curve = risk_coverage(entropy, correct)
+    assert curve["coverage"].iloc[-1] == 1.0
+    assert curve["risk"].iloc[-1] == pytest.approx(1 - correct.mean())
+    assert curve["risk"].iloc[0] < curve["risk"].iloc[-1]
+
+
+def test_fitted_thresholds_round_trip_and_drive_the_findings(gate, tmp_path):
+    fitted = gate.with_uncertainty(UncertaintyThresholds(0.3, 0.1, 0.15, 3.0, True))
+    loaded = QualityGate.load(fitted.save(tmp_path / GATE_FILE))
+    assert loaded.uncertainty == fitted.uncertainty
+    middling = np.array([0.6, 0.2, 0.05, 0.05, 0.04, 0.03, 0.03])
+    assert normalised_entropy(middling) > 0.3
+    codes = [f.code for f in loaded.prediction_findings(middling)]
+    assert codes == ["uncertain"]
+    assert "wrong 3.0x as often" in loaded.prediction_findings(middling)[0].message
+
+
+def test_melanoma_caveat_comes_from_the_card():
+    from types import SimpleNamespace
+
+    from lesionlib.caveats import melanoma_caveat
+
+    card = SimpleNamespace(metrics={
+        "ham10000_test": {"melanoma_sensitivity": 0.8, "n_melanoma": 167},
+        "isic2017": {"melanoma_sensitivity": 0.3469, "n_melanoma": 147},
+        "ph2": {"melanoma_sensitivity": 0.275, "n_melanoma": 40}})
+    text = melanoma_caveat(card)
+    assert "35% of melanomas on ISIC 2017 (n=147)" in text and "28% of melanomas on PH2" in text
+    assert "80%" not in text and "does not mean benign" in text
+    assert "not been measured" in melanoma_caveat(SimpleNamespace(metrics={}))
