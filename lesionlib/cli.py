@@ -55,6 +55,7 @@ def _command_package(args) -> int:
     import json
 
     from lesionlib.architectures import get_architecture
+    from lesionlib.cards import shell_command
     from lesionlib.packaging import install_model, single_card_data
     from lesionlib.registry import default_weights_dir
 
@@ -75,7 +76,7 @@ def _command_package(args) -> int:
                + ("" if config["imagenet"] else " --no-imagenet"))
     card = single_card_data(args.id, args.name, config["architecture"], config["image_size"],
                             architecture.scaling, architecture.cam_layer, "", training,
-                            reproduce={"train": command, "package": " ".join(sys.argv)},
+                            reproduce={"train": command, "package": shell_command(sys.argv)},
                             version=args.version, description=args.description)
     installed = install_model(run_dir / "best.keras", Path(args.weights or default_weights_dir()) / args.id,
                               card)
@@ -84,6 +85,7 @@ def _command_package(args) -> int:
 
 
 def _command_ensemble(args) -> int:
+    from lesionlib.cards import shell_command
     from lesionlib.packaging import ensemble_card_data, write_ensemble
     from lesionlib.registry import default_weights_dir, discover, get_card
 
@@ -91,7 +93,7 @@ def _command_ensemble(args) -> int:
     for member in args.members:
         get_card(member, catalogue)  # raises KeyError for an unknown member
     card = write_ensemble(Path(args.weights or default_weights_dir()) / args.id, ensemble_card_data(
-        args.id, args.name, args.members, reproduce={"ensemble": " ".join(sys.argv)},
+        args.id, args.name, args.members, reproduce={"ensemble": shell_command(sys.argv)},
         version=args.version, description=args.description))
     print(f"Wrote ensemble {card.id} of {', '.join(card.members)}; run `evaluate` next.")
     return 0
@@ -118,13 +120,17 @@ def _command_evaluate(args) -> int:
                 [registry.get_card(member, catalogue) for member in card.members])
         card, _ = evaluation.finish_evaluation(card, frames, command)
         _print_headline(card)
-    evaluated = registry.discover(args.weights).cards
-    evaluation.write_summary([evaluated[model_id] for model_id in sorted(evaluated)],
+    evaluated = registry.discover(args.weights)
+    # integrity: a refused model is named on stderr and in the reports, never listed silently
+    for model_id, reason in sorted(evaluated.problems.items()):
+        print(f"REFUSED {model_id}: {reason}", file=sys.stderr)
+    evaluation.write_summary([evaluated.cards[model_id] for model_id in sorted(evaluated.cards)],
                              Path(args.report_dir) / "evaluation.json",
                              Path(args.report_dir) / "evaluation.md",
-                             "python -m lesionlib evaluate" if args.summary_only else command)
+                             "python -m lesionlib evaluate" if args.summary_only else command,
+                             refused=evaluated.problems)
     print(f"Reports written to {args.report_dir}/evaluation.json and evaluation.md")
-    return 0
+    return 1 if evaluated.problems else 0
 
 
 def _predict_sets(model) -> dict:
@@ -191,9 +197,14 @@ def _command_predict(args) -> int:
 
 def _command_fit_gate(args) -> int:
     from lesionlib import data, registry
+    from lesionlib.integrity import seal
     from lesionlib.quality import GATE_FILE, extract_features, feature_extractor, fit_gate
 
-    card = registry.discover(args.weights).cards[args.model]
+    try:
+        card = registry.get_card(args.model, registry.discover(args.weights))
+    except KeyError as error:
+        print(f"error: {error.args[0]}", file=sys.stderr)
+        return 2
     model = registry.load_single(card)
     labels = data.load_labels(data.resolve_data_dir(args.data))
     size = card.input_size
@@ -208,6 +219,7 @@ def _command_fit_gate(args) -> int:
     val_images = [data.load_image(path) for path in val["path"]]
     gate = fit_gate(train_features, val_features, val_images)
     path = gate.save(card.folder / GATE_FILE)
+    seal(card.folder)  # integrity: the new gate is part of the model folder's manifest
     print(f"Quality gate written to {path}: distance threshold {gate.distance_threshold:.2f}, "
           f"min grey std {gate.min_gray_std:.1f}, min sharpness {gate.min_sharpness:.1f}, "
           f"brightness {gate.min_brightness:.0f}-{gate.max_brightness:.0f}")
@@ -314,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     architectures.add_argument("--parameters", action="store_true",
                                help="build each 7-class classifier and count its parameters")
     architectures.set_defaults(handler=_command_architectures)
+
+    from lesionlib import integrity_cli  # seal, verify, sign, make-signing-key
+    integrity_cli.add_commands(commands)
     return parser
 
 

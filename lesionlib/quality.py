@@ -17,10 +17,14 @@ and false-alarm rates are measured by ``scripts/benchmark_quality_gate.py``.
 from __future__ import annotations
 
 import dataclasses
+import io
+import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from lesionlib.cards import CardError
 
 GATE_FILE = "quality_gate.npz"
 ENTROPY_THRESHOLD = 0.6  # normalised entropy (0 = certain, 1 = uniform over the 7 classes)
@@ -119,14 +123,46 @@ class QualityGate:
         return path
 
     @classmethod
-    def load(cls, path: Path) -> "QualityGate":
-        with np.load(path, allow_pickle=False) as archive:
-            values = {name: archive[name] for name in archive.files}
-        values["feature_layer"] = str(values["feature_layer"])
-        for name in ("distance_threshold", "min_gray_std", "min_sharpness", "min_brightness",
-                     "max_brightness"):
-            values[name] = float(values[name])
+    def load(cls, path, name: str | None = None) -> "QualityGate":
+        """Read a gate from a path or a binary file object.
+
+        Raises:
+            GateFileError: the file is not a gate written by ``save`` (e.g. truncated).
+        """
+        name = name or str(path)
+        expected = {field.name for field in dataclasses.fields(cls)}
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                values = {key: archive[key] for key in archive.files}
+            if set(values) != expected:
+                raise ValueError(f"arrays {sorted(values)}")
+            values["feature_layer"] = str(values["feature_layer"])
+            for key in ("distance_threshold", "min_gray_std", "min_sharpness",
+                        "min_brightness", "max_brightness"):
+                values[key] = float(values[key])
+        except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as error:
+            raise GateFileError(f"{name} is not a readable quality gate ({type(error).__name__}: "
+                                f"{error}); expected the .npz arrays {sorted(expected)} "
+                                "written by `python -m lesionlib fit-gate`.") from None
         return cls(**values)
+
+
+class GateFileError(CardError):
+    """A quality-gate file cannot be read (truncated, corrupt or not a gate)."""
+
+
+def load_model_gate(folder: Path) -> QualityGate:
+    """The gate of a model folder, read through the folder's manifest check.
+
+    Raises:
+        IntegrityError: the gate differs from the folder's manifest.
+        GateFileError: the sealed file is not a readable gate.
+    """
+    from lesionlib.integrity import read_verified
+
+    folder = Path(folder)
+    content = read_verified(folder, GATE_FILE)
+    return QualityGate.load(io.BytesIO(content), f"Model folder {folder.name!r}: {GATE_FILE}")
 
 
 def feature_extractor(keras_model, layer_name: str = "avg_pool"):
@@ -193,7 +229,7 @@ class QualityChecker:
         self.classifier = classifier
         self.gate_member = next((member for member in classifier.members
                                  if (member.card.folder / GATE_FILE).is_file()), None)
-        self.gate = QualityGate.load(self.gate_member.card.folder / GATE_FILE) \
+        self.gate = load_model_gate(self.gate_member.card.folder) \
             if self.gate_member else None
         self.extractor = feature_extractor(self.gate_member.keras_model, self.gate.feature_layer) \
             if self.gate else None

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from lesionlib import registry
+from lesionlib.integrity import seal
 from lesionlib.quality import (GATE_FILE, QualityChecker, QualityGate, extract_features,
                                feature_extractor, fit_gate, normalised_entropy,
                                prediction_findings)
@@ -68,6 +69,7 @@ def test_checker_uses_the_member_gate_and_flags_far_images(tiny_weights_dir, tmp
     features = extract_features(extractor, member.frame(lesions))
     fit_gate(features[:30], features[30:], lesions[30:], components=4).save(
         member.card.folder / GATE_FILE)
+    seal(member.card.folder)  # as `fit-gate` does
     checker = QualityChecker(registry.load_classifier("ensemble.ham10000", weights))
     photo = np.zeros((150, 200, 3), np.uint8)
     photo[:, :100] = (20, 200, 20)
