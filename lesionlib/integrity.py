@@ -104,7 +104,11 @@ def _sealed_files(folder: Path, check_signature: bool = True) -> dict[str, str]:
             f"Model folder {folder.name!r} has no {MANIFEST_FILE}: it was never sealed, or its "
             "manifest was removed, so its files cannot be checked. After checking them, seal "
             f"it with `python -m lesionlib seal --model {folder.name}`.")
-    content = path.read_bytes()
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        raise IntegrityError(f"Model folder {folder.name!r}: {MANIFEST_FILE} could not be read "
+                             f"({error.strerror or error}).") from None
     files = _parse_manifest(folder, content)
     if check_signature:
         verify_signature(folder, content)
@@ -132,7 +136,12 @@ def verify_folder(folder: str | Path, check_signature: bool = True) -> dict[str,
     """
     folder = Path(folder)
     expected = _sealed_files(folder, check_signature)
-    actual = folder_digests(folder)
+    try:
+        actual = folder_digests(folder)
+    except OSError as error:
+        raise IntegrityError(f"Model folder {folder.name!r}: {error.filename or 'a file'} could "
+                             f"not be read ({error.strerror or error}). Refusing the model.") \
+            from None
     for name, digest in sorted(expected.items()):
         if name not in actual:
             raise IntegrityError(f"Model folder {folder.name!r}: {name} is listed in "
@@ -145,6 +154,11 @@ def verify_folder(folder: str | Path, check_signature: bool = True) -> dict[str,
                              f"{'is' if len(extra) == 1 else 'are'} not listed in "
                              f"{MANIFEST_FILE} (added after sealing). Refusing the model.")
     return expected
+
+
+def manifest_digest(folder: str | Path) -> str:
+    """The sha256 of ``folder/manifest.json``: changes whenever any sealed file changes."""
+    return sha256_of(Path(folder) / MANIFEST_FILE)
 
 
 def read_verified(folder: str | Path, name: str) -> bytes:

@@ -18,7 +18,7 @@ import numpy as np
 
 from lesionlib.cards import CardError, ModelCard, read_card, verify_weights
 from lesionlib.imaging import frame_square
-from lesionlib.integrity import verify_folder
+from lesionlib.integrity import MANIFEST_FILE, manifest_digest, verify_folder
 from lesionlib.metrics import apply_temperature
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -34,10 +34,12 @@ DEFAULT_MODEL_ID = "ensemble.ham10000"
 
 @dataclasses.dataclass(frozen=True)
 class Catalogue:
-    """Valid cards by id, and the folders that were refused with the reason."""
+    """Valid cards by id, the folders that were refused with the reason, and each valid
+    folder's manifest digest (it changes whenever any file of the folder changes)."""
 
     cards: dict[str, ModelCard]
     problems: dict[str, str]
+    seals: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def default_id(self) -> str | None:
         if DEFAULT_MODEL_ID in self.cards:
@@ -53,16 +55,19 @@ def discover(weights_dir: str | Path | None = None) -> Catalogue:
     with the reason instead of raising.
     """
     weights_dir = Path(weights_dir or default_weights_dir())
-    cards, problems = {}, {}
+    cards, problems, seals = {}, {}, {}
     if weights_dir.is_dir():
         for folder in sorted(path for path in weights_dir.iterdir() if path.is_dir()):
             try:
+                seal_digest = manifest_digest(folder) if (folder / MANIFEST_FILE).is_file() \
+                    else ""
                 card = read_verified_card(folder)
-            except CardError as error:
+            except (CardError, OSError) as error:
                 problems[folder.name] = str(error)
                 continue
             cards[card.id] = card
-    return Catalogue(cards, problems)
+            seals[card.id] = seal_digest
+    return Catalogue(cards, problems, seals)
 
 
 def read_verified_card(folder: Path) -> ModelCard:

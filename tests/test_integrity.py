@@ -47,6 +47,14 @@ def test_sealed_folders_load(weights):
     assert QualityChecker(registry.load_classifier("tiny0.test", weights)).gate.min_gray_std == 3
 
 
+def test_the_seal_digest_changes_with_any_sealed_file(weights):
+    before = registry.discover(weights).seals["tiny0.test"]
+    path = weights / "tiny0.test" / "predictions" / "ham10000_test.csv"
+    path.write_text(path.read_text() + "c,6,0.2\n")
+    seal(weights / "tiny0.test")
+    assert registry.discover(weights).seals["tiny0.test"] != before
+
+
 def test_edited_threshold_in_card_is_refused_naming_card_json(weights):
     path = weights / "tiny0.test" / "card.json"
     card = json.loads(path.read_text())
