@@ -7,6 +7,7 @@ refused unless its sha256 matches the card.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -135,7 +136,8 @@ def validate_card_data(data: Any, source: str = "card") -> ModelCard:
         for field in ("weights_file", "weights_sha256", "cam_layer"):
             if not isinstance(data.get(field), str) or not data[field]:
                 raise CardError(f"{source}: a single model needs a non-empty {field!r}.")
-        if "/" in data["weights_file"] or "\\" in data["weights_file"] or data["weights_file"].startswith("."):
+        weights_file = data["weights_file"]
+        if "/" in weights_file or "\\" in weights_file or weights_file.startswith("."):
             raise CardError(f"{source}: weights_file {data['weights_file']!r} must be a plain "
                             "file name inside the model folder.")
     elif not data.get("members"):
@@ -210,9 +212,8 @@ def _lesionlib_arguments(tokens: list[str]) -> list[str] | None:
     """The arguments after the program (``python -m lesionlib`` or ``.../__main__.py``)."""
     if len(tokens) >= 3 and tokens[1:3] == ["-m", "lesionlib"]:
         return tokens[3:]
-    if tokens and Path(tokens[0]).parts[-2:] in (("lesionlib", "__main__.py"),):
-        return tokens[1:]
-    if tokens and Path(tokens[0]).name == "lesionlib":
+    program = Path(tokens[0]).parts[-2:] if tokens else ()
+    if program == ("lesionlib", "__main__.py") or program[-1:] == ("lesionlib",):
         return tokens[1:]
     return None
 
@@ -233,7 +234,7 @@ def _regroup_single_values(arguments: list[str]) -> list[str]:
     if not arguments:
         return arguments
     subparsers = next((action for action in build_parser()._actions
-                       if action.__class__.__name__ == "_SubParsersAction"), None)
+                       if isinstance(action, argparse._SubParsersAction)), None)
     parser = subparsers.choices.get(arguments[0]) if subparsers else None
     if parser is None:
         return arguments
@@ -275,5 +276,6 @@ def verify_weights(card: ModelCard) -> Path:
     if actual != card.weights_sha256:
         raise ModelIntegrityError(
             f"Model {card.id!r}: {path.name} has sha256 {actual[:16]}..., but its card expects "
-            f"{card.weights_sha256[:16]}... The file was changed or replaced; refusing to load it.")
+            f"{card.weights_sha256[:16]}... The file was changed or replaced; refusing to load "
+            "it.")
     return path
