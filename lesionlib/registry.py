@@ -169,10 +169,10 @@ def load_single(card: ModelCard) -> SingleModel:
 
 
 def _first_sentence(text: str, limit: int = 300) -> str:
-    """The first sentence of an error message, whole, or its first ``limit`` characters + ...."""
+    """The first sentence of an error message (no final full stop), cut at ``limit`` chars."""
     text = " ".join(text.split())
     end = text.find(". ")
-    sentence = text if end < 0 else text[:end + 1]
+    sentence = (text if end < 0 else text[:end]).rstrip(".")
     return sentence if len(sentence) <= limit else sentence[:limit].rstrip() + "..."
 
 
