@@ -114,14 +114,19 @@ def current_catalogue() -> registry.Catalogue:
 
 
 def fingerprint(model_id: str, cards: registry.Catalogue) -> str:
-    """Identifies the exact weights of a model (and of an ensemble's members) for cache keys."""
+    """Identifies the exact files of a model (and of an ensemble's members) for cache keys.
+
+    The manifest digest changes with any sealed file (weights, card values, gate, stored
+    predictions), so a re-evaluated or re-gated model is never served from an older cache.
+    """
     card = cards.cards.get(model_id)
     if card is None:
         return "unknown"
+    seal = cards.seals.get(model_id, "")
     if card.kind == "single":
-        return f"{card.version}:{card.weights_sha256}"
+        return f"{card.version}:{card.weights_sha256}:{seal}"
     members = [fingerprint(member, cards) for member in card.members]
-    return f"{card.version}:{card.temperature}:" + ",".join(members)
+    return f"{card.version}:{card.temperature}:{seal}:" + ",".join(members)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading model...")

@@ -7,15 +7,20 @@ refused unless its sha256 matches the card.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
+import os
+import shlex
 from pathlib import Path
 from typing import Any
 
 from lesionlib.classes import CLASS_NAMES
 
 CARD_FILE = "card.json"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROGRAM = ("python", "-m", "lesionlib")
 INTENDED_USE = ("Decision support for reviewing dermoscopic images and for teaching. Not a "
                 "diagnostic device: every output must be checked by a qualified clinician.")
 LICENCE = ("CC BY-NC 4.0, inherited from the HAM10000 training data (Tschandl, Rosendahl & "
@@ -131,7 +136,8 @@ def validate_card_data(data: Any, source: str = "card") -> ModelCard:
         for field in ("weights_file", "weights_sha256", "cam_layer"):
             if not isinstance(data.get(field), str) or not data[field]:
                 raise CardError(f"{source}: a single model needs a non-empty {field!r}.")
-        if "/" in data["weights_file"] or "\\" in data["weights_file"] or data["weights_file"].startswith("."):
+        weights_file = data["weights_file"]
+        if "/" in weights_file or "\\" in weights_file or weights_file.startswith("."):
             raise CardError(f"{source}: weights_file {data['weights_file']!r} must be a plain "
                             "file name inside the model folder.")
     elif not data.get("members"):
@@ -166,9 +172,87 @@ def read_card(folder: str | Path) -> ModelCard:
 
 
 def write_card(card: ModelCard, folder: str | Path) -> Path:
+    """Write the card, with its ``reproduce`` commands made pasteable (``normalise_command``).
+
+    The caller seals the folder afterwards (``lesionlib.integrity.seal``).
+    """
+    reproduce = {step: normalise_command(command) if isinstance(command, str) else command
+                 for step, command in card.reproduce.items()}
     path = Path(folder) / CARD_FILE
-    path.write_text(json.dumps(card.to_json(), indent=2) + "\n", encoding="utf-8")
+    data = {**card.to_json(), "reproduce": reproduce}
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def shell_command(argv: list[str]) -> str:
+    """The command line a user can paste to run ``argv`` (e.g. ``sys.argv``) again."""
+    return normalise_command(shlex.join(argv))
+
+
+def normalise_command(text: str) -> str:
+    """A recorded ``lesionlib`` command as a pasteable shell line.
+
+    The program becomes ``python -m lesionlib``, absolute paths become relative to the
+    repository, arguments are quoted with ``shlex.join``, and the words of a single-valued
+    option recorded unquoted (``--name EfficientNet-Lite0 (fast)``) are joined back into one
+    argument. Text that is not a ``lesionlib`` command is returned unchanged.
+    """
+    try:
+        tokens = shlex.split(text)
+    except ValueError:
+        return text
+    arguments = _lesionlib_arguments(tokens)
+    if arguments is None:
+        return text
+    arguments = _regroup_single_values([_relative_path(token) for token in arguments])
+    return shlex.join([*PROGRAM, *arguments])
+
+
+def _lesionlib_arguments(tokens: list[str]) -> list[str] | None:
+    """The arguments after the program (``python -m lesionlib`` or ``.../__main__.py``)."""
+    if len(tokens) >= 3 and tokens[1:3] == ["-m", "lesionlib"]:
+        return tokens[3:]
+    program = Path(tokens[0]).parts[-2:] if tokens else ()
+    if program == ("lesionlib", "__main__.py") or program[-1:] == ("lesionlib",):
+        return tokens[1:]
+    return None
+
+
+def _relative_path(token: str) -> str:
+    """An absolute path (or ``--option=/path``) made relative to the repository."""
+    option, equals, value = token.partition("=") if token.startswith("--") else ("", "", token)
+    if not os.path.isabs(value):
+        return token
+    relative = os.path.relpath(value, REPO_ROOT)
+    return f"{option}{equals}{relative}"
+
+
+def _regroup_single_values(arguments: list[str]) -> list[str]:
+    """Join the words that follow a single-valued option of the subcommand into one value."""
+    from lesionlib.cli import build_parser  # lazy: the parser is only needed here
+
+    if not arguments:
+        return arguments
+    subparsers = next((action for action in build_parser()._actions
+                       if isinstance(action, argparse._SubParsersAction)), None)
+    parser = subparsers.choices.get(arguments[0]) if subparsers else None
+    if parser is None:
+        return arguments
+    single = {option for action in parser._actions if action.nargs is None
+              for option in action.option_strings}
+    grouped, index = [arguments[0]], 1
+    while index < len(arguments):
+        token = arguments[index]
+        grouped.append(token)
+        index += 1
+        if token in single:
+            words = []
+            while index < len(arguments) and not arguments[index].startswith("--"):
+                words.append(arguments[index])
+                index += 1
+            if words:
+                grouped.append(" ".join(words))
+    return grouped
 
 
 def sha256_of(path: str | Path) -> str:
@@ -192,5 +276,6 @@ def verify_weights(card: ModelCard) -> Path:
     if actual != card.weights_sha256:
         raise ModelIntegrityError(
             f"Model {card.id!r}: {path.name} has sha256 {actual[:16]}..., but its card expects "
-            f"{card.weights_sha256[:16]}... The file was changed or replaced; refusing to load it.")
+            f"{card.weights_sha256[:16]}... The file was changed or replaced; refusing to load "
+            "it.")
     return path

@@ -130,6 +130,7 @@ def _read_run_state(run_dir: Path) -> dict:
 
 def _command_package(args) -> int:
     from lesionlib.architectures import get_architecture
+    from lesionlib.cards import shell_command
     from lesionlib.packaging import install_model, single_card_data
     from lesionlib.registry import default_weights_dir
 
@@ -150,7 +151,7 @@ def _command_package(args) -> int:
                + ("" if config["imagenet"] else " --no-imagenet"))
     card = single_card_data(args.id, args.name, config["architecture"], config["image_size"],
                             architecture.scaling, architecture.cam_layer, "", training,
-                            reproduce={"train": command, "package": " ".join(sys.argv)},
+                            reproduce={"train": command, "package": shell_command(sys.argv)},
                             version=args.version, description=args.description)
     installed = install_model(run_dir / "best.keras",
                               Path(args.weights or default_weights_dir()) / args.id, card)
@@ -159,6 +160,7 @@ def _command_package(args) -> int:
 
 
 def _command_ensemble(args) -> int:
+    from lesionlib.cards import shell_command
     from lesionlib.packaging import ensemble_card_data, write_ensemble
     from lesionlib.registry import default_weights_dir, discover
 
@@ -172,7 +174,7 @@ def _command_ensemble(args) -> int:
         raise UsageError(f"--id {args.id!r} is an installed single model; choose a new id for "
                          "the ensemble.")
     card_data = ensemble_card_data(args.id, args.name, args.members,
-                                   reproduce={"ensemble": " ".join(sys.argv)},
+                                   reproduce={"ensemble": shell_command(sys.argv)},
                                    version=args.version, description=args.description)
     card = write_ensemble(Path(args.weights or default_weights_dir()) / args.id, card_data)
     print(f"Wrote ensemble {card.id} of {', '.join(card.members)}; run `evaluate` next.")
@@ -203,13 +205,17 @@ def _command_evaluate(args) -> int:
                              "(for an ensemble, evaluate its members first).")
         card, _ = evaluation.finish_evaluation(card, frames, command)
         _print_headline(card)
-    evaluated = registry.discover(args.weights).cards
-    evaluation.write_summary([evaluated[model_id] for model_id in sorted(evaluated)],
+    evaluated = registry.discover(args.weights)
+    # integrity: a refused model is named on stderr and in the reports, never listed silently
+    for model_id, reason in sorted(evaluated.problems.items()):
+        print(f"REFUSED {model_id}: {reason}", file=sys.stderr)
+    evaluation.write_summary([evaluated.cards[model_id] for model_id in sorted(evaluated.cards)],
                              Path(args.report_dir) / "evaluation.json",
                              Path(args.report_dir) / "evaluation.md",
-                             "python -m lesionlib evaluate" if args.summary_only else command)
+                             "python -m lesionlib evaluate" if args.summary_only else command,
+                             refused=evaluated.problems)
     print(f"Reports written to {args.report_dir}/evaluation.json and evaluation.md")
-    return 0
+    return 1 if evaluated.problems else 0
 
 
 def _predict_sets(model) -> dict:
@@ -307,6 +313,7 @@ def _command_fit_gate(args) -> int:
     import dataclasses
 
     from lesionlib import data, evaluation, registry, selective
+    from lesionlib.integrity import seal
     from lesionlib.quality import (GATE_FILE, extract_features, feature_extractor,
                                    fit_ensemble_gate, fit_gate, image_thresholds, load_gate)
 
@@ -349,6 +356,7 @@ def _command_fit_gate(args) -> int:
     thresholds = selective.select_thresholds(entropy, disagreement, correct,
                                              args.max_flag_rate, args.min_error_ratio)
     path = gate.with_uncertainty(thresholds).save(card.folder / GATE_FILE)
+    seal(card.folder)  # integrity: the new gate is part of the model folder's manifest
     print(f"Quality gate written to {path}: distance threshold {gate.distance_threshold:.2f}"
           f"{' (members combined)' if gate.members else ''}, min grey std "
           f"{gate.min_gray_std:.1f}, min sharpness {gate.min_sharpness:.1f}, brightness "
@@ -523,6 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     architectures.add_argument("--parameters", action="store_true",
                                help="build each 7-class classifier and count its parameters")
     architectures.set_defaults(handler=_command_architectures)
+
+    from lesionlib import integrity_cli  # seal, verify, sign, make-signing-key
+    integrity_cli.add_commands(commands)
     return parser
 
 

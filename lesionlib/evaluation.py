@@ -10,6 +10,7 @@ and the ensemble is evaluated from its members' stored predictions.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pandas as pd
 from lesionlib import data
 from lesionlib.cards import ModelCard, write_card
 from lesionlib.classes import CLASS_NAMES, MELANOMA_INDEX
+from lesionlib.integrity import read_verified, seal
 from lesionlib.metrics import (apply_temperature, choose_melanoma_threshold,
                                classification_report, expected_calibration_error,
                                fit_temperature, melanoma_report)
@@ -41,9 +43,18 @@ def predictions_path(card: ModelCard, set_name: str) -> Path:
 
 
 def load_predictions(card: ModelCard, set_name: str) -> pd.DataFrame | None:
-    """Stored predictions of a model on a set (``None`` when not stored)."""
+    """Stored predictions of a model on a set (``None`` when not stored).
+
+    The file is checked against the model folder's manifest as it is read.
+
+    Raises:
+        IntegrityError: the file differs from the manifest or is not listed in it.
+    """
     path = predictions_path(card, set_name)
-    return pd.read_csv(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    content = read_verified(card.folder, path.relative_to(card.folder).as_posix())
+    return pd.read_csv(io.BytesIO(content))
 
 
 def available_prediction_sets(card: ModelCard) -> list[str]:
@@ -140,6 +151,7 @@ def finish_evaluation(card: ModelCard, uncalibrated: dict[str, pd.DataFrame],
                                metrics=metrics,
                                reproduce={**card.reproduce, "evaluate": command})
     write_card(card, card.folder)
+    seal(card.folder)
     return card, metrics
 
 
@@ -175,23 +187,38 @@ def ensemble_uncalibrated(members: list[ModelCard]) -> dict[str, pd.DataFrame]:
 
 
 def write_summary(cards: list[ModelCard], json_path: Path, markdown_path: Path,
-                  command: str) -> None:
-    """The machine-readable report and the readable summary of every evaluated model."""
+                  command: str, refused: dict[str, str] | None = None) -> None:
+    """The machine-readable report and the readable summary of every evaluated model.
+
+    ``refused`` (model folder -> reason) lists the models left out because they failed their
+    integrity or card checks.
+    """
     report = {"command": command, "models": {card.id: {
         "version": card.version, "temperature": card.temperature,
         "melanoma_threshold": card.melanoma_threshold, "metrics": card.metrics}
-        for card in cards}}
+        for card in cards}, "refused": dict(sorted((refused or {}).items()))}
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2) + "\n")
-    markdown_path.write_text(summary_markdown(cards, command))
+    markdown_path.write_text(summary_markdown(cards, command, refused))
 
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def summary_markdown(cards: list[ModelCard], command: str) -> str:
-    lines = ["# Evaluation summary", "",
+def refused_markdown(refused: dict[str, str] | None) -> list[str]:
+    """A warning section naming each refused model and why (empty when none was refused)."""
+    if not refused:
+        return []
+    return (["## Refused models", "",
+             "These model folders failed their integrity or card checks; their figures are "
+             "left out of this report.", ""]
+            + [f"- **{folder}**: {reason}" for folder, reason in sorted(refused.items())] + [""])
+
+
+def summary_markdown(cards: list[ModelCard], command: str,
+                     refused: dict[str, str] | None = None) -> str:
+    lines = ["# Evaluation summary", "", *refused_markdown(refused),
              "Reproduce with `python -m lesionlib evaluate` (all models; needs ../shared/data; "
              f"this file was last written by `{command}`). Temperatures and melanoma "
              "thresholds are fitted on the HAM10000 validation split only; every figure below "

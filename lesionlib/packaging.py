@@ -1,13 +1,21 @@
-"""Write a trained model into ``weights/<model id>/``: the ``.keras`` file and its card."""
+"""Write a trained model into ``weights/<model id>/``: the ``.keras`` file and its card.
+
+Installing starts the folder afresh: files derived from a previous version (stored predictions,
+quality gate, anything else) are removed, because they no longer describe the new card; run
+``evaluate`` and ``fit-gate`` next. The folder is sealed (``lesionlib.integrity.seal``) after
+every write.
+"""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from lesionlib.cards import (INTENDED_USE, LICENCE, LIMITATIONS, ModelCard, sha256_of,
                              validate_card_data, write_card)
 from lesionlib.classes import CLASS_NAMES
 from lesionlib.imaging import FRAMING
+from lesionlib.integrity import seal
 
 WEIGHTS_FILE = "model.keras"
 THRESHOLD_METHOD = ("highest threshold reaching 85% melanoma sensitivity on the HAM10000 "
@@ -70,20 +78,39 @@ def save_for_inference(keras_file: Path, target: Path) -> Path:
     return target
 
 
+def remove_derived_files(folder: Path, keep: tuple[str, ...]) -> list[str]:
+    """Delete every entry of ``folder`` except ``keep``; returns the names removed."""
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if path.name in keep:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(path.name)
+    return removed
+
+
 def install_model(keras_file: Path, folder: Path, card_data: dict) -> ModelCard:
-    """Save ``keras_file`` (weights only, no optimizer) into ``folder`` and write the card with
-    the file's sha256."""
+    """Save ``keras_file`` (weights only, no optimizer) into ``folder``, write the card with the
+    file's sha256, remove the previous version's derived files and seal the folder."""
+    card = validate_card_data({**card_data, "weights_sha256": "0" * 64}, str(folder))
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / WEIGHTS_FILE
     save_for_inference(Path(keras_file), target)
-    card_data = {**card_data, "weights_sha256": sha256_of(target)}
-    card = validate_card_data(card_data, str(folder))
+    remove_derived_files(folder, keep=(WEIGHTS_FILE,))
+    card = validate_card_data({**card_data, "weights_sha256": sha256_of(target)}, str(folder))
     write_card(card, folder)
+    seal(folder)
     return card
 
 
 def write_ensemble(folder: Path, card_data: dict) -> ModelCard:
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write an ensemble's card into a fresh ``folder`` and seal it."""
     card = validate_card_data(card_data, str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_derived_files(folder, keep=())
     write_card(card, folder)
+    seal(folder)
     return card

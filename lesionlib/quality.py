@@ -21,6 +21,8 @@ false-alarm rates are measured by ``scripts/benchmark_quality_gate.py``.
 from __future__ import annotations
 
 import dataclasses
+import io
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -28,6 +30,8 @@ import numpy as np
 
 from lesionlib.selective import (UncertaintyThresholds, member_disagreement,
                                  normalised_entropy)
+
+from lesionlib.cards import CardError
 
 GATE_FILE = "quality_gate.npz"
 ENTROPY_THRESHOLD = UncertaintyThresholds().entropy  # unfitted default, used only without a gate
@@ -179,21 +183,57 @@ class QualityGate:
         return path
 
     @classmethod
-    def load(cls, path: Path) -> "QualityGate":
-        with np.load(path, allow_pickle=False) as archive:
-            values = {name: archive[name] for name in archive.files}
-        values["feature_layer"] = str(values["feature_layer"])
-        values["members"] = tuple(str(member) for member in values.get("members", ()))
-        for field in dataclasses.fields(cls):
-            if field.type == "float" and field.name in values:
-                values[field.name] = float(values[field.name])
+    def load(cls, path, name: str | None = None) -> "QualityGate":
+        """Read a gate from a path or a binary file object.
+
+        Raises:
+            GateFileError: the file is not a gate written by ``save`` (e.g. truncated).
+        """
+        name = name or str(path)
+        fields = {field.name: field for field in dataclasses.fields(cls)}
+        required = {key for key, field in fields.items()
+                    if field.default is dataclasses.MISSING}
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                values = {key: archive[key] for key in archive.files}
+            if not required <= set(values) <= set(fields):
+                raise ValueError(f"arrays {sorted(values)}")
+            values["feature_layer"] = str(values["feature_layer"])
+            values["members"] = tuple(str(member) for member in values.get("members", ()))
+            for key, field in fields.items():
+                if field.type == "float" and key in values:
+                    values[key] = float(values[key])
+        except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as error:
+            raise GateFileError(f"{name} is not a readable quality gate ({type(error).__name__}: "
+                                f"{error}); expected the .npz arrays {sorted(fields)} written "
+                                "by `python -m lesionlib fit-gate`.") from None
         return cls(**values)
 
 
+class GateFileError(CardError):
+    """A quality-gate file cannot be read (truncated, corrupt or not a gate)."""
+
+
+def load_model_gate(folder: Path) -> QualityGate:
+    """The gate of a model folder, read through the folder's manifest check.
+
+    Raises:
+        IntegrityError: the gate differs from the folder's manifest.
+        GateFileError: the sealed file is not a readable gate.
+    """
+    from lesionlib.integrity import read_verified
+
+    folder = Path(folder)
+    content = read_verified(folder, GATE_FILE)
+    return QualityGate.load(io.BytesIO(content), f"Model folder {folder.name!r}: {GATE_FILE}")
+
+
 def load_gate(card) -> QualityGate | None:
-    """The gate stored with a model (``weights/<id>/quality_gate.npz``), or ``None``."""
-    path = Path(card.folder) / GATE_FILE if card.folder is not None else None
-    return QualityGate.load(path) if path is not None and path.is_file() else None
+    """The gate stored with a model (``weights/<id>/quality_gate.npz``, checked against the
+    folder's manifest), or ``None`` when it has none."""
+    if card.folder is None or not (Path(card.folder) / GATE_FILE).is_file():
+        return None
+    return load_model_gate(card.folder)
 
 
 def feature_extractor(keras_model, layer_name: str = "avg_pool"):

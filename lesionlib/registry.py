@@ -1,8 +1,10 @@
 """The shipped models: discover their cards, verify and load their weights.
 
-``weights/<model id>/`` holds ``card.json`` and, for a single model, ``model.keras``. Weights are
-checked against the card's sha256 before loading, and loaded with Keras safe mode (no Lambda
-layers, no pickled Python). A refused model never stops the others from loading.
+``weights/<model id>/`` holds ``card.json``, ``manifest.json`` and, for a single model,
+``model.keras``. Every file of a folder is checked against its sealed manifest (and signature,
+where a deployment requires one: ``lesionlib.integrity``) before the card is used; weights are
+checked against the card's sha256 again just before loading, and loaded with Keras safe mode (no
+Lambda layers, no pickled Python). A refused model never stops the others from loading.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from lesionlib.cards import CardError, ModelCard, read_card, verify_weights
 from lesionlib.imaging import frame_square
+from lesionlib.integrity import MANIFEST_FILE, manifest_digest, verify_folder
 from lesionlib.metrics import apply_temperature
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -31,10 +34,12 @@ DEFAULT_MODEL_ID = "ensemble.ham10000"
 
 @dataclasses.dataclass(frozen=True)
 class Catalogue:
-    """Valid cards by id, and the folders that were refused with the reason."""
+    """Valid cards by id, the folders that were refused with the reason, and each valid
+    folder's manifest digest (it changes whenever any file of the folder changes)."""
 
     cards: dict[str, ModelCard]
     problems: dict[str, str]
+    seals: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def default_id(self) -> str | None:
         if DEFAULT_MODEL_ID in self.cards:
@@ -43,18 +48,41 @@ class Catalogue:
 
 
 def discover(weights_dir: str | Path | None = None) -> Catalogue:
-    """Read every card under ``weights_dir``; invalid ones go to ``problems`` instead of raising."""
+    """Read and verify every model folder under ``weights_dir``.
+
+    A folder whose files differ from its manifest, whose signature is missing or wrong (where
+    required), whose card is invalid or whose quality gate is unreadable goes to ``problems``
+    with the reason instead of raising.
+    """
     weights_dir = Path(weights_dir or default_weights_dir())
-    cards, problems = {}, {}
+    cards, problems, seals = {}, {}, {}
     if weights_dir.is_dir():
         for folder in sorted(path for path in weights_dir.iterdir() if path.is_dir()):
             try:
-                card = read_card(folder)
-            except CardError as error:
+                seal_digest = manifest_digest(folder) if (folder / MANIFEST_FILE).is_file() \
+                    else ""
+                card = read_verified_card(folder)
+            except (CardError, OSError) as error:
                 problems[folder.name] = str(error)
                 continue
             cards[card.id] = card
-    return Catalogue(cards, problems)
+            seals[card.id] = seal_digest
+    return Catalogue(cards, problems, seals)
+
+
+def read_verified_card(folder: Path) -> ModelCard:
+    """The card of a model folder whose files all match its manifest and whose gate parses.
+
+    Raises:
+        CardError: an integrity failure (``IntegrityError``), an invalid card or gate.
+    """
+    from lesionlib.quality import GATE_FILE, load_model_gate
+
+    verify_folder(folder)
+    card = read_card(folder)
+    if (folder / GATE_FILE).is_file():
+        load_model_gate(folder)
+    return card
 
 
 class SingleModel:
@@ -133,9 +161,19 @@ def load_single(card: ModelCard) -> SingleModel:
         keras_model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - any loader failure means the file is unusable
         raise CardError(f"Model {card.id!r}: {path.name} could not be loaded safely "
-                        f"({type(error).__name__}: {str(error)[:200]}).") from None
+                        f"({type(error).__name__}: {_first_sentence(str(error))}). The "
+                        "dashboard only loads models in Keras safe mode; a model that needs "
+                        "custom Python code is refused.") from None
     keras_model.trainable = False
     return SingleModel(card, keras_model)
+
+
+def _first_sentence(text: str, limit: int = 300) -> str:
+    """The first sentence of an error message (no final full stop), cut at ``limit`` chars."""
+    text = " ".join(text.split())
+    end = text.find(". ")
+    sentence = (text if end < 0 else text[:end]).rstrip(".")
+    return sentence if len(sentence) <= limit else sentence[:limit].rstrip() + "..."
 
 
 def load_classifier(model_id: str, weights_dir: str | Path | None = None,

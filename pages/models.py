@@ -7,6 +7,7 @@ import streamlit as st
 import app_resources
 import app_ui
 from lesionlib import views
+from lesionlib.cards import normalise_command
 
 app_ui.require_user()
 st.title("Models")
@@ -58,11 +59,11 @@ for model_id, card in sorted(cards.cards.items()):
         st.markdown("\n".join(f"- {limitation}" for limitation in card.limitations)
                     or "None stated.")
         st.markdown(f"**Licence.** {card.licence}")
-        st.markdown("**Reproduce**")
+        st.markdown("**Reproduce** (from the repository root)")
         if card.reproduce:
             for step, command in card.reproduce.items():
                 st.caption(step)
-                st.code(command if isinstance(command, str) else json.dumps(command),
-                        language="bash")
+                st.code(normalise_command(command) if isinstance(command, str)
+                        else json.dumps(command), language="bash")
         else:
             st.caption("No reproduce commands recorded.")

@@ -16,6 +16,7 @@ from lesionlib import evaluation
 from lesionlib.cards import read_card, write_card
 from lesionlib.classes import CLASS_NAMES
 from lesionlib.data import age_bands
+from lesionlib.integrity import seal
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_LABELS = REPO_ROOT / "sample_images" / "labels.csv"
@@ -55,3 +56,4 @@ def add_fake_predictions(weights_folder: Path, seed: int = 0) -> None:
         write_card(dataclasses.replace(card, metrics=metrics,
                                        reproduce={"evaluate": "python -m lesionlib evaluate"}),
                    folder)
+        seal(folder)  # as `evaluate` does after writing into a model folder

@@ -8,8 +8,9 @@ import pytest
 import keras
 
 from lesionlib import registry
-from lesionlib.cards import (CardError, ModelIntegrityError, read_card, sha256_of,
-                             validate_card_data, write_card)
+from lesionlib.cards import (CardError, ModelIntegrityError, normalise_command, read_card,
+                             sha256_of, shell_command, validate_card_data, write_card)
+from lesionlib.integrity import seal
 from lesionlib.packaging import single_card_data
 
 
@@ -50,11 +51,21 @@ def test_tampered_weights_are_refused_and_others_still_load(weights_copy):
     weights_file = weights_copy / "tiny0.test" / "model.keras"
     weights_file.write_bytes(weights_file.read_bytes() + b"tampered")
     catalogue = registry.discover(weights_copy)
-    with pytest.raises(ModelIntegrityError, match="sha256"):
+    assert "model.keras" in catalogue.problems["tiny0.test"]
+    with pytest.raises(KeyError, match="refused.*model.keras.*sha256"):
         registry.load_classifier("tiny0.test", catalogue=catalogue)
     with pytest.raises(CardError, match="tiny0.test"):
         registry.load_classifier("ensemble.ham10000", catalogue=catalogue)
     assert registry.load_classifier("tiny1.test", catalogue=catalogue).card.id == "tiny1.test"
+
+
+def test_resealed_weights_are_still_refused_by_the_card_hash(weights_copy):
+    weights_file = weights_copy / "tiny0.test" / "model.keras"
+    weights_file.write_bytes(weights_file.read_bytes() + b"tampered")
+    seal(weights_copy / "tiny0.test")  # the manifest now agrees; the card's sha256 does not
+    catalogue = registry.discover(weights_copy)
+    with pytest.raises(ModelIntegrityError, match="sha256"):
+        registry.load_classifier("tiny0.test", catalogue=catalogue)
 
 
 def test_broken_card_is_listed_as_a_problem_not_raised(weights_copy):
@@ -81,5 +92,44 @@ def test_model_with_arbitrary_code_is_refused_in_safe_mode(tmp_path):
     card_data = single_card_data("lambda.test", "Lambda", "small_cnn", 32, "unit",
                                  "dense", sha256_of(folder / "model.keras"), training={})
     write_card(validate_card_data(card_data), folder)  # the hash matches: safe mode refuses
-    with pytest.raises(CardError, match="could not be loaded safely"):
+    seal(folder)
+    with pytest.raises(CardError, match="could not be loaded safely") as caught:
         registry.load_classifier("lambda.test", tmp_path / "weights")
+    message = str(caught.value)
+    assert "Lambda" in message and "custom Python code is refused." in message
+    assert "If you trust the )" not in message  # the Keras hint was cut mid-sentence
+
+
+@pytest.mark.parametrize("recorded, expected", [
+    ("/work/main/lesionlib/__main__.py package --run-dir runs/a --id a.b --name Lite0 (fast, "
+     "mobile) --description Small: fit for phones.",
+     "python -m lesionlib package --run-dir runs/a --id a.b --name 'Lite0 (fast, mobile)' "
+     "--description 'Small: fit for phones.'"),
+    ("python -m lesionlib ensemble --id e --name E --members a.b c.d",
+     "python -m lesionlib ensemble --id e --name E --members a.b c.d"),
+    ("python -m lesionlib train --arch small_cnn --size 96 --run-dir REPO/runs/x",
+     "python -m lesionlib train --arch small_cnn --size 96 --run-dir runs/x"),
+    ("python -m x", "python -m x"),  # not a lesionlib command: unchanged
+])
+def test_reproduce_commands_are_normalised_to_pasteable_lines(recorded, expected):
+    from lesionlib.cards import REPO_ROOT
+
+    assert normalise_command(recorded.replace("REPO", str(REPO_ROOT))) == expected
+    assert normalise_command(expected) == expected
+
+
+def test_written_cards_hold_pasteable_reproduce_commands(weights_copy):
+    import dataclasses
+    import shlex
+
+    from lesionlib.cards import REPO_ROOT
+
+    argv = [str(REPO_ROOT / "lesionlib" / "__main__.py"), "package", "--run-dir",
+            str(REPO_ROOT / "runs" / "x"), "--name", "Lite0's (new)", "--description", ""]
+    card = read_card(weights_copy / "tiny0.test")
+    write_card(dataclasses.replace(card, reproduce={"package": shell_command(argv)}),
+               weights_copy / "tiny0.test")
+    written = _card_json(weights_copy / "tiny0.test")["reproduce"]["package"]
+    assert written.startswith("python -m lesionlib package ")
+    assert shlex.split(written)[3:] == ["package", "--run-dir", "runs/x", "--name",
+                                        "Lite0's (new)", "--description", ""]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from lesionlib import registry
+from lesionlib.integrity import seal
 from lesionlib.quality import (GATE_FILE, QualityChecker, QualityGate, colourfulness,
                                extract_features, feature_extractor, fit_ensemble_gate, fit_gate,
                                normalised_entropy, prediction_findings)
@@ -69,10 +70,12 @@ def _fit_tiny_gates(weights, lesions):
                                            member.frame(lesions))
         gates.append(fit_gate(member_features[:30], member_features[30:], lesions[30:],
                               components=4).save(member.card.folder / GATE_FILE))
+        seal(member.card.folder)  # as `fit-gate` does
         features.append(member_features[30:])
     gates = [QualityGate.load(path) for path in gates]
     ensemble = fit_ensemble_gate(classifier.card.members, gates, features, lesions[30:])
     ensemble.save(classifier.card.folder / GATE_FILE)
+    seal(classifier.card.folder)
     return ensemble
 
 
@@ -115,6 +118,7 @@ def test_missing_gate_is_flagged_never_silent(tiny_weights_dir, tmp_path):
     assert not report.withheld
     _fit_tiny_gates(weights, _skin_like(2, 40))
     (weights / "tiny1.test" / GATE_FILE).unlink()  # the ensemble now lacks a member's gate
+    seal(weights / "tiny1.test")
     checker = QualityChecker(registry.load_classifier("ensemble.ham10000", weights))
     assert checker.gate is None and checker.missing == ["tiny1.test"]
     assert checker.assess(lesion)[0].findings[0].code == "no_gate"

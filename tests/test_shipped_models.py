@@ -1,4 +1,7 @@
-"""The shipped models: valid cards, matching hashes, stored predictions that reproduce."""
+"""The shipped models: valid cards, sealed folders, stored predictions that reproduce."""
+
+import os
+import shlex
 
 import numpy as np
 import pandas as pd
@@ -7,7 +10,10 @@ import pytest
 from conftest import SAMPLE_DIR
 from lesionlib import evaluation, registry
 from lesionlib.classes import CLASS_NAMES
+from lesionlib.cards import REPO_ROOT, normalise_command
+from lesionlib.cli import build_parser
 from lesionlib.imaging import load_image
+from lesionlib.integrity import MANIFEST_FILE, SIGNATURE_FILE, verify_folder
 from lesionlib.metrics import classification_report
 
 CATALOGUE = registry.discover()
@@ -46,3 +52,21 @@ def test_live_predictions_match_the_stored_ones(model_id):
     live = classifier.predict_proba(images)
     expected = stored.loc[samples["image_id"], list(CLASS_NAMES)].to_numpy()
     np.testing.assert_allclose(live, expected, atol=2e-3)
+
+
+@pytest.mark.parametrize("model_id", sorted(CATALOGUE.cards))
+def test_every_shipped_file_is_sealed(model_id):
+    folder = CATALOGUE.cards[model_id].folder
+    files = {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
+    assert set(verify_folder(folder)) == files - {MANIFEST_FILE, SIGNATURE_FILE}
+    assert {"card.json", "predictions/ham10000_test.csv"} <= files
+
+
+@pytest.mark.parametrize("model_id", sorted(CATALOGUE.cards))
+def test_shipped_reproduce_commands_can_be_pasted(model_id):
+    for step, command in CATALOGUE.cards[model_id].reproduce.items():
+        tokens = shlex.split(command)
+        assert tokens[:3] == ["python", "-m", "lesionlib"], (step, command)
+        assert not any(os.path.isabs(token) or str(REPO_ROOT) in token for token in tokens)
+        assert normalise_command(command) == command
+        build_parser().parse_args(tokens[3:])  # a command the current CLI accepts
