@@ -195,8 +195,9 @@ class QualityChecker:
                                  if (member.card.folder / GATE_FILE).is_file()), None)
         self.gate = QualityGate.load(self.gate_member.card.folder / GATE_FILE) \
             if self.gate_member else None
+        # An edge (TFLite) model computes its pooled features itself: no Keras extractor.
         self.extractor = feature_extractor(self.gate_member.keras_model, self.gate.feature_layer) \
-            if self.gate else None
+            if self.gate and not hasattr(self.gate_member, "pooled_features") else None
 
     def assess(self, images: list[np.ndarray], probabilities: np.ndarray | None = None,
                member_probabilities: list[np.ndarray] | None = None) -> list[QualityReport]:
@@ -214,8 +215,7 @@ class QualityChecker:
         members = member_probabilities if len(self.classifier.members) > 1 else None
         distances = [None] * len(images)
         if self.gate:
-            distances = self.gate.distances(extract_features(
-                self.extractor, self.gate_member.frame(images)))
+            distances = self.gate.distances(self._features(images))
         reports = []
         for index, image in enumerate(images):
             findings = self.gate.image_findings(image) if self.gate else []
@@ -227,6 +227,11 @@ class QualityChecker:
             reports.append(QualityReport(tuple(findings), None if distances[index] is None
                                          else float(distances[index])))
         return reports
+
+    def _features(self, images: list[np.ndarray]) -> np.ndarray:
+        if self.extractor is None:
+            return self.gate_member.pooled_features(images)
+        return extract_features(self.extractor, self.gate_member.frame(images))
 
     def warnings_for_batch(self, images, probabilities, member_probabilities=None) -> list[str]:
         """Warning texts for ``inference.predict_files(..., quality_check=...)``."""
