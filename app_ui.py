@@ -259,6 +259,13 @@ def show_heatmap(case, model_id: str, method: str, class_name: str, opacity: flo
         return False
     blended = explain.overlay(case.image, heatmap, opacity)
     caption = f"{method} for {class_label(class_name)} ({model_id})"
+    card = app_resources.current_catalogue().cards.get(model_id)
+    if card is not None and card.kind == "edge":
+        caption = (f"{method} for {class_label(class_name)}, computed with the parent model "
+                   f"{card.edge['parent']} (the edge model {model_id} has no gradients)")
+        st.caption(f"This heatmap comes from the parent Keras model `{card.edge['parent']}` "
+                   f"v{card.edge['parent_version']}: the edge model `{model_id}` is a TensorFlow "
+                   "Lite export without gradients, so its own attention cannot be shown.")
     if side_by_side:
         left, right = st.columns(2)
         left.image(case.image, caption="Original", width="stretch")

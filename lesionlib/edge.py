@@ -521,3 +521,33 @@ def write_report(catalogue, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report_markdown(cards))
     return path
+
+
+# ----------------------------------------------------------------------------- display
+
+def summary_lines(card: ModelCard) -> list[str]:
+    """Plain-language facts of an edge model's card (parent, quantization, size, latency)."""
+    edge = card.edge
+    lines = [f"TensorFlow Lite export of `{edge['parent']}` v{edge['parent_version']}, "
+             f"{edge['quantization']}; runs on {edge['runtime']}",
+             f"input: {edge.get('input', 'n/a')}",
+             f"file: {edge['file_size_bytes'] / 1e6:.2f} MB, {edge['size_ratio']:.1%} of the "
+             f"parent's ({edge['parent_file_size_bytes'] / 1e6:.2f} MB)",
+             "heatmaps are computed with the parent model (a TFLite graph has no gradients)"]
+    timing = edge.get("latency")
+    if timing:
+        lines.append(f"single-image latency: {timing['edge_ms']:.1f} ms against "
+                     f"{timing['keras_ms']:.1f} ms for the Keras parent (median of "
+                     f"{timing['runs']} runs, {timing['cpu_count']} CPU cores)")
+    return lines
+
+
+def parity_frame(card: ModelCard):
+    """One row per evaluation set: agreement with the parent and metric changes."""
+    import pandas as pd
+
+    return pd.DataFrame([
+        {"set": set_name, "images": row.get("n"), "top-1 agreement": row.get("top1_agreement"),
+         "balanced acc. change": row.get("balanced_accuracy_change"),
+         "melanoma AUC change": row.get("melanoma_auc_change")}
+        for set_name, row in card.edge.get("parity", {}).items()])

@@ -25,3 +25,6 @@ python -m lesionlib evaluate --model ensemble.ham10000
 python -m lesionlib evaluate --summary-only
 python -m lesionlib fit-gate --model efficientnet_lite0.ham10000
 python scripts/benchmark_quality_gate.py --model ensemble.ham10000
+# The edge model: int8 TensorFlow Lite export of the best single model, evaluated against it;
+# writes weights/efficientnet_lite2.ham10000.int8/ and reports/edge_export.md.
+python -m lesionlib export --model efficientnet_lite2.ham10000 --format tflite --int8
