@@ -375,16 +375,25 @@ def fit_edge_gate(model: EdgeModel, val_features: np.ndarray, per_class: int = 5
     return gate.save(model.card.folder / GATE_FILE)
 
 
-def agreement(card: ModelCard, parent: ModelCard, set_name: str) -> float | None:
-    """Share of images where the edge model and its parent's stored predictions agree on the
-    top class (``None`` when either has no predictions on the set)."""
-    from lesionlib.evaluation import load_predictions
+NEAR_TIE_MARGIN = 0.1
+
+
+def agreement(card: ModelCard, parent: ModelCard, set_name: str) -> dict:
+    """Top-1 agreement of the edge model with its parent's stored predictions, the number of
+    disagreements, and how many of those the parent itself called nearly a tie (its top two
+    calibrated probabilities within ``NEAR_TIE_MARGIN``). Empty when either has no predictions.
+    """
+    from lesionlib.evaluation import load_predictions, probabilities_of
 
     mine, theirs = load_predictions(card, set_name), load_predictions(parent, set_name)
     if mine is None or theirs is None:
-        return None
+        return {}
     theirs = theirs.set_index("image_id").loc[mine["image_id"]]
-    return float((mine["prediction"].to_numpy() == theirs["prediction"].to_numpy()).mean())
+    differs = mine["prediction"].to_numpy() != theirs["prediction"].to_numpy()
+    top_two = np.sort(probabilities_of(theirs), axis=1)[:, -2:]
+    near_tie = (top_two[:, 1] - top_two[:, 0]) < NEAR_TIE_MARGIN
+    return {"top1_agreement": float(1 - differs.mean()), "disagreements": int(differs.sum()),
+            "disagreements_near_tie": int((differs & near_tie).sum())}
 
 
 def metric_changes(card: ModelCard, parent: ModelCard) -> dict:
@@ -395,7 +404,7 @@ def metric_changes(card: ModelCard, parent: ModelCard) -> dict:
         mine, theirs = card.metrics.get(set_name), parent.metrics.get(set_name)
         if not mine or not theirs:
             continue
-        row = {"n": mine.get("n"), "top1_agreement": agreement(card, parent, set_name)}
+        row = {"n": mine.get("n"), **agreement(card, parent, set_name)}
         for key in ("balanced_accuracy", "melanoma_auc"):
             if mine.get(key) is not None and theirs.get(key) is not None:
                 row[key] = mine[key]
@@ -452,7 +461,8 @@ def evaluate_edge(card: ModelCard, catalogue, command: str, latency_image: np.nd
                                                    catalogue).temperature_method,
         threshold_method=registry.get_card(card.edge["parent"], catalogue).threshold_method)
     card, _ = evaluation.finish_evaluation(card, frames, command)
-    log(f"{card.id}: quality gate {fit_edge_gate(model, features['ham10000_val'], gate_per_class)}")
+    gate_path = fit_edge_gate(model, features["ham10000_val"], gate_per_class)
+    log(f"{card.id}: quality gate {gate_path}")
     parent = registry.get_card(card.edge["parent"], catalogue)
     edge = {**card.edge, "parity": metric_changes(card, parent),
             "latency": latency(model, registry.load_single(parent).keras_model, latency_image,
@@ -483,7 +493,9 @@ def report_markdown(cards: list[ModelCard]) -> str:
              "on). Top-1 agreement compares each image's top class with the parent's stored "
              "prediction. Targets: agreement >= 99% (float16) / >= 97% (int8); |change| in "
              f"balanced accuracy and melanoma AUC <= {MAX_METRIC_CHANGE}; int8 file <= "
-             f"{MAX_INT8_SIZE_RATIO:.0%} of the Keras file.", ""]
+             f"{MAX_INT8_SIZE_RATIO:.0%} of the Keras file. A disagreement is 'near a tie' "
+             "when the parent's own top two probabilities are within "
+             f"{NEAR_TIE_MARGIN}.", ""]
     for card in cards:
         edge = card.edge
         target = TARGETS[edge["quantization"]]
@@ -505,8 +517,11 @@ def report_markdown(cards: list[ModelCard]) -> str:
                       "edge / parent / change | melanoma AUC edge / parent / change |",
                   "|---|---|---|---|---|"]
         for set_name, row in edge.get("parity", {}).items():
+            near = (f" ({row['disagreements_near_tie']} of {row['disagreements']} "
+                    f"disagreements near a tie)" if row.get("disagreements") else "")
             lines.append(
-                f"| {set_name} | {row.get('n')} | {_fmt(row.get('top1_agreement'), '{:.2%}')} | "
+                f"| {set_name} | {row.get('n')} | "
+                f"{_fmt(row.get('top1_agreement'), '{:.2%}')}{near} | "
                 f"{_fmt(row.get('balanced_accuracy'))} / "
                 f"{_fmt(row.get('balanced_accuracy_parent'))} / "
                 f"{_fmt(row.get('balanced_accuracy_change'), '{:+.4f}')} | "
