@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lesionlib import evaluation, explain, imaging, inference, quality, registry
+from lesionlib import edge, evaluation, explain, imaging, inference, quality, registry
 from lesionlib import data as lesion_data
 from lesionlib.bounded_cache import ByteBoundedCache
 
@@ -123,7 +123,7 @@ def fingerprint(model_id: str, cards: registry.Catalogue) -> str:
     if card is None:
         return "unknown"
     seal = cards.seals.get(model_id, "")
-    if card.kind == "single":
+    if card.kind in ("single", "edge"):
         return f"{card.version}:{card.weights_sha256}:{seal}"
     members = [fingerprint(member, cards) for member in card.members]
     return f"{card.version}:{card.temperature}:{seal}:" + ",".join(members)
@@ -147,11 +147,13 @@ def classifier(model_id: str):
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _explainers(model_id: str, folder: str, weights_fingerprint: str) -> list[explain.Explainer]:
-    return [explain.Explainer(member) for member in classifier(model_id).members]
+    return [explain.Explainer(edge.explained_by(member, current_catalogue()))
+            for member in classifier(model_id).members]
 
 
 def explainers(model_id: str) -> list[explain.Explainer]:
-    """One thread-locked explainer per member of the model (built once, shared)."""
+    """One thread-locked explainer per member of the model (built once, shared); an edge
+    (TFLite) model has no gradients and is explained by its parent Keras model."""
     return _explainers(model_id, weights_dir(), fingerprint(model_id, current_catalogue()))
 
 

@@ -370,6 +370,9 @@ def heatmap_layers(model_id: str) -> str:
         return "an unknown layer"
     if card.kind == "single":
         return f"layer `{card.cam_layer}`"
+    if card.kind == "edge":
+        parent = cards.get(card.edge["parent"])
+        return f"its parent's layer `{parent.cam_layer}`" if parent else "its parent model"
     layers = [f"{member}: `{cards[member].cam_layer}`" if member in cards else member
               for member in card.members]
     return "the mean of its members' maps, from layers " + "; ".join(layers)
@@ -401,6 +404,13 @@ def show_heatmap(case, model_id: str, method: str, class_name: str, opacity: flo
     blended = explain.overlay(case.image, heatmap, opacity)
     caption = (f"{method} for {class_label(class_name)} ({model_id}), from "
                f"{heatmap_layers(model_id)}")
+    card = app_resources.current_catalogue().cards.get(model_id)
+    if card is not None and card.kind == "edge":
+        caption = (f"{method} for {class_label(class_name)}, computed with the parent model "
+                   f"{card.edge['parent']} (the edge model {model_id} has no gradients)")
+        st.caption(f"This heatmap comes from the parent Keras model `{card.edge['parent']}` "
+                   f"v{card.edge['parent_version']}: the edge model `{model_id}` is a TensorFlow "
+                   "Lite export without gradients, so its own attention cannot be shown.")
     if side_by_side:
         left, right = st.columns(2)
         left.image(case.image, caption="Original", width="stretch")

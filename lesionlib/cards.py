@@ -54,7 +54,7 @@ class ModelCard:
     id: str
     version: str
     name: str
-    kind: str  # "single" or "ensemble"
+    kind: str  # "single", "ensemble" or "edge" (a TFLite export of a single model)
     architecture: str
     input_size: int
     preprocessing: str
@@ -74,6 +74,7 @@ class ModelCard:
     cam_layer: str | None = None
     members: tuple[str, ...] = ()
     description: str = ""
+    edge: dict = dataclasses.field(default_factory=dict)  # edge models: parent, quantization...
     folder: Path | None = dataclasses.field(default=None, compare=False)
 
     @property
@@ -92,6 +93,8 @@ class ModelCard:
         data["class_names"] = list(self.class_names)
         data["limitations"] = list(self.limitations)
         data["members"] = list(self.members)
+        if not self.edge:
+            data.pop("edge")
         return data
 
 
@@ -124,15 +127,18 @@ def validate_card_data(data: Any, source: str = "card") -> ModelCard:
     if tuple(data["class_names"]) != CLASS_NAMES:
         raise CardError(f"{source}: class_names {data['class_names']} differ from the expected "
                         f"{list(CLASS_NAMES)}.")
-    if data["kind"] not in ("single", "ensemble"):
-        raise CardError(f"{source}: kind should be 'single' or 'ensemble', received "
+    if data["kind"] not in ("single", "ensemble", "edge"):
+        raise CardError(f"{source}: kind should be 'single', 'ensemble' or 'edge', received "
                         f"{data['kind']!r}.")
     if not 0.0 < float(data["melanoma_threshold"]) <= 1.0:
         raise CardError(f"{source}: melanoma_threshold {data['melanoma_threshold']} is not in "
                         "(0, 1].")
     if not float(data["temperature"]) > 0:
         raise CardError(f"{source}: temperature {data['temperature']} must be positive.")
-    if data["kind"] == "single":
+    if data["kind"] == "edge" and not (isinstance(data.get("edge"), dict)
+                                       and data["edge"].get("parent")):
+        raise CardError(f"{source}: an edge model needs an 'edge' object naming its 'parent'.")
+    if data["kind"] in ("single", "edge"):
         for field in ("weights_file", "weights_sha256", "cam_layer"):
             if not isinstance(data.get(field), str) or not data[field]:
                 raise CardError(f"{source}: a single model needs a non-empty {field!r}.")

@@ -195,6 +195,9 @@ def _command_evaluate(args) -> int:
                         *(f"--model {model_id}" for model_id in args.model or [])])
     # Singles first: an ensemble is evaluated from its members' stored predictions.
     for card in [] if args.summary_only else sorted(cards, key=lambda c: c.kind != "single"):
+        if card.kind == "edge":
+            _print_headline(_evaluate_edge(card, catalogue, command))
+            continue
         if card.kind == "single":
             frames = _predict_sets(registry.load_single(card))
         else:
@@ -389,6 +392,54 @@ def _gate_samples(folder: Path, per_class: int):
         lambda group: group.sample(min(len(group), per_class), random_state=0)), val
 
 
+def _evaluate_edge(card, catalogue, command: str, latency_runs: int = 50):
+    """Metrics, quality gate and parent parity of an edge model (``lesionlib.edge``)."""
+    from lesionlib import edge
+    from lesionlib.imaging import load_image
+    from lesionlib.registry import REPO_ROOT
+
+    # Latency is timed on the first bundled sample image (HAM10000 test split).
+    sample = load_image(sorted((REPO_ROOT / "sample_images").glob("*.jpg"))[0])
+    return edge.evaluate_edge(card, catalogue, command, sample, latency_runs,
+                              log=lambda message: print(message, flush=True))
+
+
+def _command_export(args) -> int:
+    from lesionlib import edge, registry
+
+    quantization = "int8" if args.int8 else "float16"
+    weights = Path(args.weights or registry.default_weights_dir())
+    report = Path(args.report)
+    if not args.report_only:
+        if not args.model:
+            raise UsageError("--model is required (the id of a single model) unless "
+                             "--report-only.")
+        parent = _card(args.model, registry.discover(weights))
+        try:
+            representative = (edge.representative_images(parent.input_size, args.per_class,
+                                                         args.data)
+                              if quantization == "int8" else None)
+            card = edge.export_edge(parent, quantization, weights, representative, args.id,
+                                    command=" ".join(["python -m lesionlib", *sys.argv[1:]]))
+        except (edge.EdgeExportError, FileNotFoundError) as error:
+            raise UsageError(error.args[0] if error.args else str(error)) from None
+        print(f"Exported {card.id}: {card.edge['file_size_bytes'] / 1e6:.2f} MB "
+              f"({card.edge['size_ratio']:.1%} of {parent.id}'s model.keras), input "
+              f"{card.edge['input']}", flush=True)
+        if args.no_evaluate:
+            print("Not evaluated (--no-evaluate): the card carries the parent's calibration; "
+                  f"run `{card.reproduce['evaluate']}`.")
+            return 0
+        try:
+            card = _evaluate_edge(card, registry.discover(weights), card.reproduce["evaluate"],
+                                  args.latency_runs)
+        except FileNotFoundError as error:
+            raise UsageError(str(error)) from None
+        _print_headline(card)
+    print(f"Report written to {edge.write_report(registry.discover(weights), report)}")
+    return 0
+
+
 def _command_architectures(args) -> int:
     from lesionlib.architectures import get_architecture, list_architectures
 
@@ -526,6 +577,25 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--min-error-ratio", type=float, default=selective.MIN_ERROR_RATIO,
                       help="smallest error-rate ratio, flagged over unflagged, on validation")
     gate.set_defaults(handler=_command_fit_gate)
+
+    export = commands.add_parser("export", help="Export a single model to TensorFlow Lite as "
+                                 "its own catalogue entry, evaluated against its parent.")
+    _add_data_option(export)
+    export.add_argument("--model", help="id of the single model to export")
+    export.add_argument("--format", choices=("tflite",), default="tflite")
+    export.add_argument("--int8", action="store_true", help="full-integer int8 post-training "
+                        "quantization (default: float16 weights)")
+    export.add_argument("--id", help="id of the edge model (default: <model>.<float16|int8>)")
+    export.add_argument("--weights", help="weights folder (default: weights/)")
+    export.add_argument("--per-class", type=int, default=40,
+                        help="int8 calibration: HAM10000 training images per class")
+    export.add_argument("--latency-runs", type=int, default=50)
+    export.add_argument("--no-evaluate", action="store_true",
+                        help="convert and install only (no metrics, gate or parity)")
+    export.add_argument("--report", default="reports/edge_export.md")
+    export.add_argument("--report-only", action="store_true",
+                        help="only rewrite the report from the edge models' cards")
+    export.set_defaults(handler=_command_export)
 
     architectures = commands.add_parser("architectures", help="List registered backbones.")
     architectures.add_argument("--parameters", action="store_true",

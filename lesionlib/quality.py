@@ -343,7 +343,9 @@ class QualityChecker:
         self.member_gates, self.missing = self._member_gates()
         if self.missing:
             self.gate, self.member_gates = None, []
-        self.extractors = [feature_extractor(member.keras_model, gate.feature_layer)
+        # An edge (TFLite) model computes its pooled features itself: no Keras extractor.
+        self.extractors = [None if hasattr(member, "pooled_features")
+                           else feature_extractor(member.keras_model, gate.feature_layer)
                            for member, gate in zip(classifier.members, self.member_gates)]
 
     def _member_gates(self) -> tuple[list[QualityGate], list[str]]:
@@ -361,7 +363,8 @@ class QualityChecker:
 
     def distances(self, images: list[np.ndarray]) -> np.ndarray:
         """Each image's distance (an ensemble's: combined) to compare with the threshold."""
-        features = [extract_features(extractor, member.frame(images))
+        features = [member.pooled_features(images) if extractor is None
+                    else extract_features(extractor, member.frame(images))
                     for extractor, member in zip(self.extractors, self.classifier.members)]
         if self.gate.members:
             return combined_distances(self.member_gates, features)

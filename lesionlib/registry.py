@@ -188,6 +188,10 @@ def load_classifier(model_id: str, weights_dir: str | Path | None = None,
     card = get_card(model_id, catalogue)
     if card.kind == "single":
         return load_single(card)
+    if card.kind == "edge":  # a TensorFlow Lite export (lesionlib.edge)
+        from lesionlib.edge import load_edge
+
+        return load_edge(card)
     members = []
     for member_id in card.members:
         try:

@@ -6,7 +6,7 @@ import streamlit as st
 
 import app_resources
 import app_ui
-from lesionlib import views
+from lesionlib import edge, views
 from lesionlib.cards import normalise_command
 
 app_ui.require_user()
@@ -43,6 +43,13 @@ for model_id, card in sorted(cards.cards.items()):
             st.markdown(f"- temperature {card.temperature:.3f} — {card.temperature_method}\n"
                         f"- melanoma threshold {card.melanoma_threshold:.3f} — "
                         f"{card.threshold_method}")
+        if card.kind == "edge":
+            st.markdown("**Edge model**")
+            st.markdown("\n".join(f"- {line}" for line in edge.summary_lines(card)))
+            parity = edge.parity_frame(card)
+            if not parity.empty:
+                st.caption("Against the parent Keras model (reports/edge_export.md)")
+                st.dataframe(parity, hide_index=True)
         st.markdown("**Training data and recipe**")
         st.json(card.training, expanded=False)
         metrics = views.card_metrics_rows(card)

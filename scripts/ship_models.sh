@@ -30,3 +30,6 @@ for model in efficientnet_lite0.ham10000 efficientnet_lite2.ham10000 small_cnn.h
   python -m lesionlib fit-gate --model "$model"
 done
 python scripts/benchmark_quality_gate.py   # every model -> reports/quality_gate.{md,json}
+# The edge model: int8 TensorFlow Lite export of the best single model, evaluated against it;
+# writes weights/efficientnet_lite2.ham10000.int8/ and reports/edge_export.md.
+python -m lesionlib export --model efficientnet_lite2.ham10000 --format tflite --int8
