@@ -106,3 +106,30 @@ def test_signed_out_user_sees_no_quiz(sign_in_on):
     app.run()
     assert_ok(app)
     assert not app.title and not app.image and not app.get("download_button")
+
+
+def test_explorer_gallery_hides_diagnoses_until_revealed_and_opens_a_case(no_dataset):
+    app = open_page("explorer")
+    assert_ok(app)
+    gallery = [image for image in app.image
+               if any("age" in str(caption) for caption in image.captions)]
+    assert gallery, "the gallery shows the bundled samples"
+    hidden = "\n".join(str(caption) for image in gallery for caption in image.captions)
+    assert not any(f"{name} ·" in hidden for name in ("mel", "nv", "bcc", "bkl"))
+    examples = "\n".join(str(c) for image in app.image for c in image.captions)
+    assert "mel · ISIC_" in examples  # each class description has example images
+    app.toggle(key="explorer_reveal").set_value(True).run()
+    assert_ok(app)
+    revealed = "\n".join(str(c) for image in app.image for c in image.captions)
+    assert any(f"{name} · " in revealed and "age" in revealed for name in ("mel", "nv"))
+    app.toggle(key="explorer_reveal").set_value(False).run()
+    opener = next(button for button in app.button
+                  if button.key and button.key.startswith("explorer_open_"))
+    image_id = opener.key.removeprefix("explorer_open_")
+    opener.click().run()
+    assert_ok(app)
+    assert f"Case {image_id}" in texts(app) and "confirmed by" not in texts(app)
+    app.toggle(key=f"explorer_reveal_{image_id}").set_value(True).run()
+    assert "confirmed by" in texts(app)
+    app.button(key="explorer_close").click().run()
+    assert f"Case {image_id}" not in texts(app)
