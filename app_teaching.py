@@ -85,3 +85,34 @@ def neighbour_gallery(neighbours: pd.DataFrame, paths: dict[str, str], key: str)
             column.caption(f"{caption} (image not here)")
         else:
             column.image(thumbnail, caption=caption, width="stretch")
+
+
+def retrieval_performance(card) -> None:
+    """The similar-case index's measured figures beside the classifier's, for the Models page."""
+    st.markdown("**Similar-case retrieval**")
+    try:
+        index, single_card = app_resources.retrieval_index(card.id)
+    except INDEX_ERRORS as error:
+        st.caption(f"No usable similar-case index: {app_ui.error_message(error)}")
+        return
+    metrics = index.metrics
+    if "precision_at_k" not in metrics:
+        st.caption("The index records no measured figures; rebuild it: "
+                   f"`{retrieval.build_command(single_card.id)}`.")
+        return
+    k = metrics["k"]
+    classifier = card.metrics.get("ham10000_test", {}).get("balanced_accuracy")
+    st.dataframe(pd.DataFrame([
+        {"on the HAM10000 test split": "classifier: balanced accuracy",
+         "value": classifier},
+        {"on the HAM10000 test split": f"{k} nearest training images: majority-vote "
+                                       "balanced accuracy",
+         "value": metrics["majority_vote_balanced_accuracy"]},
+        {"on the HAM10000 test split": f"{k} nearest training images: class-balanced "
+                                       f"precision@{k}",
+         "value": metrics["precision_at_k"]}]).round(3), hide_index=True,
+        key=f"models_retrieval_{card.id}")
+    via = "" if single_card.id == card.id else f" (the ensemble's member {single_card.id})"
+    st.caption(f"Features of {single_card.id} v{single_card.version}{via}; "
+               f"{index.description}; {index.components.shape[1]} PCA dimensions. "
+               f"Reproduce: `{metrics.get('command', retrieval.build_command(single_card.id))}`.")

@@ -25,7 +25,9 @@ def build_sample_index(weights: Path, model_id: str = "tiny0.test") -> Path:
     framed = model.frame([retrieval_image(file) for file in samples["file"]])
     index = retrieval.build_index(model, samples, framed, samples, framed, dimensions=8,
                                   description="the bundled samples")
-    return index.save(retrieval.index_path(card))
+    scores = retrieval.evaluate_index(retrieval.Retriever(index, model), samples["label"],
+                                      framed)
+    return dataclasses.replace(index, metrics=scores).save(retrieval.index_path(card))
 
 
 def retrieval_image(file: str) -> np.ndarray:
@@ -67,6 +69,7 @@ def test_index_round_trip_and_neighbours(indexed_weights):
     assert index.training.embeddings.dtype == np.float16
     assert index.components.shape[1] == 8 and len(index.training) == 21
     assert (index.model_id, index.weights_sha256) == (card.id, card.weights_sha256)
+    assert index.metrics["k"] == 5 and index.metrics["n_queries"] == 21
     retriever = retrieval.Retriever(index, registry.load_single(card))
     image = retrieval_image("ISIC_0024904.jpg")
     nearest = retriever.similar([image], k=3)[0]

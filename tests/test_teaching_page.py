@@ -133,3 +133,14 @@ def test_explorer_gallery_hides_diagnoses_until_revealed_and_opens_a_case(no_dat
     assert "confirmed by" in texts(app)
     app.button(key="explorer_close").click().run()
     assert f"Case {image_id}" not in texts(app)
+
+
+def test_models_page_shows_retrieval_beside_the_classifier(no_dataset):
+    app = open_page("models")
+    assert_ok(app)
+    tables = [frame.value for frame in app.dataframe
+              if "on the HAM10000 test split" in frame.value.columns]
+    assert len(tables) == 2  # tiny0 and the ensemble (through tiny0)
+    rows = "\n".join(tables[0]["on the HAM10000 test split"])
+    assert "majority-vote balanced accuracy" in rows and "precision@5" in rows
+    assert "No usable similar-case index" in texts(app)  # tiny1 has none
