@@ -227,6 +227,8 @@ def _command_similar(args) -> int:
 
     catalogue = registry.discover(args.weights)
     model_id = args.model or catalogue.default_id()
+    if model_id == "ensemble":
+        model_id = registry.DEFAULT_MODEL_ID
     try:
         card = registry.get_card(model_id or "", catalogue)
     except KeyError as error:

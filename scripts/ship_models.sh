@@ -25,3 +25,7 @@ python -m lesionlib evaluate --model ensemble.ham10000
 python -m lesionlib evaluate --summary-only
 python -m lesionlib fit-gate --model efficientnet_lite0.ham10000
 python scripts/benchmark_quality_gate.py --model ensemble.ham10000
+# Similar-case indices (one command per model; rebuild after retraining, a stale one is refused)
+python -m lesionlib similar --build --model efficientnet_lite0.ham10000
+python -m lesionlib similar --build --model efficientnet_lite2.ham10000
+python scripts/retrieval_report.py
