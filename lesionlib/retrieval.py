@@ -59,7 +59,7 @@ class ReferenceSet:
 
 
 def reference_set(embeddings: np.ndarray, frame: pd.DataFrame) -> ReferenceSet:
-    """A set from embeddings and a frame with ``image_id``, ``lesion_id``, ``label``, ``dx_type``."""
+    """A set from embeddings and a frame of image_id, lesion_id, label and dx_type."""
     return ReferenceSet(np.asarray(embeddings, "float16"),
                         text_array(frame["image_id"]),
                         text_array(frame["lesion_id"].fillna("")),
@@ -126,7 +126,8 @@ class RetrievalIndex:
         return cls(str(values["model_id"]), str(values["model_version"]),
                    str(values["weights_sha256"]), str(values.get("feature_layer", FEATURE_LAYER)),
                    values["mean"], values["components"], subset("training"), subset("samples"),
-                   str(values.get("description", "")), json.loads(str(values.get("metrics", "{}"))))
+                   str(values.get("description", "")),
+                   json.loads(str(values.get("metrics", "{}"))))
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
