@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lesionlib import edge, evaluation, explain, imaging, inference, quality, registry
+from lesionlib import edge, evaluation, explain, imaging, inference, quality, registry, retrieval
 from lesionlib import data as lesion_data
 from lesionlib.bounded_cache import ByteBoundedCache
 
@@ -315,3 +315,45 @@ def _feedback_store(url: str | None):
     from lesionlib.feedback import FeedbackStore
 
     return FeedbackStore(url=url)
+
+
+# ----------------------------------------------------------------------------- similar cases
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _retrieval_index(model_id: str, folder: str, weights_fingerprint: str):
+    cards = catalogue(folder)
+    return retrieval.load_index(cards.cards[model_id], cards)
+
+
+def retrieval_index(model_id: str):
+    """The checked similar-case index serving ``model_id`` and its embedding model's card.
+
+    Raises:
+        IndexMissingError, StaleIndexError, ValueError: see ``retrieval.load_index``.
+        KeyError: unknown model id or ensemble member.
+    """
+    return _retrieval_index(model_id, weights_dir(), fingerprint(model_id, current_catalogue()))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the similar-case index...")
+def _retriever(model_id: str, folder: str, weights_fingerprint: str) -> retrieval.Retriever:
+    index, single_card = retrieval_index(model_id)
+    return retrieval.Retriever(index, classifier(single_card.id).members[0])
+
+
+@st.cache_data(max_entries=256, show_spinner="Finding similar cases...")
+def _similar(sha256: str, model_id: str, reference: str, k: int, exclude: tuple[str, ...],
+             folder: str, weights_fingerprint: str, _image: np.ndarray) -> pd.DataFrame:
+    retriever = _retriever(model_id, folder, weights_fingerprint)
+    return retriever.similar([_image], k, reference, [set(exclude)])[0]
+
+
+def similar_cases(case: CaseImage, model_id: str, k: int = retrieval.DEFAULT_K,
+                  reference: str = "training") -> pd.DataFrame:
+    """The case's ``k`` most similar training images (or bundled samples), nearest first.
+
+    The case's own image (by file name) is never among them. Raises like ``retrieval_index``.
+    """
+    exclude = (Path(case.name).stem, str(case.case_id))
+    return _similar(case.sha256, model_id, reference, int(k), exclude, weights_dir(),
+                    fingerprint(model_id, current_catalogue()), case.image)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -440,6 +441,108 @@ def _command_export(args) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def _command_similar(args) -> int:
+    """Build a model's similar-case index (``--build``), or list each image's similar cases."""
+    from lesionlib import registry
+
+    catalogue = registry.discover(args.weights)
+    model_id = args.model or catalogue.default_id()
+    if model_id == "ensemble":
+        model_id = registry.DEFAULT_MODEL_ID
+    card = _card(model_id or "", catalogue)
+    if args.build:
+        return _build_similar_index(card, catalogue, args)
+    if not args.images or not args.out:
+        raise UsageError("give --images and --out to find similar cases, or --build to build "
+                         "the index.")
+    return _write_similar_cases(card, catalogue, args)
+
+
+def _build_similar_index(card, catalogue, args) -> int:
+    from lesionlib import data, registry, retrieval
+    from lesionlib.integrity import seal
+
+    folder = _data_folder(args.data)
+    single_card = retrieval.embedding_card(card, catalogue)
+    if single_card.id != card.id:
+        print(f"{card.id} is an ensemble: using the features of its member {single_card.id} "
+              "(best validation balanced accuracy).")
+    model = registry.load_single(single_card)
+    labels = data.load_labels(folder)
+    train, test = data.select_split(labels, "train"), data.select_split(labels, "test")
+    size = single_card.input_size
+    log = f"Embedding {len(train)} training images with {single_card.id} at {size}px ..."
+    print(log, flush=True)
+    samples = data.load_labels(data.REPO_ROOT / "sample_images")
+    index = retrieval.build_index(
+        model, train, data.cached_images(train, size, "ham10000_train"), samples,
+        model.frame([data.load_image(path) for path in samples["path"]]),
+        dimensions=args.dimensions,
+        description=f"HAM10000 training split (lesion-grouped), {len(train):,} images")
+    retriever = retrieval.Retriever(index, model)
+    scores = retrieval.evaluate_index(retriever, test["label"].to_numpy(),
+                                      data.cached_images(test, size, "ham10000_test"), args.k)
+    scores.update(query_set=f"HAM10000 test split (lesion-grouped), {len(test):,} images",
+                  command=retrieval.build_command(single_card.id))
+    index = dataclasses.replace(index, metrics=scores)
+    path = index.save(retrieval.index_path(single_card))
+    seal(single_card.folder)  # integrity: the index is part of the model folder's manifest
+    print(f"Index written to {path} ({path.stat().st_size / 1e6:.2f} MB, "
+          f"{len(index.training)} training + {len(index.samples or ())} sample images, "
+          f"{index.components.shape[1]} dims). Test split vs training, k={scores['k']}: "
+          f"class-balanced precision@{scores['k']} {scores['precision_at_k']:.4f}, majority-vote "
+          f"balanced accuracy {scores['majority_vote_balanced_accuracy']:.4f}.")
+    return 0
+
+
+def _write_similar_cases(card, catalogue, args) -> int:
+    import pandas as pd
+
+    from lesionlib import registry, retrieval
+    from lesionlib.imaging import ImageLoadError, load_image
+    from lesionlib.inference import read_image_list
+    from lesionlib.predictions_csv import check_output_location
+
+    check_output_location(Path(args.out))
+    try:
+        index, single_card = retrieval.load_index(card, catalogue)
+    except (FileNotFoundError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    inputs = read_image_list(Path(args.images))
+    retriever = retrieval.Retriever(index, registry.load_single(single_card))
+    rows = []
+    for item in inputs:
+        if item.path is None:
+            rows.append({"file": item.name, "error": "blank entry in the image list"})
+            continue
+        try:
+            image = load_image(item.path)
+        except ImageLoadError as error:
+            rows.append({"file": item.name, "error": str(error)})
+            continue
+        neighbours = retriever.similar([image], args.k, exclude_ids=[{item.path.stem}])[0]
+        rows += [{"file": item.name, "rank": row.rank, "neighbour_id": row.image_id,
+                  "neighbour_label": row.dx, "neighbour_dx_type": row.dx_type,
+                  "distance": row.distance, "error": ""} for row in neighbours.itertuples()]
+    columns = ["file", "rank", "neighbour_id", "neighbour_label", "distance",
+               "neighbour_dx_type", "error"]
+    frame = pd.DataFrame(rows, columns=columns).fillna({"error": ""})
+    frame["rank"] = frame["rank"].astype("Int64")
+    frame["model_id"], frame["embedding_model_id"] = card.id, single_card.id
+    frame.to_csv(args.out, index=False, float_format="%.6f")
+    failed = int((frame["error"] != "").sum())
+    print(f"Wrote {len(frame)} rows for {len(inputs)} images to {args.out} ({failed} unreadable). "
+          f"Neighbours from {index.description}, features of {single_card.label}. "
+          f"{card.intended_use}")
+    return 0
+
+
 def _command_architectures(args) -> int:
     from lesionlib.architectures import get_architecture, list_architectures
 
@@ -596,6 +699,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--report-only", action="store_true",
                         help="only rewrite the report from the edge models' cards")
     export.set_defaults(handler=_command_export)
+
+    similar = commands.add_parser("similar", help="Similar training cases of images (content-based"
+                                  " retrieval), or --build a model's index.")
+    _add_data_option(similar)
+    similar.add_argument("--model", help="model id (an ensemble uses its best member's features)")
+    similar.add_argument("--build", action="store_true",
+                         help="build the model's index from the training split and measure it "
+                         "on the test split (writes weights/<id>/retrieval.npz)")
+    similar.add_argument("--images", help="a folder of images, or a CSV with a 'file' column")
+    similar.add_argument("--out", help="output CSV: one row per image and rank")
+    similar.add_argument("--k", type=_positive_int, default=5, help="neighbours per image")
+    similar.add_argument("--dimensions", type=int, default=128, help="PCA dimensions (--build)")
+    similar.add_argument("--weights", help="weights folder (default: weights/)")
+    similar.set_defaults(handler=_command_similar)
 
     architectures = commands.add_parser("architectures", help="List registered backbones.")
     architectures.add_argument("--parameters", action="store_true",

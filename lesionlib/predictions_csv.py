@@ -37,7 +37,7 @@ class PredictionsFile:
     def __init__(self, path: str | Path, model_id: str, model_version: str):
         self.path = Path(path)
         self.model_id, self.model_version = model_id, model_version
-        _check_location(self.path)
+        check_output_location(self.path)
         self._complete_text = _complete_rows(self.path)
         self.done = self._existing_names()
         self.written = 0
@@ -87,7 +87,12 @@ class PredictionsFile:
             self._handle = None
 
 
-def _check_location(path: Path) -> None:
+def check_output_location(path: Path) -> None:
+    """Refuse an output path that cannot be written, before any work is done.
+
+    Raises:
+        OutputFileError: a folder, a missing or unwritable folder, or an unwritable file.
+    """
     if path.is_dir():
         raise OutputFileError(f"--out {path} is a folder; expected a CSV file name, e.g. "
                               f"{path / 'predictions.csv'}.")

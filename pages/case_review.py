@@ -3,6 +3,7 @@
 import streamlit as st
 
 import app_resources
+import app_teaching
 import app_ui
 from lesionlib import imaging
 from lesionlib.classes import CLASS_DESCRIPTIONS
@@ -80,3 +81,6 @@ app_ui.feedback_form(
     image_png=(lambda: imaging.strip_metadata(case.image)) if case.source == "upload" else None,
     context="\n".join(part for part in (f"Case details: {details}" if details else "",
                                         gate_note) if part))
+
+st.subheader("Similar training cases")
+app_teaching.similar_cases_panel(case, model_id, key="case_review")

@@ -9,6 +9,14 @@ from lesionlib import views
 from lesionlib.classes import CLASS_DESCRIPTIONS, CLASS_LONG_NAMES, CLASS_NAMES
 
 GALLERY_SIZE = 24
+EXAMPLES = 4
+
+
+def case_details(row) -> str:
+    """Body site and age of a metadata row (never the diagnosis)."""
+    age = "?" if row["age"] != row["age"] else int(row["age"])
+    return f"{row['localization']} · age {age}"
+
 
 app_ui.require_user()
 st.title("Dataset explorer: HAM10000")
@@ -63,24 +71,55 @@ st.caption("dx_type: histo = histopathology, follow_up = unchanged at follow-up,
            "expert consensus, confocal = in-vivo confocal microscopy.")
 
 st.subheader("The seven classes, in plain language")
+paths, origin = app_resources.image_paths()
 for name in (classes or CLASS_NAMES):
     with st.expander(app_ui.class_label(name)):
         st.write(CLASS_DESCRIPTIONS[name])
+        examples = metadata[(metadata["dx"] == name) & metadata["image_id"].isin(list(paths))]
+        examples = examples.sample(min(EXAMPLES, len(examples)), random_state=0)
+        for column, image_id in zip(st.columns(EXAMPLES), examples["image_id"]):
+            thumbnail = app_resources.thumbnail(paths[image_id])
+            if thumbnail is not None:
+                column.image(thumbnail, caption=f"{name} · {image_id}", width="stretch")
 
 st.subheader("Gallery")
-paths, origin = app_resources.image_paths()
 if app_resources.dataset_dir() is None:
     st.info("The HAM10000 images are not here, so the gallery shows only the bundled sample "
             "images. To browse all 10,015, put the dataset in `../shared/data/ham10000` or set "
             "`LESIONLIB_DATA` to a folder with its `labels.csv` and `images/`.")
-shown = filtered[filtered["image_id"].isin(list(paths))]
-st.caption(f"{len(shown):,} matching images available from {origin}; showing up to "
-           f"{GALLERY_SIZE}.")
-shown = shown.sample(min(GALLERY_SIZE, len(shown)), random_state=0) if len(shown) else shown
+shown = filtered[filtered["image_id"].isin(list(paths))].sort_values("image_id")
+pages = max(1, -(-len(shown) // GALLERY_SIZE))
+left, right = st.columns(2)
+page = left.number_input(f"Page (of {pages})", 1, pages, 1, key="explorer_gallery_page")
+reveal = right.toggle("Show the diagnoses", key="explorer_reveal",
+                      help="Hidden by default: look first, then reveal (or open a case).")
+st.caption(f"{len(shown):,} matching images available from {origin}; page {page} of {pages}, "
+           f"{GALLERY_SIZE} per page. Click 'Open' under an image to look at the case.")
+shown = shown.iloc[(page - 1) * GALLERY_SIZE:page * GALLERY_SIZE]
+opened = st.session_state.get("explorer_open")
+if opened in paths:
+    row = metadata[metadata["image_id"] == opened].iloc[0]
+    with st.container(border=True):
+        left, right = st.columns([2, 3])
+        opened_image = app_resources.thumbnail(paths[opened], 600)
+        if opened_image is not None:
+            left.image(opened_image, caption=opened, width="stretch")
+        right.markdown(f"**Case {opened}** · lesion {row['lesion_id']} · "
+                       f"{case_details(row)}")
+        if right.toggle("Reveal the diagnosis", key=f"explorer_reveal_{opened}") or reveal:
+            right.success(f"**{app_ui.class_label(row['dx'])}**, confirmed by "
+                          f"{row['dx_type']}.")
+            right.caption(CLASS_DESCRIPTIONS[row["dx"]])
+        if right.button("Close", key="explorer_close"):
+            st.session_state.pop("explorer_open", None)
+            st.rerun()
 for start in range(0, len(shown), 6):
     for column, (_, row) in zip(st.columns(6), shown.iloc[start:start + 6].iterrows()):
         thumbnail = app_resources.thumbnail(paths[row["image_id"]])
         if thumbnail is not None:
-            age = "?" if row["age"] != row["age"] else int(row["age"])
-            column.image(thumbnail, caption=f"{row['dx']} · {row['localization']} · {age}",
+            details = case_details(row)
+            column.image(thumbnail, caption=f"{row['dx']} · {details}" if reveal else details,
                          width="stretch")
+            if column.button("Open", key=f"explorer_open_{row['image_id']}"):
+                st.session_state["explorer_open"] = row["image_id"]
+                st.rerun()

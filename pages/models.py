@@ -5,6 +5,7 @@ import json
 import streamlit as st
 
 import app_resources
+import app_teaching
 import app_ui
 from lesionlib import edge, views
 from lesionlib.cards import normalise_command
@@ -62,6 +63,7 @@ for model_id, card in sorted(cards.cards.items()):
             if not per_class.empty:
                 st.caption("Per class, HAM10000 test split")
                 st.dataframe(per_class, hide_index=True)
+        app_teaching.retrieval_performance(card)
         st.markdown("**Limitations**")
         st.markdown("\n".join(f"- {limitation}" for limitation in card.limitations)
                     or "None stated.")

@@ -33,3 +33,7 @@ python scripts/benchmark_quality_gate.py   # every model -> reports/quality_gate
 # The edge model: int8 TensorFlow Lite export of the best single model, evaluated against it;
 # writes weights/efficientnet_lite2.ham10000.int8/ and reports/edge_export.md.
 python -m lesionlib export --model efficientnet_lite2.ham10000 --format tflite --int8
+# Similar-case indices (one command per model; rebuild after retraining, a stale one is refused)
+python -m lesionlib similar --build --model efficientnet_lite0.ham10000
+python -m lesionlib similar --build --model efficientnet_lite2.ham10000
+python scripts/retrieval_report.py

@@ -55,8 +55,11 @@ def _free_port() -> int:
 def weights_folder(tmp_path_factory) -> Path:
     if os.environ.get("E2E_REAL_WEIGHTS") == "1":
         return REPO_ROOT / "weights"
+    from test_retrieval import build_sample_index
+
     folder = build_tiny_weights(tmp_path_factory.mktemp("e2e_weights"))
     add_fake_predictions(folder)
+    build_sample_index(folder)
     return folder
 
 
@@ -161,6 +164,40 @@ def test_case_review_upload_prediction_and_heatmap(browser_page, server, screens
     assert page.get_by_text("Intended use").count() >= 1
     assert page.locator("[data-testid='stImage']").count() >= 3
     page.screenshot(path=str(screenshot_dir / "case_review.png"), full_page=True)
+
+
+def test_teaching_round_and_similar_cases(browser_page, server, screenshot_dir):
+    """A one-case quiz round: hidden until committed, then reference, model, similar cases."""
+    page = browser_page
+    page.goto(server)  # a fresh server's first visit lands on the default page
+    page.get_by_role("heading", name="Case review").first.wait_for()
+    page.goto(f"{server}/teaching")
+    page.get_by_role("heading", name="Teaching quiz").first.wait_for()
+    _wait_until_idle(page)
+    page.get_by_label("Cases in the round").fill("1")
+    page.get_by_role("button", name="Start the round").click()
+    page.get_by_text("Case 1 of 1").first.wait_for()
+    _wait_until_idle(page)
+    assert page.get_by_text("confirmed by").count() == 0
+    assert page.get_by_text("diagnosis hidden").count() >= 1
+    page.get_by_text("mel — Melanoma").first.click()
+    page.get_by_role("button", name="Commit my answer").click()
+    page.get_by_text("confirmed by").first.wait_for()
+    page.get_by_text("similarity").first.wait_for()
+    _wait_until_idle(page)
+    _assert_no_exception(page)
+    assert page.get_by_text("Intended use").count() >= 1
+    page.screenshot(path=str(screenshot_dir / "teaching.png"), full_page=True)
+    page.get_by_role("button", name="See my results").click()
+    page.get_by_text("Your balanced accuracy").first.wait_for()
+    page.get_by_role("button", name="Download the round (CSV)").wait_for()
+    _wait_until_idle(page)
+    _assert_no_exception(page)
+    page.goto(server)
+    page.get_by_role("heading", name="Similar training cases").first.wait_for()
+    page.get_by_text("similarity").first.wait_for()
+    _wait_until_idle(page)
+    _assert_no_exception(page)
 
 
 @pytest.fixture(scope="module")
