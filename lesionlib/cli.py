@@ -132,37 +132,38 @@ def _read_run_state(run_dir: Path) -> dict:
 def _command_package(args) -> int:
     from lesionlib.architectures import get_architecture
     from lesionlib.cards import shell_command
-    from lesionlib.packaging import install_model, single_card_data
+    from lesionlib.packaging import install_model, lineage_for, single_card_data, train_command
     from lesionlib.registry import default_weights_dir
 
     run_dir = Path(args.run_dir)
     state = _read_run_state(run_dir)
     config = state["config"]
     architecture = get_architecture(config["architecture"])
+    folder = Path(args.weights or default_weights_dir()) / args.id
     training = {"recipe": config, "best_epoch": state.get("best"),
                 "best_val_balanced_accuracy": state.get("best_val_balanced_accuracy"),
                 "fine_tune_from": state.get("fine_tune_from"),
                 "class_weights": state.get("class_weights"), "history": state.get("history"),
                 "initialisation": architecture.imagenet_source if config["imagenet"]
                 else "random (trained from scratch)"}
-    command = (f"python -m lesionlib train --arch {config['architecture']} --size "
-               f"{config['image_size']} --run-dir {args.run_dir} --head-epochs "
-               f"{config['head_epochs']} --fine-tune-epochs {config['fine_tune_epochs']} "
-               f"--batch-size {config['batch_size']}"
-               + ("" if config["imagenet"] else " --no-imagenet"))
+    lineage = lineage_for(folder, args.changes)
+    if lineage:
+        training["lineage"] = lineage
     card = single_card_data(args.id, args.name, config["architecture"], config["image_size"],
                             architecture.scaling, architecture.cam_layer, "", training,
-                            reproduce={"train": command, "package": shell_command(sys.argv)},
+                            reproduce={"train": train_command(config, args.run_dir),
+                                       "package": shell_command(sys.argv)},
                             version=args.version, description=args.description)
-    installed = install_model(run_dir / "best.keras",
-                              Path(args.weights or default_weights_dir()) / args.id, card)
-    print(f"Installed {installed.id} v{installed.version} ({installed.weights_sha256[:12]}...)")
+    installed = install_model(run_dir / "best.keras", folder, card)
+    replaced = (f", replacing v{lineage['parent_version']}" if lineage else "")
+    print(f"Installed {installed.id} v{installed.version} ({installed.weights_sha256[:12]}...)"
+          f"{replaced}; run `evaluate` and `fit-gate` next.")
     return 0
 
 
 def _command_ensemble(args) -> int:
     from lesionlib.cards import shell_command
-    from lesionlib.packaging import ensemble_card_data, write_ensemble
+    from lesionlib.packaging import ensemble_card_data, lineage_for, write_ensemble
     from lesionlib.registry import default_weights_dir, discover
 
     catalogue = discover(args.weights)
@@ -174,10 +175,16 @@ def _command_ensemble(args) -> int:
     if existing is not None and existing.kind == "single":
         raise UsageError(f"--id {args.id!r} is an installed single model; choose a new id for "
                          "the ensemble.")
+    folder = Path(args.weights or default_weights_dir()) / args.id
     card_data = ensemble_card_data(args.id, args.name, args.members,
                                    reproduce={"ensemble": shell_command(sys.argv)},
-                                   version=args.version, description=args.description)
-    card = write_ensemble(Path(args.weights or default_weights_dir()) / args.id, card_data)
+                                   version=args.version, description=args.description,
+                                   lineage=lineage_for(folder, args.changes),
+                                   # the widest terms among the members' (each extra data set
+                                   # adds its own sentence to the base licence)
+                                   licence=max((catalogue.cards[member].licence
+                                                for member in args.members), key=len))
+    card = write_ensemble(folder, card_data)
     print(f"Wrote ensemble {card.id} of {', '.join(card.members)}; run `evaluate` next.")
     return 0
 
@@ -625,6 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_argument("--name", required=True, help="human-readable model name")
     package.add_argument("--version", default="1.0.0")
     package.add_argument("--description", default="")
+    package.add_argument("--changes", default="",
+                        help="what changed since the version it replaces (kept in the card's "
+                        "lineage with the metric deltas)")
     package.add_argument("--weights", help="weights folder (default: weights/)")
     package.set_defaults(handler=_command_package)
 
@@ -634,6 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--members", nargs="+", required=True)
     ensemble.add_argument("--version", default="1.0.0")
     ensemble.add_argument("--description", default="")
+    ensemble.add_argument("--changes", default="",
+                        help="what changed since the version it replaces (kept in the card's "
+                        "lineage with the metric deltas)")
     ensemble.add_argument("--weights", help="weights folder (default: weights/)")
     ensemble.set_defaults(handler=_command_ensemble)
 

@@ -21,6 +21,7 @@ from lesionlib import data
 from lesionlib.cards import ModelCard, write_card
 from lesionlib.classes import CLASS_NAMES, MELANOMA_INDEX
 from lesionlib.integrity import read_verified, seal
+from lesionlib.lineage import with_deltas
 from lesionlib.metrics import (apply_temperature, choose_melanoma_threshold,
                                classification_report, expected_calibration_error,
                                fit_temperature, melanoma_report)
@@ -147,8 +148,11 @@ def finish_evaluation(card: ModelCard, uncalibrated: dict[str, pd.DataFrame],
             labels = frame["label"].to_numpy()
             metrics[set_name]["ece_before_temperature"] = expected_calibration_error(
                 labels, probabilities_of(frame))
+    training = card.training
+    if training.get("lineage"):
+        training = {**training, "lineage": with_deltas(training["lineage"], metrics)}
     card = dataclasses.replace(card, temperature=temperature, melanoma_threshold=threshold,
-                               metrics=metrics,
+                               metrics=metrics, training=training,
                                reproduce={**card.reproduce, "evaluate": command})
     write_card(card, card.folder)
     seal(card.folder)

@@ -25,6 +25,50 @@ TEMPERATURE_METHOD = ("temperature scaling fitted by minimising negative log-lik
 TRAINING_DATA = ("HAM10000 (10,015 dermoscopic images of 7,470 lesions at 200x150 px), "
                  "lesion-grouped split from labels.csv column split_lesion_grouped: "
                  "train 6,998 / val 1,508 / test 1,509 images")
+EXTRA_TRAINING_DATA = {
+    "isic2017": ("ISIC 2017 challenge training split (2,000 dermoscopic images: melanoma, "
+                 "seborrhoeic keratosis, naevus, mapped to mel / bkl / nv); ISIC 2017 validation "
+                 "and test come from the same archive, so they are a less independent external "
+                 "set than PH2"),
+}
+EXTRA_LICENCE = {
+    "isic2017": (" Also trained on ISIC 2017 challenge images (cite Codella et al., ISBI 2017, "
+                 "arXiv:1710.05006), distributed for non-commercial research with attribution."),
+}
+COLOUR_CONSTANCY = ("Shades of Gray colour constancy (Minkowski p = 6), a layer at the start "
+                    "of the model graph, so training and inference share it")
+# train CLI flag -> recipe key, for flags whose value is written as is
+_TRAIN_FLAGS = (("--fine-tune-lr", "fine_tune_learning_rate"), ("--seed", "seed"),
+                ("--fine-tune-from", "fine_tune_from"),
+                ("--class-weight-power", "class_weight_power"),
+                ("--label-smoothing", "label_smoothing"), ("--augmentation", "augmentation"),
+                ("--warmup-epochs", "warmup_epochs"), ("--ema", "ema_momentum"),
+                ("--weight-decay", "weight_decay"))
+
+
+def training_data(recipe: dict) -> str:
+    """The card's account of the training data, from a run's recipe."""
+    extra = [EXTRA_TRAINING_DATA.get(name, name) for name in recipe.get("extra_training_sets")
+             or ()]
+    return TRAINING_DATA + "".join(f"; plus {text}" for text in extra)
+
+
+def train_command(recipe: dict, run_dir: str) -> str:
+    """The ``train`` command line that reproduces a run's recipe (its state.json config)."""
+    parts = ["python -m lesionlib train", f"--arch {recipe['architecture']}",
+             f"--size {recipe['image_size']}", f"--run-dir {run_dir}",
+             f"--head-epochs {recipe['head_epochs']}",
+             f"--fine-tune-epochs {recipe['fine_tune_epochs']}",
+             f"--batch-size {recipe['batch_size']}"]
+    parts += [f"{flag} {recipe[key]}" for flag, key in _TRAIN_FLAGS
+              if recipe.get(key) not in (None, "")]
+    if not recipe.get("imagenet", True):
+        parts.append("--no-imagenet")
+    if recipe.get("colour_constancy"):
+        parts.append("--colour-constancy")
+    if recipe.get("extra_training_sets"):
+        parts.append("--extra-train " + " ".join(recipe["extra_training_sets"]))
+    return " ".join(parts)
 
 
 def single_card_data(model_id: str, name: str, architecture: str, input_size: int,
@@ -33,16 +77,20 @@ def single_card_data(model_id: str, name: str, architecture: str, input_size: in
                      metrics: dict | None = None, reproduce: dict | None = None,
                      version: str = "1.0.0", description: str = "") -> dict:
     """The card of one trained model, as a JSON-ready dictionary (validated by the caller)."""
+    recipe = training.get("recipe") if isinstance(training.get("recipe"), dict) else {}
+    colour = f"; {COLOUR_CONSTANCY}" if recipe.get("colour_constancy") else ""
+    licence = LICENCE + "".join(EXTRA_LICENCE.get(name, "")
+                                for name in recipe.get("extra_training_sets") or ())
     return {
         "id": model_id, "version": version, "name": name, "kind": "single",
         "architecture": architecture, "input_size": int(input_size),
-        "preprocessing": f"{FRAMING}; resized to {input_size}x{input_size}; scaling "
+        "preprocessing": f"{FRAMING}; resized to {input_size}x{input_size}{colour}; scaling "
                          f"'{scaling}' is a layer inside the model graph",
         "class_names": list(CLASS_NAMES), "melanoma_threshold": float(melanoma_threshold),
         "threshold_method": THRESHOLD_METHOD, "temperature": float(temperature),
         "temperature_method": TEMPERATURE_METHOD, "intended_use": INTENDED_USE,
-        "limitations": list(LIMITATIONS), "licence": LICENCE,
-        "training": {"data": TRAINING_DATA, **training}, "metrics": metrics or {},
+        "limitations": list(LIMITATIONS), "licence": licence,
+        "training": {"data": training_data(recipe), **training}, "metrics": metrics or {},
         "reproduce": reproduce or {}, "weights_file": WEIGHTS_FILE,
         "weights_sha256": weights_sha256, "cam_layer": cam_layer, "members": [],
         "description": description,
@@ -52,7 +100,11 @@ def single_card_data(model_id: str, name: str, architecture: str, input_size: in
 def ensemble_card_data(model_id: str, name: str, members: list[str], temperature: float = 1.0,
                        melanoma_threshold: float = 0.5, metrics: dict | None = None,
                        reproduce: dict | None = None, version: str = "1.0.0",
-                       description: str = "") -> dict:
+                       description: str = "", lineage: dict | None = None,
+                       licence: str = LICENCE) -> dict:
+    training = {"data": "the training data of each member (see their cards)", "members": members}
+    if lineage:
+        training["lineage"] = lineage
     return {
         "id": model_id, "version": version, "name": name, "kind": "ensemble",
         "architecture": "mean of calibrated member probabilities, then temperature scaling",
@@ -61,10 +113,25 @@ def ensemble_card_data(model_id: str, name: str, members: list[str], temperature
         "class_names": list(CLASS_NAMES), "melanoma_threshold": float(melanoma_threshold),
         "threshold_method": THRESHOLD_METHOD, "temperature": float(temperature),
         "temperature_method": TEMPERATURE_METHOD, "intended_use": INTENDED_USE,
-        "limitations": list(LIMITATIONS), "licence": LICENCE,
-        "training": {"data": TRAINING_DATA, "members": members}, "metrics": metrics or {},
+        "limitations": list(LIMITATIONS), "licence": licence,
+        "training": training, "metrics": metrics or {},
         "reproduce": reproduce or {}, "members": members, "description": description,
     }
+
+
+def lineage_for(folder: Path, changes: str) -> dict | None:
+    """The lineage record of a new version installed into ``folder``: its parent is the card
+    there now (``None`` for a first version, or a folder whose card cannot be read)."""
+    from lesionlib.cards import CardError, read_card
+    from lesionlib.lineage import parent_record
+
+    if not (Path(folder) / "card.json").is_file():
+        return None
+    try:
+        parent = read_card(Path(folder))
+    except CardError:
+        return None
+    return parent_record(parent, changes)
 
 
 def save_for_inference(keras_file: Path, target: Path) -> Path:

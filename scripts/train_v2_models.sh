@@ -16,6 +16,6 @@ common=(--head-epochs 1 --fine-tune-from all --warmup-epochs 1 --ema 0.998
 python -m lesionlib train --arch efficientnet_lite0 --size 224 --run-dir "$runs/efficientnet_lite0" \
   --fine-tune-epochs 12 --fine-tune-lr 3e-4 "${common[@]}"
 python -m lesionlib train --arch efficientnet_lite2 --size 224 --run-dir "$runs/efficientnet_lite2" \
-  --fine-tune-epochs 12 --fine-tune-lr 3e-4 "${common[@]}"
+  --fine-tune-epochs 8 --fine-tune-lr 3e-4 "${common[@]}"
 python -m lesionlib train --arch efficientnet_lite1 --size 224 --run-dir "$runs/efficientnet_lite1" \
   --fine-tune-epochs 12 --fine-tune-lr 3e-4 "${common[@]}"
