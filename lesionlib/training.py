@@ -228,6 +228,23 @@ def _swap_ema(model: keras.Model) -> bool:
     return True
 
 
+def _start_ema_from_weights(model: keras.Model) -> None:
+    """On resume, start the optimizer's EMA from the resumed weights.
+
+    Keras copies the weights into the average only at step 0 and builds the averages as zeros;
+    a resumed phase starts at a later step, so without this the average decays from zeros and
+    the scored (EMA) model collapses.
+    """
+    optimizer = model.optimizer
+    if not getattr(optimizer, "use_ema", False):
+        return
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    for variable, average in zip(optimizer._trainable_variables,
+                                 optimizer._model_variables_moving_average):
+        average.assign(variable)
+
+
 class _Checkpoint(keras.callbacks.Callback):
     """Each epoch: validation balanced accuracy, keep the best model, save resume state."""
 
@@ -300,6 +317,8 @@ def train(config: TrainConfig, train_images, train_labels, val_images, val_label
         model.compile(optimizer=_optimizer(config, phase, learning_rate, steps, epochs),
                       loss=loss)
         model.optimizer.iterations.assign(steps * done)
+        if done:
+            _start_ema_from_weights(model)
         checkpoint = _Checkpoint(run_dir, phase, val_images, val_labels, state, log)
         # One fit call per phase: Keras folds the EMA into the weights when fit returns.
         dataset = make_dataset(train_images, train_labels, config,

@@ -138,3 +138,23 @@ def test_whole_backbone_fine_tune_with_ema_resumes_and_keeps_colour_layer(tmp_pa
     train(longer, images, labels, images, labels, tmp_path, log=lambda _: None, verbose=0)
     state = json.loads((tmp_path / "state.json").read_text())
     assert [entry["epoch"] for entry in state["history"]] == [1, 1, 2]
+
+
+def test_resumed_phase_starts_its_weight_average_from_the_resumed_weights():
+    from lesionlib.training import _start_ema_from_weights
+
+    model = build_classifier("small_cnn", 32)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3, use_ema=True, ema_momentum=0.99),
+                  loss="categorical_crossentropy")
+    model.optimizer.iterations.assign(500)  # as train() does when resuming mid-phase
+    _start_ema_from_weights(model)
+    averages = model.optimizer._model_variables_moving_average
+    assert len(averages) == len(model.trainable_variables)
+    for variable, average in zip(model.trainable_variables, averages):
+        np.testing.assert_array_equal(np.asarray(average), np.asarray(variable))
+    # one more training step keeps the average next to the weights (no decay from zeros)
+    images, labels = _tiny_data(count=8)
+    model.fit(images, keras.utils.to_categorical(labels, 7), epochs=1, verbose=0)
+    kernel = next(v for v in model.trainable_variables if "kernel" in v.path)
+    average = averages[[v.path for v in model.trainable_variables].index(kernel.path)]
+    assert np.linalg.norm(np.asarray(average)) > 0.5 * np.linalg.norm(np.asarray(kernel))
