@@ -156,6 +156,8 @@ def load_single(card: ModelCard) -> SingleModel:
     """
     import keras
 
+    from lesionlib import colour  # noqa: F401 - registers the colour-constancy layer class
+
     path = verify_weights(card)
     try:
         keras_model = keras.models.load_model(path, compile=False, safe_mode=True)

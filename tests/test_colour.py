@@ -41,3 +41,26 @@ def test_layer_matches_numpy_and_survives_a_save(tmp_path):
 def test_refuses_wrong_shape():
     with pytest.raises(ValueError, match=r"received \(4, 4\)"):
         shades_of_gray(np.zeros((4, 4)))
+
+
+def test_a_packaged_colour_constancy_model_loads_in_a_fresh_process(tmp_path):
+    """The registry registers the layer itself: nothing else has to be imported first."""
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+    from lesionlib.architectures import build_classifier
+    from lesionlib.packaging import install_model, single_card_data
+
+    model = build_classifier("small_cnn", 32, colour_constancy=True)
+    model.save(tmp_path / "run.keras")
+    card = single_card_data("cc.test", "Colour constancy test", "small_cnn", 32, "unit",
+                            "top_activation", "", training={"recipe": {"colour_constancy": True}})
+    install_model(tmp_path / "run.keras", tmp_path / "weights" / "cc.test", card)
+    script = ("import sys; from lesionlib import registry; "
+              "model = registry.load_classifier('cc.test', sys.argv[1]); "
+              "print(model.members[0].keras_model.get_layer('colour_constancy').power)")
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "weights")],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("6")

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO_ROOT, SAMPLE_DIR
+from lesionlib.integrity import seal
 from lesionlib import registry, retrieval
 from lesionlib.cli import main
 
@@ -27,7 +28,9 @@ def build_sample_index(weights: Path, model_id: str = "tiny0.test") -> Path:
                                   description="the bundled samples")
     scores = retrieval.evaluate_index(retrieval.Retriever(index, model), samples["label"],
                                       framed)
-    return dataclasses.replace(index, metrics=scores).save(retrieval.index_path(card))
+    path = dataclasses.replace(index, metrics=scores).save(retrieval.index_path(card))
+    seal(card.folder)  # as `similar --build` does
+    return path
 
 
 def retrieval_image(file: str) -> np.ndarray:
