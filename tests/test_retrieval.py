@@ -148,7 +148,7 @@ def test_similar_cli_without_index_or_data_says_what_is_needed(tiny_weights_dir,
     monkeypatch.setenv("LESIONLIB_DATA", str(tmp_path))
     code = main(["similar", "--build", "--model", "tiny1.test", "--weights",
                  str(tiny_weights_dir)])
-    assert code == 2 and "No HAM10000 folder" in capsys.readouterr().err
+    assert code == 2 and "No ham10000 dataset folder" in capsys.readouterr().err
     code = main(["similar", "--model", "nope", "--weights", str(tiny_weights_dir),
                  "--build"])
     assert code == 2 and "Unknown model 'nope'" in capsys.readouterr().err
