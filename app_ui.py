@@ -27,8 +27,9 @@ from lesionlib.feedback import FeedbackStoreError
 from lesionlib.plain_text import escape_markdown
 
 DISCLAIMER = "Decision support for review and teaching — not a diagnosis"
-LICENCE_NOTE = ("Models and images: CC BY-NC 4.0, from HAM10000 (Tschandl et al., Sci Data 2018). "
-                "Non-commercial use with attribution.")
+LICENCE_NOTE = ("Models and images: CC BY-NC 4.0, from HAM10000 (Tschandl et al., Sci Data 2018); "
+                "version-2 models also learned from ISIC 2017 challenge images (Codella et al., "
+                "2017; non-commercial research). Non-commercial use with attribution.")
 NO_MODELS = ("No usable model was found in `{folder}`. Install the shipped models into "
              "`weights/` (see the README) or set `LESIONLIB_WEIGHTS` to a folder of model "
              "folders, each with a `card.json`.")

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import REPO_ROOT, SAMPLE_DIR
 from lesionlib import edge, registry
-from lesionlib.cards import CardError, read_card
+from lesionlib.cards import read_card
+from lesionlib.integrity import seal
 from lesionlib.classes import CLASS_NAMES
 from lesionlib.cli import main
 from lesionlib.imaging import frame_square, load_image
@@ -133,7 +134,7 @@ def test_tampered_edge_file_is_refused(exported, tmp_path):
     shutil.copytree(folder, copy)
     path = copy / cards["int8"].id / "model.tflite"
     path.write_bytes(path.read_bytes()[:-8] + b"tampered")
-    with pytest.raises(CardError, match="sha256"):
+    with pytest.raises(KeyError, match="model.tflite was changed after the folder was sealed"):
         registry.load_classifier(cards["int8"].id, copy)
 
 
@@ -148,6 +149,7 @@ def test_edge_quality_gate_runs_on_its_own_features(exported, tmp_path):
         registry.discover(copy).cards["tinycc.test"]).keras_model.get_layer(
         "avg_pool").output.shape[-1])
     fit_gate(features, features, images, components=4).save(copy / cards["int8"].id / GATE_FILE)
+    seal(copy / cards["int8"].id)  # as `fit-gate` does
     reports = QualityChecker(model).assess(images[:3] + [np.zeros((150, 200, 3), np.uint8)])
     assert reports[-1].withheld and "blank" in reports[-1].text
     assert all(report.distance is not None for report in reports)
@@ -166,8 +168,13 @@ def test_predict_cli_runs_the_edge_model(exported, tmp_path):
     assert main(["predict", "--weights", str(folder), "--model", cards["int8"].id,
                  "--images", str(SAMPLE_DIR), "--out", str(out), "--quiet"]) == 0
     frame = pd.read_csv(out, keep_default_na=False)
-    assert len(frame) == 21 and (frame["model_id"] == cards["int8"].id).all()
-    np.testing.assert_allclose(frame[list(CLASS_NAMES)].sum(axis=1), 1.0, atol=1e-4)
+    assert (frame["model_id"] == cards["int8"].id).all()
+    # Every file gets a row: the folder's ATTRIBUTION.md and labels.csv say why they were skipped.
+    skipped = frame[frame["error"] != ""]
+    assert sorted(skipped["file"]) == ["ATTRIBUTION.md", "labels.csv"]
+    images = frame[frame["error"] == ""]
+    assert len(images) == 21
+    np.testing.assert_allclose(images[list(CLASS_NAMES)].astype(float).sum(axis=1), 1.0, atol=1e-4)
 
 
 def test_export_refuses_an_ensemble_and_unknown_quantization(tiny_weights_dir, tmp_path, capsys):

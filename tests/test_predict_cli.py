@@ -15,6 +15,7 @@ from lesionlib import registry
 from lesionlib.classes import CLASS_NAMES
 from lesionlib.cli import main
 from lesionlib.inference import OUTPUT_COLUMNS, WITHHELD_PREFIX, predict_files
+from lesionlib.integrity import seal
 from lesionlib.quality import GATE_FILE, Finding, QualityGate, QualityReport
 
 SHIPPED = REPO_ROOT / "weights" / "ensemble.ham10000" / "card.json"
@@ -81,7 +82,7 @@ def test_predict_folder_gives_every_file_a_row(image_folder, tmp_path, tiny_weig
     frame = _check_output(out, 8).set_index("file")
     assert list(frame.index) == sorted(path.name for path in image_folder.iterdir()
                                        if path.is_file() and path.name != ".DS_Store")
-    assert "not a readable image" in frame.loc["image.jpg.exe", "error"]
+    assert "not an image file we can read" in frame.loc["image.jpg.exe", "error"]
     assert "empty" in frame.loc["empty.png", "error"]
     assert "not an image file we can read" in frame.loc["notes.jpg", "error"]
     assert frame.loc["truncated.jpg", "error"] != ""
@@ -191,6 +192,7 @@ def test_gated_image_keeps_probabilities_but_no_diagnosis(tmp_path, tiny_weights
     QualityGate("avg_pool", np.zeros(features), np.zeros((features, 1)), 1e9, min_gray_std=5.0,
                 min_sharpness=0.0, min_brightness=10.0, max_brightness=250.0
                 ).save(card.folder / GATE_FILE)
+    seal(card.folder)  # as `fit-gate` does
     images = tmp_path / "images"
     images.mkdir()
     shutil.copy(SAMPLES[0], images)

@@ -22,6 +22,7 @@ from page_fixtures import add_fake_predictions
 from test_pages import assert_ok, open_page, texts
 from test_quality import _fit_tiny_gates, _skin_like
 
+from lesionlib.integrity import seal
 from lesionlib.quality import GATE_FILE, QualityGate
 
 pytestmark = pytest.mark.slow
@@ -43,6 +44,7 @@ def strict_weights(gated_weights, tmp_path_factory) -> Path:
     shutil.copytree(gated_weights, folder)
     for path in folder.glob(f"*/{GATE_FILE}"):
         dataclasses.replace(QualityGate.load(path), distance_threshold=-1.0).save(path)
+        seal(path.parent)
     return folder
 
 
