@@ -21,6 +21,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from lesionlib.packaging import train_command  # noqa: E402
+
 SHORT_ROWS = {  # run folder -> what the row changes, relative to "all levers"
     "all_levers": "version 2 recipe, every lever on",
     "no_colour_constancy": "without Shades of Gray colour constancy",
@@ -28,6 +30,7 @@ SHORT_ROWS = {  # run folder -> what the row changes, relative to "all levers"
     "basic_augmentation": "version 1 (basic) augmentation instead of strong",
     "no_ema": "without the EMA of the weights",
     "top_of_backbone_only": "top ~70% of the backbone fine-tuned (version 1) instead of all",
+    "no_class_weights": "without class weights (plain cross-entropy on the imbalanced data)",
 }
 
 
@@ -38,27 +41,6 @@ def kept_epoch(state: dict) -> dict | None:
         if best and entry["phase"] == best["phase"] and entry["epoch"] == best["epoch"]:
             return entry
     return None
-
-
-def train_command(config: dict, run_dir: str) -> str:
-    words = ["python", "-m", "lesionlib", "train", "--arch", config["architecture"], "--size",
-             str(config["image_size"]), "--run-dir", run_dir, "--head-epochs",
-             str(config["head_epochs"]), "--fine-tune-epochs", str(config["fine_tune_epochs"]),
-             "--fine-tune-lr", str(config["fine_tune_learning_rate"]),
-             "--class-weight-power", str(config["class_weight_power"]),
-             "--label-smoothing", str(config["label_smoothing"])]
-    if config.get("fine_tune_from"):
-        words += ["--fine-tune-from", config["fine_tune_from"]]
-    if config.get("warmup_epochs"):
-        words += ["--warmup-epochs", str(config["warmup_epochs"])]
-    if config.get("ema_momentum"):
-        words += ["--ema", str(config["ema_momentum"])]
-    if config.get("colour_constancy"):
-        words.append("--colour-constancy")
-    words += ["--augmentation", config.get("augmentation", "basic")]
-    if config.get("extra_training_sets"):
-        words += ["--extra-train", *config["extra_training_sets"]]
-    return shlex.join(words)
 
 
 def run_row(run_dir: Path, lever: str) -> dict:
@@ -106,6 +88,38 @@ def tta_row(run_dir: Path) -> dict:
             "command": f"python scripts/ablation_report.py --tta {shlex.quote(str(run_dir))}"}
 
 
+def card_rows(weights: Path) -> list[dict]:
+    """Full-budget rows from the shipped cards: each trained model's kept epoch, and the version
+    it replaced (the card's lineage keeps the parent's validation scores)."""
+    rows = []
+    for path in sorted(weights.glob("*/card.json")):
+        card = json.loads(path.read_text())
+        training = card.get("training") or {}
+        history, best = training.get("history") or [], training.get("best_epoch")
+        if not history or card.get("edge"):  # an edge export repeats its parent's training
+            continue
+        entry = next((item for item in history if best and item["phase"] == best.get("phase")
+                      and item["epoch"] == best.get("epoch")), None) if isinstance(best, dict) \
+            else max(history, key=lambda item: item["val_balanced_accuracy"])
+        lineage = training.get("lineage") or {}
+        parent = lineage.get("parent_metrics") or {}
+        if "ham10000_val/balanced_accuracy" in parent:
+            rows.append({"lever": f"{card['id']} v{lineage.get('parent_version')} "
+                                  "(version 1 recipe, shipped before)", "status": "done",
+                         "val_balanced_accuracy": parent["ham10000_val/balanced_accuracy"],
+                         "val_melanoma_auc": parent.get("ham10000_val/melanoma_auc"),
+                         "kept_epoch": "—", "command": "see its card in git history"})
+        rows.append({"lever": f"{card['id']} v{card['version']} (shipped)", "status": "done",
+                     "val_balanced_accuracy": entry["val_balanced_accuracy"],
+                     "val_melanoma_auc": entry.get("val_melanoma_auc"),
+                     "kept_epoch": f"{entry['phase']} {entry['epoch']}",
+                     "command": train_command(training["recipe"], (
+                         "runs-v2/" if card["version"].startswith("2.") else "runs/")
+                         + training["recipe"]["architecture"])
+                     if isinstance(training.get("recipe"), dict) else "—"})
+    return rows
+
+
 def fmt(value) -> str:
     return "—" if value is None else f"{value:.3f}"
 
@@ -115,7 +129,8 @@ def markdown(short: list[dict], full: list[dict], tta: list[dict]) -> str:
              "Every figure is on the lesion-grouped HAM10000 **validation** split (1,508 images), "
              "at the epoch each run kept (best validation balanced accuracy). The test split and "
              "the external sets are not used to choose anything. Written by "
-             "`python scripts/ablation_report.py` from the runs' own `state.json`.", "",
+             "`python scripts/ablation_report.py` from the runs' own `state.json` and, for the "
+             "full budget, the shipped cards' training history.", "",
              "## Leave-one-out at a short budget", "",
              "EfficientNet-Lite0 at 160 px, 1 head + 3 fine-tune epochs (`bash scripts/ablation.sh`)"
              ": each row removes one lever from the version 2 recipe. A lever pays when removing "
@@ -149,13 +164,15 @@ def main() -> int:
     parser.add_argument("--runs", default="runs-ablation")
     parser.add_argument("--full-runs", default="runs-v2")
     parser.add_argument("--tta", nargs="*", default=[], help="run folders to score with flips")
+    parser.add_argument("--weights", default=str(REPO / "weights"))
     parser.add_argument("--out", default=str(REPO / "reports" / "ablation.md"))
     args = parser.parse_args()
     short = [run_row(Path(args.runs) / name, lever) for name, lever in SHORT_ROWS.items()]
     full_dir = Path(args.full_runs)
-    full = [run_row(run, f"{run.name} (version 2 recipe, full budget)")
+    full = [run_row(run, f"{run.name} (version 2 recipe, full budget, in training)")
             for run in sorted(full_dir.iterdir()) if (run / "state.json").is_file()] \
         if full_dir.is_dir() else []
+    full = card_rows(Path(args.weights)) + full
     tta = [tta_row(Path(run)) for run in args.tta]
     Path(args.out).write_text(markdown(short, full, tta))
     (Path(args.out).with_suffix(".json")).write_text(json.dumps(
