@@ -59,9 +59,8 @@ def run_row(run_dir: Path, lever: str) -> dict:
             "command": train_command(config, str(run_dir))}
 
 
-def tta_row(run_dir: Path) -> dict:
-    """Validation scores of a run's kept model without and with test-time flips."""
-    import keras
+def tta_row(keras_model, size: int, name: str, command: str) -> dict:
+    """Validation scores of a model without and with test-time flips."""
     from sklearn.metrics import roc_auc_score
 
     from lesionlib import data
@@ -69,23 +68,36 @@ def tta_row(run_dir: Path) -> dict:
     from lesionlib.metrics import balanced_accuracy
     from lesionlib.tta import predict_with_flips
 
-    state = json.loads((run_dir / "state.json").read_text())
-    size = state["config"]["image_size"]
     frame = data.select_split(data.load_labels(data.resolve_data_dir()), "val")
     images = np.asarray(data.cached_images(frame, size, "ham10000_val"))
     labels = frame["label"].to_numpy()
-    model = keras.models.load_model(run_dir / "best.keras", safe_mode=True)
     melanoma = (labels == CLASS_NAMES.index("mel")).astype(int)
     scores = {}
-    for name, flips in (("none", False), ("flips", True)):
-        probabilities = predict_with_flips(model, images, flips=flips)
-        scores[name] = (balanced_accuracy(labels, probabilities.argmax(1)),
+    for view, flips in (("none", False), ("flips", True)):
+        probabilities = predict_with_flips(keras_model, images, flips=flips)
+        scores[view] = (balanced_accuracy(labels, probabilities.argmax(1)),
                         float(roc_auc_score(melanoma, probabilities[:, CLASS_NAMES.index("mel")])))
-    return {"lever": f"test-time flips (4 views) on {run_dir.name}", "run": str(run_dir),
-            "status": "done", "val_balanced_accuracy": scores["flips"][0],
-            "val_melanoma_auc": scores["flips"][1], "kept_epoch": "same model",
-            "baseline": scores["none"],
-            "command": f"python scripts/ablation_report.py --tta {shlex.quote(str(run_dir))}"}
+    return {"lever": f"test-time flips (4 views) on {name}", "run": name, "status": "done",
+            "val_balanced_accuracy": scores["flips"][0], "val_melanoma_auc": scores["flips"][1],
+            "kept_epoch": "same model", "baseline": scores["none"], "command": command}
+
+
+def run_tta_row(run_dir: Path) -> dict:
+    import keras
+
+    state = json.loads((run_dir / "state.json").read_text())
+    model = keras.models.load_model(run_dir / "best.keras", safe_mode=True)
+    return tta_row(model, state["config"]["image_size"], run_dir.name,
+                   f"python scripts/ablation_report.py --tta {shlex.quote(str(run_dir))}")
+
+
+def model_tta_row(model_id: str, weights: str) -> dict:
+    from lesionlib import registry
+
+    card = registry.get_card(model_id, registry.discover(weights))
+    model = registry.load_single(card)
+    return tta_row(model.keras_model, card.input_size, f"{model_id} v{card.version}",
+                   f"python scripts/ablation_report.py --tta-model {model_id}")
 
 
 def card_rows(weights: Path) -> list[dict]:
@@ -164,6 +176,8 @@ def main() -> int:
     parser.add_argument("--runs", default="runs-ablation")
     parser.add_argument("--full-runs", default="runs-v2")
     parser.add_argument("--tta", nargs="*", default=[], help="run folders to score with flips")
+    parser.add_argument("--tta-model", nargs="*", default=[],
+                        help="shipped model ids to score with flips")
     parser.add_argument("--weights", default=str(REPO / "weights"))
     parser.add_argument("--out", default=str(REPO / "reports" / "ablation.md"))
     args = parser.parse_args()
@@ -173,7 +187,13 @@ def main() -> int:
             for run in sorted(full_dir.iterdir()) if (run / "state.json").is_file()] \
         if full_dir.is_dir() else []
     full = card_rows(Path(args.weights)) + full
-    tta = [tta_row(Path(run)) for run in args.tta]
+    tta = [run_tta_row(Path(run)) for run in args.tta] + [
+        model_tta_row(model_id, args.weights) for model_id in args.tta_model]
+    previous = Path(args.out).with_suffix(".json")
+    if previous.is_file():  # keep the flip rows measured earlier (they cost a model run each)
+        measured = {row["run"] for row in tta}
+        tta = [row for row in json.loads(previous.read_text()).get("test_time_augmentation", [])
+               if row["run"] not in measured] + tta
     Path(args.out).write_text(markdown(short, full, tta))
     (Path(args.out).with_suffix(".json")).write_text(json.dumps(
         {"short_budget": short, "full_budget": full, "test_time_augmentation": tta}, indent=2))
