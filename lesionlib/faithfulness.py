@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPORT_PATH = REPO_ROOT / "reports" / "heatmap_faithfulness.json"
+REPORT_ENV = "LESIONLIB_HEATMAP_REPORT"  # another report file (tests, deployments)
 REPORT_COMMAND = "python scripts/heatmap_faithfulness.py"
 BORDER_FRACTION = 0.1  # the edge band: this share of the side, on each of the four sides
 DELETION_FRACTIONS = tuple(round(step / 10, 1) for step in range(11))  # 0, 0.1, ..., 1.0
@@ -225,12 +227,13 @@ def _rate(values: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- the report
 
 def load_report(path: str | Path | None = None) -> dict | None:
-    """The stored report (``reports/heatmap_faithfulness.json``), ``None`` if absent.
+    """The stored report (``$LESIONLIB_HEATMAP_REPORT``, else
+    ``reports/heatmap_faithfulness.json``), ``None`` if absent.
 
     Raises:
         ValueError: the file exists but is not a readable report.
     """
-    path = Path(path or REPORT_PATH)
+    path = Path(path or os.environ.get(REPORT_ENV) or REPORT_PATH)
     if not path.is_file():
         return None
     try:
@@ -271,9 +274,8 @@ def model_entry(report: dict | None, card, cards: dict) -> tuple[dict | None, st
 
 def edge_threshold(report: dict | None) -> float | None:
     """The edge-check threshold stored in the report, ``None`` without a report."""
-    if report is None:
-        return None
-    return float(report["edge_check"]["threshold"])
+    threshold = report["edge_check"].get("threshold") if report is not None else None
+    return None if threshold is None else float(threshold)
 
 
 # ----------------------------------------------------------------------------- measuring a model
@@ -308,13 +310,15 @@ def measure_model(classifier, explainers: list, images: list[np.ndarray],
                   masks: list[np.ndarray] | None, methods: tuple[str, ...],
                   deletion_methods: tuple[str, ...] = ("Grad-CAM",),
                   fractions: tuple[float, ...] = DELETION_FRACTIONS, seed: int = 0,
+                  deletion_rows: list[int] | None = None,
                   log: Callable[[str], None] = print) -> dict:
     """Per-image figures of each method's heatmaps for the model's top class on each image.
 
     Returns:
         ``{"class_indices", "confidence", "mask_area"`` (with masks), "methods": {method:
         {"mask_energy", "border_energy", and for ``deletion_methods`` "deletion",
-        "random_deletion"}}}``: lists, one value (or curve) per image.
+        "random_deletion"}}, "deletion_rows"}``: lists, one value (or curve) per image; the
+        deletion curves only for the images ``deletion_rows`` (default: all) lists.
     """
     size = heatmap_size(classifier)
     probabilities = classifier.predict_proba(images)
@@ -336,20 +340,44 @@ def measure_model(classifier, explainers: list, images: list[np.ndarray],
         if method in deletion_methods:
             from lesionlib.imaging import frame_square
 
-            log(f"  {method}: deletion curves, {len(fractions)} steps, map and random ...")
+            rows = list(range(len(images))) if deletion_rows is None else list(deletion_rows)
+            result["deletion_rows"] = rows
+            log(f"  {method}: deletion curves of {len(rows)} images, {len(fractions)} steps, "
+                "map and random ...")
             framed = framed if framed is not None else np.stack(
-                [frame_square(image, size) for image in images])
+                [frame_square(images[row], size) for row in rows])
 
             def score(batch: np.ndarray) -> np.ndarray:
                 return classifier.predict_proba(list(batch))
 
-            figures["deletion"] = deletion_curves(score, framed, maps, class_indices,
-                                                  fractions).tolist()
-            baseline = random_maps(len(images), size, seed=seed)
-            figures["random_deletion"] = deletion_curves(score, framed, baseline, class_indices,
-                                                         fractions).tolist()
+            figures["deletion"] = deletion_curves(score, framed, maps[rows],
+                                                  class_indices[rows], fractions).tolist()
+            baseline = random_maps(len(images), size, seed=seed)[rows]
+            figures["random_deletion"] = deletion_curves(score, framed, baseline,
+                                                         class_indices[rows], fractions).tolist()
         result["methods"][method] = figures
     return result
+
+
+class RememberingExplainer:
+    """An explainer that keeps every map it computed, by (image object, class, method): a
+    report explains the same images for each single model and again inside the ensemble."""
+
+    def __init__(self, explainer):
+        self.explainer = explainer
+        self.model = explainer.model
+        self._maps: dict[tuple, np.ndarray] = {}
+
+    def compute_maps(self, images: list[np.ndarray], class_indices: list[int],
+                     method: str = "Grad-CAM", batch_size: int = 16) -> np.ndarray:
+        keys = [(id(image), int(index), method) for image, index in zip(images, class_indices)]
+        missing = [row for row, key in enumerate(keys) if key not in self._maps]
+        if missing:
+            maps = self.explainer.compute_maps([images[row] for row in missing],
+                                               [class_indices[row] for row in missing], method,
+                                               batch_size)
+            self._maps.update({keys[row]: heatmap for row, heatmap in zip(missing, maps)})
+        return np.stack([self._maps[key] for key in keys])
 
 
 def summarise(figures: dict, fractions: tuple[float, ...] = DELETION_FRACTIONS,
@@ -373,7 +401,8 @@ def summarise(figures: dict, fractions: tuple[float, ...] = DELETION_FRACTIONS,
         heatmap_area, random_area = curve_area(curves, fractions), curve_area(random_curves,
                                                                              fractions)
         summary["deletion"] = {
-            "fractions": list(fractions), "heatmap_curve": curves.mean(axis=0).tolist(),
+            "n": int(len(curves)), "fractions": list(fractions),
+            "heatmap_curve": curves.mean(axis=0).tolist(),
             "random_curve": random_curves.mean(axis=0).tolist(),
             "heatmap_auc": float(heatmap_area.mean()), "random_auc": float(random_area.mean()),
             "heatmap_faster_share": float(np.mean(heatmap_area < random_area))}
@@ -425,7 +454,8 @@ def looks_off_lesion(entry: dict, method: str = "Grad-CAM") -> bool:
     return summary.get("off_lesion_share", 0.0) > 0.5
 
 
-def _cell(value, percent: bool = True) -> str:
+def format_value(value, percent: bool = True) -> str:
+    """A share as a percentage (or a plain number to 3 decimals); "—" when missing."""
     if value is None or value != value:
         return "—"
     return f"{100 * value:.1f}%" if percent else f"{value:.3f}"
@@ -434,6 +464,7 @@ def _cell(value, percent: bool = True) -> str:
 def report_markdown(report: dict) -> str:
     """``reports/heatmap_faithfulness.md`` from the JSON report."""
     settings, check = report["settings"], report["edge_check"]
+    cell = format_value
     lines = [
         "# Heatmap faithfulness: is the model looking at the lesion?", "",
         f"Written by `{report['command'].strip()}` (rerun it after any model changes). "
@@ -447,9 +478,10 @@ def report_markdown(report: dict) -> str:
         "**Maps off the lesion**: images whose map puts less energy on the lesion than its "
         "area share.",
         f"- **Edge band**: the outer {100 * settings['border_fraction']:.0f}% of each side "
-        f"({_cell(area_share(border_band((100, 100), settings['border_fraction'])))} of the "
+        f"({cell(area_share(border_band((100, 100), settings['border_fraction'])))} of the "
         "area).",
-        f"- **Deletion AUC**: mean area under the curve of the calibrated probability of the "
+        f"- **Deletion AUC** (on {report['data'].get('deletion_images', 'all')} of PH2): mean "
+        "area under the curve of the calibrated probability of the "
         f"explained class as the top-ranked pixels are set to {settings['deletion_fill']} "
         f"(fractions {settings['deletion_fractions'][0]} to {settings['deletion_fractions'][-1]}"
         f"); lower is a faster drop. Baseline: {settings['random_baseline']}.", "",
@@ -461,12 +493,12 @@ def report_markdown(report: dict) -> str:
         for row in method_rows(entry):
             lines.append(
                 f"| `{model_id}` v{entry['version']} | {row['method']} | "
-                f"{_cell(row['energy in lesion'])} | {_cell(row['lesion area'])} | "
-                f"{_cell(row['energy / area (median)'], False)} | "
-                f"{_cell(row['maps off the lesion'])} | {_cell(row['energy in edge band'])} | "
-                f"{_cell(row['edge warning fires'])} | "
-                f"{_cell(row['deletion AUC (map)'], False)} / "
-                f"{_cell(row['deletion AUC (random)'], False)} |")
+                f"{cell(row['energy in lesion'])} | {cell(row['lesion area'])} | "
+                f"{cell(row['energy / area (median)'], False)} | "
+                f"{cell(row['maps off the lesion'])} | {cell(row['energy in edge band'])} | "
+                f"{cell(row['edge warning fires'])} | "
+                f"{cell(row['deletion AUC (map)'], False)} / "
+                f"{cell(row['deletion AUC (random)'], False)} |")
     lines += ["", "## Deletion curves (PH2, mean probability of the explained class)", "",
               "| model | order | " + " | ".join(f"{fraction:.0%}" for fraction in
                                                   settings["deletion_fractions"]) + " |",
@@ -480,15 +512,19 @@ def report_markdown(report: dict) -> str:
                     lines.append(f"| `{model_id}` | {label} | " + " | ".join(
                         f"{value:.3f}" for value in deletion[curve]) + " |")
     held_out = check["on_check_half"]
+    if check.get("threshold") is None:
+        lines += ["", "## The edge check shown in Case review", "",
+                  f"No threshold could be chosen: {check.get('on_choose_half', {})}", ""]
+        return "\n".join(lines)
     lines += [
         "", "## The edge check shown in Case review", "",
-        f"Fires when at least **{_cell(check['threshold'])}** of a heatmap's energy lies in the "
+        f"Fires when at least **{cell(check['threshold'])}** of a heatmap's energy lies in the "
         f"edge band. Threshold chosen on {check['chosen_on']}. On the other half (the 'check' "
-        f"half, {held_out['n']} maps): it flags {_cell(held_out['sensitivity'])} of the maps "
-        f"that are off the lesion by the mask and {_cell(held_out['false_alarm_rate'])} of the "
-        f"others; {_cell(held_out['precision'])} of its warnings are off-lesion maps; it fires "
-        f"on {_cell(held_out['flagged_share'])} of maps "
-        f"({_cell(held_out['off_lesion_share'])} are off the lesion).", "",
+        f"half, {held_out['n']} maps): it flags {cell(held_out['sensitivity'])} of the maps "
+        f"that are off the lesion by the mask and {cell(held_out['false_alarm_rate'])} of the "
+        f"others; {cell(held_out['precision'])} of its warnings are off-lesion maps; it fires "
+        f"on {cell(held_out['flagged_share'])} of maps "
+        f"({cell(held_out['off_lesion_share'])} are off the lesion).", "",
         "| model | PH2 check half, Grad-CAM: flags off-lesion / false alarms | HAM10000 "
         "validation, Grad-CAM: fires | bundled samples: fires | "
         "ISIC_0026857 (edge energy) |", "|---|---|---|---|---|"]
@@ -499,10 +535,10 @@ def report_markdown(report: dict) -> str:
         fired = sum(sample["fires"] for sample in samples.values())
         issue = samples.get("ISIC_0026857")
         lines.append(
-            f"| `{model_id}` | {_cell(rates['sensitivity'])} / "
-            f"{_cell(rates['false_alarm_rate'])} | {_cell(ham.get('edge_check_fires'))} of "
+            f"| `{model_id}` | {cell(rates['sensitivity'])} / "
+            f"{cell(rates['false_alarm_rate'])} | {cell(ham.get('edge_check_fires'))} of "
             f"{ham.get('n', 0)} | {fired} of {len(samples)} | "
-            + (f"{_cell(issue['border_energy'])}{' — fires' if issue['fires'] else ''} |"
+            + (f"{cell(issue['border_energy'])}{' — fires' if issue['fires'] else ''} |"
                if issue else "— |"))
     lines += ["", "Per-image figures are in the JSON (`models.<id>.ph2_images`, in the order of "
               "`data.image_ids`).", ""]
