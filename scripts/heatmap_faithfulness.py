@@ -49,6 +49,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--deletion-half", action=argparse.BooleanOptionalAction, default=True,
                         help="deletion curves on every other PH2 image (the 'check' half), "
                              "to keep the run to minutes on a CPU; --no-deletion-half: all")
+    parser.add_argument("--deletion-count", type=int, default=None,
+                        help="deletion curves on the first N of those images only")
     parser.add_argument("--ham-val", type=int, default=100,
                         help="HAM10000 validation images for the edge check's firing rate")
     parser.add_argument("--limit", type=int, default=None, help="first N PH2 images only")
@@ -100,7 +102,7 @@ def cache_path(args, catalogue, model_id: str, image_ids: list[str]) -> Path:
     card = catalogue.cards[model_id]
     key = json.dumps([model_id, card.version, faithfulness.weights_identity(card, catalogue.cards),
                       args.methods, args.deletion_methods, args.ham_val, args.seed, image_ids,
-                      args.deletion_half,
+                      args.deletion_half, args.deletion_count,
                       faithfulness.DELETION_FRACTIONS, faithfulness.BORDER_FRACTION], default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return data.CACHE_DIR / "heatmap_faithfulness" / f"{model_id}_{digest}.json"
@@ -109,7 +111,9 @@ def cache_path(args, catalogue, model_id: str, image_ids: list[str]) -> Path:
 def measure_all(args, catalogue, ph2_images, ph2_masks, ham_images, sample_images,
                 image_ids: list[str]) -> dict:
     measured, remembered = {}, {}
-    deletion_rows = list(range(1, len(ph2_images), 2)) if args.deletion_half else None
+    deletion_rows = list(range(1, len(ph2_images), 2)) if args.deletion_half else \
+        list(range(len(ph2_images)))
+    deletion_rows = deletion_rows[:args.deletion_count] if args.deletion_count else deletion_rows
     for model_id in chosen_models(catalogue, args.models):
         cached = cache_path(args, catalogue, model_id, image_ids)
         if cached.is_file() and not args.recompute:
@@ -202,8 +206,7 @@ def build_report(args, catalogue, measured, ph2_ids, ham_ids, sample_ids) -> dic
     return {
         "command": "python scripts/heatmap_faithfulness.py " + " ".join(sys.argv[1:]),
         "data": {"set": "ph2", "images": len(ph2_ids), "image_ids": list(ph2_ids),
-                 "deletion_images": "every other image by sorted id (the 'check' half)"
-                 if args.deletion_half else "all",
+                 "deletion_images": deletion_description(args, len(ph2_ids)),
                  "ham_val_images": len(ham_ids), "samples": len(sample_ids)},
         "settings": {"explained_class": "each model's top (predicted) class",
                      "border_fraction": faithfulness.BORDER_FRACTION,
@@ -222,6 +225,15 @@ def build_report(args, catalogue, measured, ph2_ids, ham_ids, sample_ids) -> dic
                        "on_check_half": _pooled_check(measured, check_rows, threshold)
                        if threshold is not None else {}},
         "models": models}
+
+
+def deletion_description(args, count: int) -> str:
+    rows = len(range(1, count, 2)) if args.deletion_half else count
+    described = ("every other image by sorted id (the 'check' half)" if args.deletion_half
+                 else "all images")
+    if args.deletion_count and args.deletion_count < rows:
+        return f"the first {args.deletion_count} of {described}"
+    return described
 
 
 def _pooled_check(measured: dict, rows: np.ndarray, threshold: float) -> dict:

@@ -261,3 +261,67 @@ def test_report_markdown_has_every_table():
         assert heading in text
     assert "| `tiny0.test` v1 | Grad-CAM | 30.0% | 25.0% |" in text
     assert "70.0% — fires" in text  # ISIC_0026857's edge energy, over the threshold
+
+
+# ----------------------------------------------------------------------------- the report command
+
+def load_script():
+    import importlib.util
+
+    path = faithfulness.REPO_ROOT / "scripts" / "heatmap_faithfulness.py"
+    spec = importlib.util.spec_from_file_location("heatmap_faithfulness_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_ph2(folder, count: int = 6):
+    """A PH2-like folder: 4:3 images with a dark lesion, its mask, and labels.csv."""
+    from PIL import Image
+
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    rows = []
+    generator = np.random.default_rng(0)
+    for index in range(count):
+        image = generator.integers(150, 220, (48, 64, 3), dtype=np.uint8)
+        mask = np.zeros((48, 64), dtype=np.uint8)
+        top, left = 8 + 2 * index, 10 + 3 * index
+        mask[top:top + 20, left:left + 24] = 255
+        image[mask > 0] = (70, 40, 30)
+        image_id = f"IMD{index:03d}"
+        Image.fromarray(image).save(folder / "images" / f"{image_id}.jpg")
+        Image.fromarray(mask).save(folder / "masks" / f"{image_id}_lesion.png")
+        rows.append(f"{image_id},images/{image_id}.jpg,masks/{image_id}_lesion.png")
+    (folder / "labels.csv").write_text("image_id,file,mask\n" + "\n".join(rows) + "\n")
+    return folder
+
+
+@pytest.mark.slow
+def test_report_command_on_tiny_models(tiny_weights_dir, tmp_path, monkeypatch):
+    from lesionlib import data
+
+    script = load_script()
+    monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "cache")
+    out = tmp_path / "report"
+    arguments = ["--ph2", str(fake_ph2(tmp_path / "ph2")), "--weights", str(tiny_weights_dir),
+                 "--ham-val", "0", "--methods", "Grad-CAM", "Grad-CAM++",
+                 "--deletion-count", "2", "--out", str(out)]
+    assert script.main(arguments) == 0
+    report = faithfulness.load_report(out.with_suffix(".json"))
+    assert set(report["models"]) == {"ensemble.ham10000", "tiny0.test", "tiny1.test"}
+    for entry in report["models"].values():
+        assert entry["heatmap_size"] == (224 if entry["kind"] == "ensemble" else 32)
+        grad_cam = entry["methods"]["Grad-CAM"]
+        assert 0.0 <= grad_cam["mask_energy_mean"] <= 1.0
+        assert 0.0 < grad_cam["mask_area_mean"] < 1.0
+        deletion = grad_cam["deletion"]
+        assert deletion["n"] == 2 and len(deletion["heatmap_curve"]) == 11
+        assert deletion["heatmap_curve"][0] == pytest.approx(deletion["random_curve"][0])
+        assert "deletion" not in entry["methods"]["Grad-CAM++"]
+        assert len(entry["samples_grad_cam"]) == 21
+    text = out.with_suffix(".md").read_text()
+    assert "## Per model and method (PH2)" in text
+    # a second run reuses every model's figures (nothing changed)
+    assert script.main(arguments) == 0
+    assert len(list((tmp_path / "cache" / "heatmap_faithfulness").iterdir())) == 3
