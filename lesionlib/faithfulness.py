@@ -181,8 +181,8 @@ def choose_edge_threshold(border_shares: np.ndarray, off_lesion: np.ndarray,
                           minimum: float) -> dict:
     """The border-energy threshold that best separates off-lesion maps (Youden's J).
 
-    Candidates are the observed shares at or above ``minimum`` (the band's area share: the
-    warning never fires on a map no more at the edge than a uniform one).
+    Candidates are the observed shares at or above ``minimum`` (at least the band's area share,
+    so the warning never fires on a map no more at the edge than a uniform one).
 
     Returns:
         ``threshold``, ``sensitivity`` (off-lesion maps flagged), ``false_alarm_rate``
