@@ -521,7 +521,11 @@ def report_markdown(report: dict) -> str:
     lines += [
         "", "## The edge check shown in Case review", "",
         f"Fires when at least **{cell(check['threshold'])}** of a heatmap's energy lies in the "
-        f"edge band. Threshold chosen on {check['chosen_on']}. On the other half (the 'check' "
+        f"edge band. Threshold chosen on {check['chosen_on']} (there, "
+        f"{cell(check['on_choose_half'].get('off_lesion_share'))} of "
+        f"{check['on_choose_half'].get('n', 0)} maps were off the lesion"
+        + ("; the threshold is at its 50% floor, not set by the data"
+           if check["threshold"] <= 0.5 else "") + "). On the other half (the 'check' "
         f"half, {held_out['n']} maps): it flags {cell(held_out['sensitivity'])} of the maps "
         f"that are off the lesion by the mask and {cell(held_out['false_alarm_rate'])} of the "
         f"others; {cell(held_out['precision'])} of its warnings are off-lesion maps; it fires "
