@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+import app_faithfulness
 import app_resources
 from lesionlib import explain, imaging, views
 from lesionlib.cards import CardError
@@ -405,7 +406,9 @@ def show_heatmap(case, model_id: str, method: str, class_name: str, opacity: flo
     blended = explain.overlay(case.image, heatmap, opacity)
     caption = (f"{method} for {class_label(class_name)} ({model_id}), from "
                f"{heatmap_layers(model_id)}")
-    card = app_resources.current_catalogue().cards.get(model_id)
+    cards = app_resources.current_catalogue().cards
+    app_faithfulness.heatmap_warnings(heatmap, model_id, method, cards)  # before it is read
+    card = cards.get(model_id)
     if card is not None and card.kind == "edge":
         caption = (f"{method} for {class_label(class_name)}, computed with the parent model "
                    f"{card.edge['parent']} (the edge model {model_id} has no gradients)")

@@ -4,6 +4,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+import app_faithfulness
 import app_resources
 import app_ui
 from lesionlib import evaluation, imaging, inference, views
@@ -35,7 +36,11 @@ st.markdown(f"**{card.label}** on **{views.SET_TITLES.get(set_name, set_name)}**
             f"({card.threshold_method}).")
 
 tabs = st.tabs(["Confusion matrix", "Per class", "ROC curves", "Calibration", "Subgroups",
-                "Error browser"])
+                "Error browser", "Heatmaps on the lesion"])
+
+with tabs[6]:  # before the error browser, which may stop the page
+    app_faithfulness.audit_section(card, app_resources.current_catalogue().cards,
+                                   key=f"audit_faithfulness_{model_id}")
 
 with tabs[0]:
     counts = views.confusion_counts(frame)

@@ -151,11 +151,11 @@ def test_second_look_recomputes_nothing(no_dataset, monkeypatch):
     assert_ok(app)
     calls = []
     original_predict = registry.SingleModel.predict_proba
-    original_map = explain.Explainer.compute_map
+    original_map = explain.Explainer.compute_maps  # compute_map and ensemble_map use it
     monkeypatch.setattr(registry.SingleModel, "predict_proba",
                         lambda self, images: calls.append("predict")
                         or original_predict(self, images))
-    monkeypatch.setattr(explain.Explainer, "compute_map",
+    monkeypatch.setattr(explain.Explainer, "compute_maps",
                         lambda self, *args, **kwargs: calls.append("map") or original_map(
                             self, *args, **kwargs))
     app.run()
