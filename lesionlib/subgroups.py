@@ -26,6 +26,8 @@ METRICS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy",
 DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 0
 MIN_GROUP_SIZE = 10
+MIN_MELANOMAS = 5  # fewer: the bootstrap of sensitivity and AUC collapses (e.g. 0.00-0.00)
+_NEEDS_MELANOMAS = ("melanoma_sensitivity", "melanoma_auc")
 
 
 def dataset_metadata(labels: pd.DataFrame) -> pd.DataFrame:
@@ -191,7 +193,8 @@ def subgroup_table(frame: pd.DataFrame, column: str, threshold: float,
     """One row per group of ``column``: size, melanoma count, and each metric with its 95% CI.
 
     Columns: ``group``, ``n``, ``melanomas`` and, per metric, ``<metric>``, ``<metric>_low`` and
-    ``<metric>_high`` (blank for groups under ``min_size`` images, listed but not scored).
+    ``<metric>_high`` (blank for groups under ``min_size`` images, listed but not scored, and
+    melanoma sensitivity and AUC blank for groups with fewer than ``MIN_MELANOMAS``).
     Rows follow ``group_order``. Each group is resampled with the same ``seed``, so its
     interval does not depend on the other groups.
 
@@ -214,6 +217,8 @@ def subgroup_table(frame: pd.DataFrame, column: str, threshold: float,
                 members[CLASS_NAMES[MELANOMA_INDEX]].to_numpy("float64"), threshold,
                 resamples=resamples, seed=seed)
             for name, (estimate, low, high) in intervals.items():
+                if name in _NEEDS_MELANOMAS and row["melanomas"] < MIN_MELANOMAS:
+                    continue
                 row.update({name: estimate, f"{name}_low": low, f"{name}_high": high})
         rows.append(row)
     columns = ["group", "n", "melanomas"] + [f"{name}{suffix}" for name in METRICS

@@ -129,12 +129,14 @@ with tabs[4]:
                                   "(n on the bars)")
             figure.update_traces(textposition="inside", insidetextanchor="start")
             st.plotly_chart(figure, key="audit_subgroup_chart")
-        st.caption(f"In brackets: 95% bootstrap confidence intervals ({subgroups.DEFAULT_RESAMPLES:,} "
-                   f"resamples of each group's images, seed {subgroups.DEFAULT_SEED}). Melanoma "
+        st.caption(f"In brackets: 95% bootstrap confidence intervals "
+                   f"({subgroups.DEFAULT_RESAMPLES:,} resamples of each group's images, seed "
+                   f"{subgroups.DEFAULT_SEED}). Melanoma "
                    f"sensitivity and specificity are at the threshold "
                    f"{card.melanoma_threshold:.3f}. Groups with fewer than "
-                   f"{subgroups.MIN_GROUP_SIZE} images are listed but not scored; wide intervals "
-                   "mean too few images to compare groups.")
+                   f"{subgroups.MIN_GROUP_SIZE} images are listed but not scored, and melanoma "
+                   f"sensitivity and AUC need {subgroups.MIN_MELANOMAS} melanomas in the group; "
+                   "wide intervals mean too few images to compare groups.")
         if set_name == "isic2017":
             st.caption("ISIC 2017 records age and sex for its validation images only: its 600 "
                        "test images fall in `unknown`.")

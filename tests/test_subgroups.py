@@ -139,3 +139,17 @@ def test_isic2017_metadata_is_joined_by_image_id():
     kept = subgroups.with_metadata(predictions, labels)
     assert list(kept["age_band"]) == list(predictions["age_band"])  # its own column wins
     assert subgroups.with_metadata(predictions, None) is predictions
+
+
+def test_melanoma_sensitivity_needs_a_few_melanomas():
+    frame = fake_predictions(400)
+    frame["age_band"] = "45-59"
+    melanoma_rows = frame.index[frame["melanoma"] == 1]
+    frame.loc[melanoma_rows[:4], "age_band"] = "<30"
+    table = subgroups.subgroup_table(frame, "age_band", THRESHOLD, resamples=50).set_index(
+        "group")
+    assert table.loc["<30", "melanomas"] == 4
+    assert pd.isna(table.loc["<30", "melanoma_sensitivity"])
+    assert pd.isna(table.loc["<30", "melanoma_auc"])
+    assert not pd.isna(table.loc["<30", "melanoma_specificity"]) or table.loc["<30", "n"] < 10
+    assert not pd.isna(table.loc["45-59", "melanoma_sensitivity"])
