@@ -509,7 +509,7 @@ def test_case_review_opens_any_dataset_image_by_id(app_env):
     assert any("training split" in warning.value for warning in app.warning)
     open_dataset_case(app, "ISIC_9999999")
     assert_ok(app)
-    assert any("ISIC_9999999 is not an image of the datasets present here" in error.value
+    assert any("ISIC_9999999 is not an image of the datasets present here" in shown(error.value)
                for error in app.error)
     assert "Top diagnosis" not in texts(app)
     open_dataset_case(app, "../../etc/passwd")
