@@ -606,7 +606,7 @@ def _command_retrain(args) -> int:
 
 
 def _command_rollback(args) -> int:
-    from lesionlib import retraining
+    from lesionlib import retraining, retraining_job
     from lesionlib.feedback import FeedbackStore
     from lesionlib.registry import default_weights_dir
 
@@ -617,10 +617,24 @@ def _command_rollback(args) -> int:
     except UsageError:
         pass  # only needed to refit an ensemble's gate; the log says so
     try:
+        token = retraining_job.acquire(weights, args.model, args.user, args.job_token)
+    except retraining_job.JobRunning as error:
+        raise UsageError(str(error)) from None
+    progress = retraining_job.Progress(weights)
+    progress("rolling back", version=args.version)
+    try:
         refreshed = retraining.rollback(weights, args.model, args.version, args.user,
-                                        FeedbackStore(args.feedback_url), ham10000)
+                                        FeedbackStore(args.feedback_url), ham10000,
+                                        log=lambda line: print(line, flush=True))
     except KeyError as error:
+        progress("failed", error=error.args[0])
         raise UsageError(error.args[0]) from None
+    except BaseException as error:
+        progress("failed", error=f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        retraining_job.release(weights, token)
+    progress("done", verdict="rolled back", version=args.version)
     print(f"{args.model} is now v{args.version}" + (f"; ensembles refreshed: "
                                                     f"{', '.join(refreshed)}" if refreshed
                                                     else ""))
@@ -812,6 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--user", default="local")
     rollback.add_argument("--feedback-url")
     rollback.add_argument("--weights", help="weights folder (default: weights/)")
+    rollback.add_argument("--job-token", help=argparse.SUPPRESS)  # set by the dashboard
     rollback.set_defaults(handler=_command_rollback)
 
     architectures = commands.add_parser("architectures", help="List registered backbones.")

@@ -109,24 +109,30 @@ def release(weights_dir, token: str) -> None:
         path.unlink(missing_ok=True)
 
 
+COMMANDS = ("retrain", "rollback")
+
+
 def start(weights_dir, model_id: str, user: str, options: list[str] | None = None,
-          env: dict | None = None) -> int:
-    """Launch ``python -m lesionlib retrain`` in the background; returns its process id.
+          env: dict | None = None, command: str = "retrain") -> int:
+    """Launch ``python -m lesionlib retrain`` (or ``rollback``) in the background; returns its
+    process id.
 
     Args:
         weights_dir: the weights folder the dashboard uses.
-        model_id: the single model to retrain.
+        model_id: the single model to retrain (or roll back).
         user: who started it (checked to be an administrator by the caller).
-        options: further ``retrain`` options, e.g. ``["--epochs", "2"]``.
+        options: further options, e.g. ``["--epochs", "2"]`` or ``["--version", "1.0.0"]``.
         env: the process's environment (default: this one's).
 
     Raises:
         JobRunning: a run is going already.
     """
+    if command not in COMMANDS:
+        raise ValueError(f"Unknown job {command!r}; expected one of {COMMANDS}.")
     token = acquire(weights_dir, model_id, user, own=False)
     folder = job_dir(weights_dir)
     (folder / PROGRESS_FILE).unlink(missing_ok=True)
-    command = [sys.executable, "-m", "lesionlib", "retrain", "--model", model_id, "--weights",
+    command = [sys.executable, "-m", "lesionlib", command, "--model", model_id, "--weights",
                str(Path(weights_dir).resolve()), "--user", user, "--job-token", token,
                *(options or [])]
     try:
@@ -151,7 +157,7 @@ class Progress:
     def __init__(self, weights_dir):
         self.path = job_dir(weights_dir) / PROGRESS_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.state = {"started_at": _now()}
+        self.state = {"started_at": _now(), "pid": os.getpid()}
 
     def __call__(self, stage: str, **details) -> None:
         self.state.update(details, stage=stage, updated_at=_now())

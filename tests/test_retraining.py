@@ -168,7 +168,9 @@ def test_full_loop_promote_then_rollback_then_reject(world):
     retraining.rollback(weights, "tiny0.test", "1.0.0", "boss", store, ham)
     catalogue = registry.discover(weights)
     assert catalogue.cards["tiny0.test"].version == "1.0.0" and not catalogue.problems
-    assert "tiny0.test v1.0.0 -> v1.1.0" in store.audit_log()["detail"].str.cat()
+    audit = store.audit_log()
+    assert list(audit.loc[audit["event"] == "rollback", "detail"]) == [
+        "tiny0.test v1.1.0 -> v1.0.0"]
     with pytest.raises(KeyError, match="archived"):
         retraining.rollback(weights, "tiny0.test", "9.9.9", "boss", store)
 
