@@ -148,7 +148,8 @@ def _show_status(status: retraining_job.JobStatus) -> None:
         if progress.get("epochs"):
             line += f", epoch {progress.get('epoch', 0)} of {progress['epochs']}"
         if progress.get("eta_s") is not None:
-            line += f", about {int(progress['eta_s']) // 60} min {int(progress['eta_s']) % 60} s left"
+            minutes, seconds = divmod(int(progress["eta_s"]), 60)
+            line += f", about {minutes} min {seconds} s left"
         st.info(line + f" (started by {app_ui.plain(status.lock.get('user', '?'))}).")
         if progress.get("epochs"):
             st.progress(min(1.0, progress.get("epoch", 0) / progress["epochs"]))

@@ -132,12 +132,12 @@ def start(weights_dir, model_id: str, user: str, options: list[str] | None = Non
     token = acquire(weights_dir, model_id, user, own=False)
     folder = job_dir(weights_dir)
     (folder / PROGRESS_FILE).unlink(missing_ok=True)
-    command = [sys.executable, "-m", "lesionlib", command, "--model", model_id, "--weights",
-               str(Path(weights_dir).resolve()), "--user", user, "--job-token", token,
-               *(options or [])]
+    shown = ["python", "-m", "lesionlib", command, "--model", model_id, "--weights",
+             str(Path(weights_dir).resolve()), "--user", user, *(options or [])]
+    command = [sys.executable, *shown[1:], "--job-token", token]
     try:
         with open(folder / LOG_FILE, "w") as log:
-            log.write(f"$ {' '.join(command[1:])}\n")
+            log.write(f"$ {' '.join(shown)}\n")
             log.flush()
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, cwd=REPO_ROOT,

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -110,6 +109,7 @@ def _options(world, gates):
                               user="boss", command="python -m lesionlib retrain", gates=gates)
 
 
+@pytest.mark.slow
 def test_nothing_to_train_on_is_refused(world, tmp_path):
     empty = FeedbackStore(f"sqlite:///{tmp_path / 'empty.db'}")
     empty.add(_record("lonely", "alice", "mel", image_bytes(np.random.default_rng(1), 4)))
@@ -121,6 +121,7 @@ def test_nothing_to_train_on_is_refused(world, tmp_path):
                        empty)
 
 
+@pytest.mark.slow
 def test_full_loop_promote_then_rollback_then_reject(world):
     store, weights, ham = world["store"], world["weights"], world["ham"]
     upload = image_bytes(np.random.default_rng(7), 4)
@@ -201,18 +202,31 @@ def test_one_run_at_a_time_and_stale_locks_clear(tmp_path):
     retraining_job.release(weights, retraining_job.acquire(weights, "tiny0.test", "boss"))
 
 
+@pytest.mark.slow
 def test_background_start_refuses_a_second_and_reports(world):
     weights = world["weights"]
     environment = {**os.environ, "LESIONLIB_DATA": str(world["ham"]),
                    "LESIONLIB_CACHE": str(world["root"] / "cache"),
                    "LESIONLIB_FEEDBACK_URL": f"sqlite:///{world['root'] / 'job.db'}"}
-    retraining_job.start(weights, "no.such.model", "boss", env=environment)
+    pid = retraining_job.start(weights, "no.such.model", "boss", env=environment)
     with pytest.raises(retraining_job.JobRunning):
         retraining_job.start(weights, "tiny0.test", "boss", env=environment)
-    deadline = time.time() + 120
-    while retraining_job.status(weights).running and time.time() < deadline:
+    deadline = time.time() + 300
+    while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.time() < deadline:
         time.sleep(0.5)
     status = retraining_job.status(weights)
     assert not status.running
     assert status.progress.get("stage") == "failed"
     assert "Unknown model 'no.such.model'" in status.log_tail
+
+
+def test_command_line_errors_are_one_line(tiny_weights_dir, tmp_path, capsys):
+    database = f"sqlite:///{tmp_path / 'feedback.db'}"
+    assert cli.main(["retrain", "--model", "tiny0.test", "--weights", str(tiny_weights_dir),
+                     "--new-images", str(tmp_path), "--feedback-url", database]) == 2
+    assert "no labels.csv" in capsys.readouterr().err
+    assert cli.main(["rollback", "--model", "tiny0.test", "--version", "0.9.0", "--weights",
+                     str(tiny_weights_dir), "--feedback-url", database]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "No archived version '0.9.0'" in error
+    assert not retraining_job.status(tiny_weights_dir).running  # the lock was released

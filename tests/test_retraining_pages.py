@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -98,5 +99,5 @@ def test_a_running_job_shows_progress_and_refuses_a_second(no_dataset):
         assert "retrain_model" not in [box.key for box in app.selectbox]
         assert "epoch 1: loss 0.9" in app.code[0].value
     finally:
-        (folder / retraining_job.LOCK_FILE).unlink()
+        shutil.rmtree(folder)
     assert model_versions.history(weights, "tiny0.test")["status"].tolist() == ["live"]
