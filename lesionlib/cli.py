@@ -589,6 +589,81 @@ def _command_architectures(args) -> int:
     return 0
 
 
+def _command_retrain(args) -> int:
+    """Fine-tune a challenger from approved corrections; promote it or keep it as rejected."""
+    from lesionlib import retraining, retraining_job
+    from lesionlib.cards import shell_command
+    from lesionlib.feedback import FeedbackStore, FeedbackStoreError
+    from lesionlib.registry import default_weights_dir
+
+    weights = Path(args.weights or default_weights_dir())
+    if args.new_images and not (Path(args.new_images) / "labels.csv").is_file():
+        raise UsageError(f"--new-images {args.new_images}: no labels.csv; expected a folder "
+                         "with labels.csv (columns image_id, file, label) and the images.")
+    if args.epochs < 1 or not 0 < args.learning_rate < 1:
+        raise UsageError(f"--epochs must be >= 1 and --learning-rate in (0, 1); received "
+                         f"{args.epochs} and {args.learning_rate}.")
+    options = retraining.Options(
+        model_id=args.model, weights_dir=weights, ham10000=_data_folder(args.data),
+        new_images=Path(args.new_images) if args.new_images else None, epochs=args.epochs,
+        learning_rate=args.learning_rate, user=args.user, command=shell_command(sys.argv))
+    try:
+        token = retraining_job.acquire(weights, args.model, args.user, args.job_token)
+    except retraining_job.JobRunning as error:
+        raise UsageError(str(error)) from None
+    progress = retraining_job.Progress(weights)
+    try:
+        store = FeedbackStore(args.feedback_url)
+        decision = retraining.run(options, store, log=lambda line: print(line, flush=True),
+                                  progress=progress)
+    except (retraining.RetrainingError, FeedbackStoreError) as error:
+        progress("failed", error=str(error))
+        raise UsageError(str(error)) from None
+    except BaseException as error:
+        progress("failed", error=f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        retraining_job.release(weights, token)
+    print(f"Decision written to {decision['candidate']}/decision.json")
+    return 0
+
+
+def _command_rollback(args) -> int:
+    from lesionlib import retraining, retraining_job
+    from lesionlib.feedback import FeedbackStore
+    from lesionlib.registry import default_weights_dir
+
+    weights = Path(args.weights or default_weights_dir())
+    ham10000 = None
+    try:
+        ham10000 = _data_folder(args.data)
+    except UsageError:
+        pass  # only needed to refit an ensemble's gate; the log says so
+    try:
+        token = retraining_job.acquire(weights, args.model, args.user, args.job_token)
+    except retraining_job.JobRunning as error:
+        raise UsageError(str(error)) from None
+    progress = retraining_job.Progress(weights)
+    progress("rolling back", version=args.version)
+    try:
+        refreshed = retraining.rollback(weights, args.model, args.version, args.user,
+                                        FeedbackStore(args.feedback_url), ham10000,
+                                        log=lambda line: print(line, flush=True))
+    except KeyError as error:
+        progress("failed", error=error.args[0])
+        raise UsageError(error.args[0]) from None
+    except BaseException as error:
+        progress("failed", error=f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        retraining_job.release(weights, token)
+    progress("done", verdict="rolled back", version=args.version)
+    print(f"{args.model} is now v{args.version}" + (f"; ensembles refreshed: "
+                                                    f"{', '.join(refreshed)}" if refreshed
+                                                    else ""))
+    return 0
+
+
 PREDICT_HELP = """Score images into a CSV: one row per input, in input order.
 
 Columns: file (a folder's files by name, a CSV's 'file' value as written), the seven class
@@ -749,6 +824,33 @@ def build_parser() -> argparse.ArgumentParser:
     similar.add_argument("--dimensions", type=int, default=128, help="PCA dimensions (--build)")
     similar.add_argument("--weights", help="weights folder (default: weights/)")
     similar.set_defaults(handler=_command_similar)
+
+    retrain = commands.add_parser(
+        "retrain", help="Fine-tune a challenger from approved reviewer corrections (and new "
+        "labelled images); promote it only if it is not worse on the fixed sets.")
+    _add_data_option(retrain)
+    retrain.add_argument("--model", required=True, help="id of the single model to retrain")
+    retrain.add_argument("--new-images", help="folder of newly labelled images (labels.csv: "
+                         "image_id, file, label)")
+    retrain.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs")
+    retrain.add_argument("--learning-rate", type=float, default=2e-5)
+    retrain.add_argument("--user", default="local", help="who runs it (for the audit log)")
+    retrain.add_argument("--feedback-url", help="feedback database URL (default: "
+                         "$LESIONLIB_FEEDBACK_URL, else feedback.db)")
+    retrain.add_argument("--weights", help="weights folder (default: weights/)")
+    retrain.add_argument("--job-token", help=argparse.SUPPRESS)  # set by the dashboard's start
+    retrain.set_defaults(handler=_command_retrain)
+
+    rollback = commands.add_parser("rollback", help="Make an archived version of a model live "
+                                   "again (audited).")
+    _add_data_option(rollback)
+    rollback.add_argument("--model", required=True)
+    rollback.add_argument("--version", required=True, help="an archived version, e.g. 2.0.0")
+    rollback.add_argument("--user", default="local")
+    rollback.add_argument("--feedback-url")
+    rollback.add_argument("--weights", help="weights folder (default: weights/)")
+    rollback.add_argument("--job-token", help=argparse.SUPPRESS)  # set by the dashboard
+    rollback.set_defaults(handler=_command_rollback)
 
     architectures = commands.add_parser("architectures", help="List registered backbones.")
     architectures.add_argument("--parameters", action="store_true",

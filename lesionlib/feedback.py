@@ -40,7 +40,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_PATH = REPO_ROOT / "feedback.db"
 SOURCES = ("case_review", "error_browser")
 AUDIT_EVENTS = ("sign-in", "sign-out", "feedback", "export", "denied", "sign-in-failed",
-                "sign-in-locked")
+                "sign-in-locked", "approve-correction", "reject-correction", "retrain",
+                "rollback")
+CORRECTION_DECISIONS = ("approve", "reject")  # an administrator's verdict on a correction
 MAX_NOTE_CHARS = 20_000
 MAX_DETAIL_CHARS = 2_000
 RETRY_DELAYS_S = (0.1, 0.5)  # after the busy timeout itself: three attempts in all
@@ -51,6 +53,7 @@ RECORD_COLUMNS = ("id", "created_at", "case_id", "source", "model_id", "model_ve
 _TEXT_COLUMNS = ("case_id", "source", "model_id", "model_version", "predicted_class",
                  "corrected_class", "note", "reviewer", "image_sha256")
 AUDIT_COLUMNS = ("id", "created_at", "event", "user", "detail")
+DECISION_COLUMNS = ("id", "created_at", "record_id", "decision", "admin", "note")
 
 _schema = sa.MetaData()
 _feedback = sa.Table(
@@ -84,6 +87,16 @@ _audit = sa.Table(
     sa.Column("event", sa.String(32), nullable=False),
     sa.Column("username", sa.String(255), nullable=False),  # "user" is reserved in PostgreSQL
     sa.Column("detail", sa.Text, nullable=False),
+)
+# Administrators' verdicts on corrections (append-only: the latest verdict on a record counts).
+_decisions = sa.Table(
+    "correction_decisions", _schema,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),  # naive UTC
+    sa.Column("record_id", sa.Integer, nullable=False, index=True),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("admin", sa.String(255), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
 )
 
 
@@ -323,6 +336,61 @@ class FeedbackStore:
                "username": user, "detail": detail}
         self._write(lambda connection: connection.execute(_audit.insert().values(**row)),
                     f"record the audit event {event!r} for {user!r}")
+
+    def decide_correction(self, record_id: int, decision: str, admin: str,
+                          note: str = "") -> None:
+        """Record an administrator's verdict on a reviewer's correction, and audit it.
+
+        Only a verdict of ``"approve"`` lets a correction alone into retraining
+        (``lesionlib.corrections``); a later verdict replaces an earlier one. Callers check that
+        ``admin`` is an administrator (``app_auth``).
+
+        Raises:
+            ValueError: ``decision`` is unknown, the record is not a correction (it agrees or
+                names no corrected class), or ``admin`` wrote the correction: nobody approves
+                their own.
+            KeyError: there is no record with this id.
+            FeedbackStoreError: the database cannot be read or written.
+        """
+        _check_choice("decision", decision, CORRECTION_DECISIONS)
+        _check_text("admin", admin, required=True, limit=255)
+        _check_text("note", note, limit=MAX_DETAIL_CHARS)
+        record = self._correction(record_id)
+        if decision == "approve" and record["reviewer"] == admin:
+            raise ValueError(f"Record {record_id} is {admin!r}'s own correction: another "
+                             "administrator must approve it (one person alone never changes "
+                             "a model).")
+        row = {"created_at": _utc_naive(datetime.now(timezone.utc)),
+               "record_id": int(record_id), "decision": decision, "admin": admin,
+               "note": note}
+        self._write(lambda connection: connection.execute(_decisions.insert().values(**row)),
+                    f"record the {decision} of correction {record_id}")
+        self.audit(f"{decision}-correction", admin,
+                   f"record {record_id}: {record['corrected_class']} for case "
+                   f"{record['case_id']!r} by {record['reviewer']!r}" + (f"; {note}" if note
+                                                                         else ""))
+
+    def correction_decisions(self) -> pd.DataFrame:
+        """Every verdict on corrections, oldest first, with the ``DECISION_COLUMNS``."""
+        query = sa.select(*_decisions.c).order_by(_decisions.c.id)
+        rows = self._read(query, "read the correction verdicts")
+        frame = pd.DataFrame(rows, columns=list(DECISION_COLUMNS))
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+        return frame.astype({"id": "int64", "record_id": "int64"})
+
+    def _correction(self, record_id: int) -> dict:
+        if isinstance(record_id, bool) or not isinstance(record_id, (int, np.integer)):
+            raise ValueError(f"record_id must be an integer; received {record_id!r}.")
+        query = sa.select(_feedback.c.case_id, _feedback.c.agree, _feedback.c.corrected_class,
+                          _feedback.c.reviewer).where(_feedback.c.id == int(record_id))
+        rows = self._read(query, f"read feedback record {record_id}")
+        if not rows:
+            raise KeyError(f"No feedback record with id {record_id} in {self.location}.")
+        record = dict(rows[0])
+        if record["agree"] or not record["corrected_class"]:
+            raise ValueError(f"Record {record_id} is not a correction (the reviewer agreed or "
+                             "named no corrected class); only corrections are approved.")
+        return record
 
     def audit_log(self, limit: int = 500) -> pd.DataFrame:
         """The latest audit events, newest first, with the ``AUDIT_COLUMNS``."""

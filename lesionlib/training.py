@@ -280,10 +280,13 @@ class _Checkpoint(keras.callbacks.Callback):
 
 
 def train(config: TrainConfig, train_images, train_labels, val_images, val_labels,
-          run_dir: Path, log=print, verbose: int = 2) -> Path:
+          run_dir: Path, log=print, verbose: int = 2,
+          initial_model: keras.Model | None = None) -> Path:
     """Train (or resume) a run in ``run_dir``; return the path of the best model (``best.keras``).
 
     Resume: a ``run_dir`` holding ``state.json`` and ``last.keras`` continues where it stopped.
+    ``initial_model`` (e.g. the live model, for retraining) replaces the freshly built one when
+    the run starts; it is trained in place.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
@@ -293,6 +296,9 @@ def train(config: TrainConfig, train_images, train_labels, val_images, val_label
     if (run_dir / "last.keras").exists():
         model = keras.models.load_model(run_dir / "last.keras", safe_mode=True)
         log(f"Resuming {run_dir} after {state.get('history', [])[-1:]}.")
+    elif initial_model is not None:
+        model = initial_model
+        log(f"Starting from {model.name} (fine-tuning an existing model).")
     else:
         model = build_classifier(config.architecture, config.image_size, config.imagenet,
                                  config.dropout, colour_constancy=config.colour_constancy)

@@ -5,6 +5,7 @@ import datetime
 import streamlit as st
 
 import app_resources
+import app_retraining
 import app_ui
 from lesionlib.feedback import SOURCES, FeedbackStoreError
 
@@ -66,6 +67,8 @@ else:
         else:
             if image:
                 st.image(image, width=320)
+
+app_retraining.corrections_panel(store, reviewer, admin)
 
 st.subheader("Export and audit")
 if not admin:

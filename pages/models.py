@@ -6,12 +6,13 @@ import streamlit as st
 
 import app_faithfulness
 import app_resources
+import app_retraining
 import app_teaching
 import app_ui
 from lesionlib import edge, views
 from lesionlib.cards import normalise_command
 
-app_ui.require_user()
+user = app_ui.require_user()
 st.title("Models")
 cards = app_resources.current_catalogue()
 app_ui.show_catalogue_problems(cards)
@@ -27,6 +28,8 @@ if summary.shape[1] > 3:
     st.markdown("**At a glance, on the HAM10000 test split**")
     st.dataframe(summary, hide_index=True)
 app_faithfulness.overview(cards.cards)
+
+app_retraining.retraining_panel(cards, app_ui.reviewer_name(user), app_ui.is_admin(user))
 
 for model_id, card in sorted(cards.cards.items()):
     with st.expander(card.label, expanded=model_id == default):
@@ -53,6 +56,8 @@ for model_id, card in sorted(cards.cards.items()):
             if not parity.empty:
                 st.caption("Against the parent Keras model (reports/edge_export.md)")
                 st.dataframe(parity, hide_index=True)
+        if card.kind in ("single", "ensemble"):
+            app_retraining.version_history(card, app_ui.is_admin(user))
         st.markdown("**Training data and recipe**")
         st.json(card.training, expanded=False)
         metrics = views.card_metrics_rows(card)

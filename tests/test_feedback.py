@@ -422,8 +422,9 @@ def test_invalid_records_are_refused_with_the_received_value(tmp_path):
 
 def test_store_has_no_way_to_change_or_delete_records():
     public = {name for name in dir(FeedbackStore) if not name.startswith("_")}
+    # decide_correction appends an administrator's verdict; save revises by adding a record
     assert public == {"add", "save", "records", "history", "image", "export_csv", "audit",
-                      "audit_log", "close"}
+                      "audit_log", "close", "decide_correction", "correction_decisions"}
 
 
 def test_several_servers_opening_a_new_database_at_once(database_url):

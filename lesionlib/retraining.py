@@ -1,0 +1,489 @@
+"""Retraining from reviewers' corrections: challenger, comparison, promotion or rejection.
+
+One run (``python -m lesionlib retrain --model ID``):
+
+1. Corrections that may enter training (``lesionlib.corrections``: approved by an administrator
+   other than their author, or two reviewers agreeing), plus optionally a folder of newly
+   labelled images (``labels.csv`` with ``file`` and ``label``). Cases of the fixed evaluation
+   sets are left out.
+2. The challenger is fine-tuned from the live model (``lesionlib.training.train`` with the
+   model's own recipe, a low learning rate, no head phase) on the HAM10000 lesion-grouped train
+   split (+ the recipe's extra sets) with corrected labels and the added images. Validation,
+   test and the external sets stay exactly as they are.
+3. It is packaged into a candidate folder outside ``weights/`` (card, manifest), evaluated like
+   every model (``evaluation.finish_evaluation``: temperature and melanoma threshold on
+   validation) and, when the live model has one, gets its own quality gate.
+4. ``compare`` checks each figure of ``GATES`` against the live model's card. The challenger is
+   promoted (the live version is archived, the candidate becomes live, ensembles that contain it
+   get a new version re-evaluated from stored predictions) only if no figure is worse than its
+   tolerance; otherwise it stays a rejected candidate, with the reason in its ``decision.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lesionlib import corrections, data, evaluation, model_versions, registry
+from lesionlib.cards import read_card
+from lesionlib.classes import CLASS_NAMES
+from lesionlib.imaging import ImageLoadError, frame_square, load_image
+
+# (set, metric, higher is better, tolerance): the challenger may be worse than the live model by
+# at most the tolerance on each. Test-split differences under about 0.01 are within noise for
+# 1,509 images; melanoma sensitivity rests on ~170 test melanomas (one case = 0.006), and on
+# fewer in the external sets, hence the wider margins.
+GATES = (
+    ("ham10000_val", "balanced_accuracy", True, 0.01),
+    ("ham10000_val", "melanoma_auc", True, 0.01),
+    ("ham10000_test", "balanced_accuracy", True, 0.01),
+    ("ham10000_test", "melanoma_auc", True, 0.01),
+    ("ham10000_test", "melanoma_sensitivity", True, 0.03),
+    ("ham10000_test", "ece", False, 0.01),
+    ("isic2017", "melanoma_auc", True, 0.02),
+    ("isic2017", "melanoma_sensitivity", True, 0.05),
+    ("ph2", "melanoma_auc", True, 0.02),
+    ("ph2", "melanoma_sensitivity", True, 0.05),
+)
+DEFAULT_EPOCHS = 2
+DEFAULT_LEARNING_RATE = 2e-5
+
+
+class RetrainingError(ValueError):
+    """A retraining run cannot start or go on; the message says why and what to do."""
+
+
+@dataclasses.dataclass
+class Additions:
+    """What a run adds to the training split."""
+
+    images: np.ndarray  # (n, size, size, 3) uint8, appended to the training split
+    labels: np.ndarray
+    relabelled: dict[str, int]  # HAM10000 training image_id -> corrected class index
+    corrections: int
+    new_images: int
+    excluded: pd.DataFrame  # case/file and reason, for the log and the decision
+
+    @property
+    def total(self) -> int:
+        return self.corrections + self.new_images
+
+
+def correction_additions(store, size: int, ham10000: Path,
+                         fixed: corrections.FixedSets) -> Additions:
+    """Accepted corrections as training images (stored uploads) or relabelled HAM10000 training
+    images; the rest are listed in ``excluded`` with the reason."""
+    accepted, excluded = corrections.select_corrections(store.records(),
+                                                        store.correction_decisions(), fixed)
+    train_ids = set(data.select_split(data.load_labels(ham10000), "train")["image_id"].astype(str))
+    images, labels, relabelled, skipped = [], [], {}, []
+    for row in accepted.itertuples():
+        label = CLASS_NAMES.index(row.corrected_class)
+        stem = Path(row.case_id).stem
+        if stem in train_ids:
+            relabelled[stem] = label
+            continue
+        if row.image_record_id < 0:
+            skipped.append((row.case_key, row.case_id, row.record_ids, "no image stored and not "
+                            "a HAM10000 training image: nothing to train on"))
+            continue
+        try:
+            image = load_image(store.image(int(row.image_record_id)), name=row.case_id)
+        except ImageLoadError as error:
+            skipped.append((row.case_key, row.case_id, row.record_ids, str(error)))
+            continue
+        images.append(frame_square(image, size))
+        labels.append(label)
+    excluded = pd.concat([excluded, pd.DataFrame(skipped, columns=excluded.columns)],
+                         ignore_index=True)
+    return Additions(_stack(images, size), np.asarray(labels, dtype="int32"), relabelled,
+                     len(labels) + len(relabelled), 0, excluded)
+
+
+def new_image_additions(folder: Path, size: int, fixed: corrections.FixedSets) -> Additions:
+    """Newly labelled images from ``folder/labels.csv`` (columns ``file`` and ``label``, a class
+    index or name); files of the fixed evaluation sets (same image id or sha256) are left out.
+
+    Raises:
+        RetrainingError: no ``labels.csv``, or a label that is not one of the seven classes.
+    """
+    try:
+        frame = pd.read_csv(Path(folder) / "labels.csv", dtype={"label": str})
+    except (OSError, ValueError) as error:
+        raise RetrainingError(f"--new-images {folder}: cannot read labels.csv ({error}); "
+                              "expected columns image_id, file, label.") from None
+    missing = {"file", "label"} - set(frame.columns)
+    if missing:
+        raise RetrainingError(f"--new-images {folder}/labels.csv lacks {sorted(missing)}; "
+                              f"columns are {list(frame.columns)}.")
+    labels = [_class_index(value, folder) for value in frame["label"]]
+    keep, skipped = [], []
+    for index, file in enumerate(frame["file"]):
+        path = Path(folder) / str(file)
+        image_id = str(frame["image_id"].iloc[index]) if "image_id" in frame else path.stem
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        if digest is None:
+            skipped.append((str(file), str(file), [], "file not found"))
+        elif fixed.contains(image_id, digest):
+            skipped.append((digest, str(file), [], "belongs to a fixed evaluation set: never "
+                            "trained on"))
+        else:
+            keep.append(index)
+    images = data.load_images([str(Path(folder) / str(frame["file"].iloc[index]))
+                               for index in keep], size) if keep else _stack([], size)
+    return Additions(images, np.asarray([labels[index] for index in keep], dtype="int32"), {}, 0,
+                     len(keep), pd.DataFrame(skipped, columns=list(corrections.EXCLUDED_COLUMNS)))
+
+
+def _class_index(value, folder) -> int:
+    text = str(value).strip()
+    if text in CLASS_NAMES:
+        return CLASS_NAMES.index(text)
+    if text.isdigit() and int(text) < len(CLASS_NAMES):
+        return int(text)
+    raise RetrainingError(f"--new-images {folder}/labels.csv: label {text!r} is not a class; "
+                          f"expected an index 0-6 or one of {list(CLASS_NAMES)}.")
+
+
+def _stack(images: list, size: int) -> np.ndarray:
+    return np.stack(images) if images else np.zeros((0, size, size, 3), dtype="uint8")
+
+
+def merge(first: Additions, second: Additions) -> Additions:
+    return Additions(np.concatenate([first.images, second.images]),
+                     np.concatenate([first.labels, second.labels]),
+                     {**first.relabelled, **second.relabelled},
+                     first.corrections + second.corrections, first.new_images + second.new_images,
+                     pd.concat([first.excluded, second.excluded], ignore_index=True))
+
+
+def training_split(ham10000: Path, size: int, extra_sets: tuple[str, ...],
+                   additions: Additions, log=print) -> dict:
+    """The recipe's training arrays with corrected labels and the added images; validation
+    untouched."""
+    arrays = data.training_arrays(ham10000, size, extra_sets, log=log)
+    images, labels = arrays["train"]
+    labels = labels.copy()
+    ham_ids = data.select_split(data.load_labels(ham10000), "train")["image_id"].astype(str)
+    for position, image_id in enumerate(ham_ids):  # HAM10000 rows come first
+        if image_id in additions.relabelled:
+            labels[position] = additions.relabelled[image_id]
+    arrays["train"] = (np.concatenate([np.asarray(images), additions.images]),
+                       np.concatenate([labels, additions.labels]).astype("int32"))
+    return arrays
+
+
+def challenger_config(card, epochs: int, learning_rate: float):
+    """The live model's recipe, fine-tuning only: no head phase, ``epochs`` at ``learning_rate``.
+
+    A card without a recipe (a model not trained by ``train``) gets the defaults for its
+    architecture.
+    """
+    from lesionlib.training import TrainConfig
+
+    recipe = card.training.get("recipe")
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    values = {key: value for key, value in recipe.items() if key in known} \
+        if isinstance(recipe, dict) else {}
+    values.setdefault("architecture", card.architecture)
+    values.setdefault("image_size", card.input_size)
+    values.setdefault("imagenet", card.architecture != "small_cnn")
+    values["extra_training_sets"] = tuple(values.get("extra_training_sets") or ())
+    values.update(head_epochs=0, fine_tune_epochs=int(epochs), warmup_epochs=0.0,
+                  head_learning_rate=float(learning_rate),
+                  fine_tune_learning_rate=float(learning_rate))
+    return TrainConfig(**values)
+
+
+def compare(current: dict, challenger: dict, gates=GATES) -> tuple[bool, pd.DataFrame]:
+    """Each gated figure of the live model's and the challenger's metrics, and whether the
+    challenger is within tolerance on all of them (a figure the live model has and the
+    challenger lacks fails; one neither has is listed as not measured)."""
+    rows = []
+    for set_name, metric, higher, tolerance in gates:
+        old = (current.get(set_name) or {}).get(metric)
+        new = (challenger.get(set_name) or {}).get(metric)
+        if old is None:
+            verdict = "not measured" if new is None else "no live figure"
+            delta = None
+        elif new is None:
+            verdict, delta = "missing", None
+        else:
+            delta = float(new) - float(old)
+            worse = -delta if higher else delta
+            verdict = "worse" if worse > tolerance + 1e-12 else "ok"
+        rows.append({"set": set_name, "metric": metric, "live": old, "challenger": new,
+                     "delta": delta, "tolerance": tolerance,
+                     "better": "higher" if higher else "lower", "verdict": verdict})
+    frame = pd.DataFrame(rows)
+    return bool(not frame["verdict"].isin(["worse", "missing"]).any()), frame
+
+
+def rejection_reason(comparison: pd.DataFrame) -> str:
+    failed = comparison[comparison["verdict"].isin(["worse", "missing"])]
+    return "; ".join(
+        f"{row.set} {row.metric} " + ("not measured for the challenger" if row.verdict == "missing"
+                                      else f"{row.live:.4f} -> {row.challenger:.4f} "
+                                      f"(tolerance {row.tolerance})")
+        for row in failed.itertuples())
+
+
+@dataclasses.dataclass
+class Options:
+    """One retraining run's settings (the ``retrain`` command's options)."""
+
+    model_id: str
+    weights_dir: Path
+    ham10000: Path
+    new_images: Path | None = None
+    epochs: int = DEFAULT_EPOCHS
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    user: str = "local"
+    command: str = ""
+    gates: tuple = GATES
+
+
+def run(options: Options, store, log=print, progress=None) -> dict:
+    """Build, evaluate and judge a challenger for ``options.model_id``; promote it if it passes.
+
+    Args:
+        options: what to retrain and from where.
+        store: the ``FeedbackStore`` holding corrections and verdicts (and the audit log).
+        log: called with each line of progress text.
+        progress: called as ``progress(stage, **details)`` (``lesionlib.retraining_job``).
+
+    Returns:
+        The decision (also written to the candidate's ``decision.json``).
+
+    Raises:
+        RetrainingError: not a single model, not evaluated yet, or nothing to train on.
+    """
+    progress = progress or (lambda stage, **details: None)
+    weights_dir = Path(options.weights_dir)
+    catalogue = registry.discover(weights_dir)
+    try:
+        card = registry.get_card(options.model_id, catalogue)
+    except KeyError as error:
+        raise RetrainingError(error.args[0]) from None
+    if card.kind != "single":
+        raise RetrainingError(f"{card.id!r} is a {card.kind} model; retrain its members (an "
+                              "ensemble gets a new version when a member is promoted).")
+    if "ham10000_val" not in card.metrics:
+        raise RetrainingError(f"{card.id!r} has no metrics to compare against: run `python -m "
+                              f"lesionlib evaluate --model {card.id}` first.")
+    progress("collecting")
+    fixed = corrections.fixed_sets(options.ham10000, _external_folders(options.ham10000))
+    additions = correction_additions(store, card.input_size, options.ham10000, fixed)
+    if options.new_images:
+        additions = merge(additions, new_image_additions(options.new_images, card.input_size,
+                                                         fixed))
+    for row in additions.excluded.itertuples():
+        log(f"left out {row.case_id}: {row.reason}")
+    if additions.total == 0:
+        raise RetrainingError(f"Nothing to train on: no approved or agreed corrections and no new "
+                              f"images ({len(additions.excluded)} cases left out).")
+    log(f"{additions.corrections} corrections and {additions.new_images} new images enter "
+        f"training ({len(additions.relabelled)} of them relabel HAM10000 training images).")
+    started = _now()
+    version = model_versions.next_version(weights_dir, card.id, card.version)
+    candidate = (model_versions.retraining_root(weights_dir) / "candidates" / card.id
+                 / f"{started.replace(':', '')}-v{version}")
+    folder = _train_candidate(card, options, additions, candidate, version, log, progress)
+    progress("evaluating")
+    challenger = _evaluate_candidate(folder, options, log)
+    if (card.folder / _gate_file()).is_file():
+        progress("fitting the quality gate")
+        _fit_gate(candidate, card.id, options.ham10000)
+    passed, comparison = compare(card.metrics, challenger.metrics, options.gates)
+    decision = {
+        "model_id": card.id, "version": version, "parent_version": card.version,
+        "started_at": started, "finished_at": _now(), "user": options.user,
+        "corrections": additions.corrections, "new_images": additions.new_images,
+        "left_out": additions.excluded.astype(str).to_dict("records"),
+        "comparison": comparison.to_dict("records"), "passed": passed, "promoted": False,
+        "reason": "within tolerance on every figure" if passed else rejection_reason(comparison),
+        "challenger": _headline(challenger.metrics), "candidate": str(candidate)}
+    if passed:
+        progress("promoting")
+        decision["ensembles"] = promote(weights_dir, card.id, folder, options.ham10000, log)
+        decision["promoted"] = True
+    (candidate / model_versions.DECISION_FILE).write_text(json.dumps(decision, indent=2,
+                                                                     default=str))
+    verdict = "promoted" if passed else "rejected"
+    store.audit("retrain", options.user, f"{card.id} v{version} {verdict}: "
+                f"{decision['reason']}"[:2000])
+    log(f"{card.id} v{version} {verdict}: {decision['reason']}")
+    progress("done", verdict=verdict, version=version)
+    return decision
+
+
+def _train_candidate(card, options: Options, additions: Additions, candidate: Path,
+                     version: str, log, progress) -> Path:
+    """Fine-tune the live model into ``candidate/run`` and package it as ``candidate/<id>``."""
+    import keras
+
+    from lesionlib import colour  # noqa: F401 - registers the colour-constancy layer
+    from lesionlib.architectures import get_architecture
+    from lesionlib.cards import verify_weights
+    from lesionlib.packaging import install_model, lineage_for, single_card_data
+    from lesionlib.training import train
+
+    config = challenger_config(card, options.epochs, options.learning_rate)
+    arrays = training_split(options.ham10000, config.image_size, config.extra_training_sets,
+                            additions, log=log)
+    run_dir = candidate / "run"
+    model = keras.models.load_model(verify_weights(card), compile=False, safe_mode=True)
+    started = time.time()
+    epochs = config.head_epochs + config.fine_tune_epochs
+
+    def epoch_log(message: str) -> None:
+        log(message)
+        state = run_dir / "state.json"
+        done = len(json.loads(state.read_text()).get("history", [])) if state.is_file() else 0
+        if done:
+            elapsed = time.time() - started
+            progress("training", epoch=done, epochs=epochs,
+                     eta_s=elapsed / done * (epochs - done))
+
+    progress("training", epoch=0, epochs=epochs, eta_s=None)
+    train(config, *arrays["train"], *arrays["val"], run_dir, log=epoch_log, verbose=0,
+          initial_model=model)
+    state = json.loads((run_dir / "state.json").read_text())
+    changes = (f"retrained from v{card.version} with {additions.corrections} reviewer "
+               f"corrections and {additions.new_images} new images")
+    training = {"recipe": config.to_dict(), "best_epoch": state.get("best"),
+                "best_val_balanced_accuracy": state.get("best_val_balanced_accuracy"),
+                "fine_tune_from": state.get("fine_tune_from"),
+                "class_weights": state.get("class_weights"), "history": state.get("history"),
+                "initialisation": f"{card.id} v{card.version} (fine-tuned)",
+                "lineage": lineage_for(card.folder, changes),
+                "retraining": {"corrections": additions.corrections,
+                               "relabelled_training_images": len(additions.relabelled),
+                               "new_images": additions.new_images,
+                               "left_out": len(additions.excluded), "user": options.user,
+                               "finished_at": _now()}}
+    architecture = get_architecture(config.architecture)
+    card_data = single_card_data(card.id, card.name, card.architecture, card.input_size,
+                                 architecture.scaling, card.cam_layer or architecture.cam_layer,
+                                 "", training, reproduce={"retrain": options.command},
+                                 version=version, description=card.description)
+    install_model(run_dir / "best.keras", candidate / card.id, card_data)
+    return candidate / card.id
+
+
+def _evaluate_candidate(folder: Path, options: Options, log):
+    """Predict every available fixed set, calibrate on validation, store metrics (sealed)."""
+    card = read_card(folder)
+    model = registry.load_single(card)
+    frames = {}
+    for set_name in evaluation.EVALUATION_SETS:
+        try:
+            frames[set_name] = evaluation.predict_set(model, set_name,
+                                                      data_root=options.ham10000.parent)
+        except (FileNotFoundError, ValueError) as error:
+            log(f"  skipping {set_name}: {error}")
+    if "ham10000_val" not in frames:
+        raise RetrainingError(f"No HAM10000 validation split under {options.ham10000}.")
+    card, _ = evaluation.finish_evaluation(card, frames, f"retrain: {options.command}")
+    return card
+
+
+def _fit_gate(weights: Path, model_id: str, ham10000: Path) -> None:
+    from lesionlib import cli
+
+    arguments = cli.build_parser().parse_args(["fit-gate", "--model", model_id, "--weights",
+                                               str(weights), "--data", str(ham10000)])
+    arguments.handler(arguments)
+
+
+def _gate_file() -> str:
+    from lesionlib.quality import GATE_FILE
+
+    return GATE_FILE
+
+
+def promote(weights_dir: Path, model_id: str, candidate_folder: Path,
+            ham10000: Path | None = None, log=print) -> list[str]:
+    """Archive the live version, make the candidate live, refresh the ensembles containing it;
+    returns the ensembles' new ``id vVERSION``."""
+    old_version = read_card(weights_dir / model_id).version
+    model_versions.archive_current(weights_dir, model_id)
+    model_versions.install_folder(candidate_folder, weights_dir, model_id)
+    new_version = read_card(weights_dir / model_id).version
+    return refresh_ensembles(weights_dir, model_id,
+                             f"member {model_id} v{old_version} -> v{new_version}", ham10000, log)
+
+
+def rollback(weights_dir: Path, model_id: str, version: str, user: str, store,
+             ham10000: Path | None = None, log=print) -> list[str]:
+    """Make archived ``version`` live again, audited; ensembles containing it are refreshed.
+
+    Raises:
+        KeyError: no such archived version (the message lists the archived ones).
+    """
+    old, new = model_versions.rollback(weights_dir, model_id, version)
+    store.audit("rollback", user, f"{model_id} v{old} -> v{new}")
+    log(f"{model_id}: rolled back from v{old} to v{new}")
+    return refresh_ensembles(Path(weights_dir), model_id,
+                             f"member {model_id} rolled back v{old} -> v{new}", ham10000, log)
+
+
+def refresh_ensembles(weights_dir: Path, model_id: str, changes: str,
+                      ham10000: Path | None = None, log=print) -> list[str]:
+    """Give every ensemble containing ``model_id`` a new version, re-evaluated from its members'
+    stored predictions (and its gate refitted when it had one and ``ham10000`` is given); the
+    old one is archived."""
+    from lesionlib.packaging import ensemble_card_data, lineage_for, write_ensemble
+
+    catalogue = registry.discover(weights_dir)
+    refreshed = []
+    for card in sorted(catalogue.cards.values(), key=lambda each: each.id):
+        if card.kind != "ensemble" or model_id not in card.members:
+            continue
+        had_gate = (card.folder / _gate_file()).is_file()
+        model_versions.archive_current(weights_dir, card.id)
+        version = model_versions.next_version(weights_dir, card.id, card.version)
+        write_ensemble(card.folder, ensemble_card_data(
+            card.id, card.name, list(card.members), version=version,
+            description=card.description, lineage=lineage_for(card.folder, changes),
+            licence=card.licence, reproduce=card.reproduce))
+        written = read_card(card.folder)
+        frames = evaluation.ensemble_uncalibrated(
+            [registry.get_card(member, catalogue) for member in card.members])
+        if "ham10000_val" in frames:
+            evaluation.finish_evaluation(written, frames, "retrain: ensemble refresh")
+            if had_gate and ham10000 is not None:
+                _fit_gate(weights_dir, card.id, ham10000)
+            elif had_gate:
+                log(f"warning: {card.id} has no quality gate now: run `python -m lesionlib "
+                    f"fit-gate --model {card.id}`")
+        refreshed.append(f"{card.id} v{version}")
+        log(f"{card.id}: new version {version} ({changes})")
+    return refreshed
+
+
+def _external_folders(ham10000: Path) -> dict[str, Path | None]:
+    return {name: (ham10000.parent / name if (ham10000.parent / name / "labels.csv").is_file()
+                   else None) for name in data.EXTERNAL_SETS}
+
+
+def _headline(metrics: dict) -> dict:
+    from lesionlib.lineage import headline
+
+    return headline(metrics)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+__all__ = ["GATES", "Options", "RetrainingError", "run", "compare", "promote",
+           "refresh_ensembles", "rollback", "correction_additions", "new_image_additions",
+           "challenger_config"]
