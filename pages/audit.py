@@ -4,9 +4,10 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+import app_audit
 import app_resources
 import app_ui
-from lesionlib import evaluation, imaging, inference, views
+from lesionlib import evaluation, views
 from lesionlib.classes import CLASS_NAMES
 
 app_ui.require_user()
@@ -35,7 +36,7 @@ st.markdown(f"**{card.label}** on **{views.SET_TITLES.get(set_name, set_name)}**
             f"({card.threshold_method}).")
 
 tabs = st.tabs(["Confusion matrix", "Per class", "ROC curves", "Calibration", "Subgroups",
-                "Error browser"])
+                "Error browser", "Embedding map", "Label issues"])
 
 with tabs[0]:
     counts = views.confusion_counts(frame)
@@ -120,54 +121,11 @@ with tabs[5]:
                        f"errors_{model_id}_{set_name}.csv", "text/csv", key="audit_export")
     if not errors.empty:
         image_id = st.selectbox("Inspect a case", list(errors["image_id"]), key="audit_case")
-        row = errors[errors["image_id"] == image_id].iloc[0]
-        path = app_resources.dataset_image_path(row["set_folder"], row["file"])
-        case, result = None, None
-        if path is None:
-            st.info(f"The image is not available here (needs the `{row['set_folder']}` "
-                    "dataset folder in `../shared/data/` or `LESIONLIB_DATA`), so the quality "
-                    "gate could not be run on it.")
-        else:
-            try:
-                case = app_resources.case_from_file(path, "dataset", case_id=image_id)
-            except imaging.ImageLoadError as error:
-                st.error(str(error))
-            else:
-                result = app_ui.run_model(case, model_id)
-        report = result.report if result is not None else None
-        if not app_ui.output_allowed(report, key=f"audit_{model_id}_{image_id}"):
-            st.image(case.image, caption=f"{image_id} (reference: {row['true_class']})",
-                     width="stretch")
-            st.info("The stored prediction, every model's output, the heatmap and the feedback "
-                    "form appear when you ask to see the model's output.")
-            st.stop()
-        if report is not None and report.withheld:
-            app_ui.unreliable_banner()
-        if report is not None:
-            app_ui.quality_warnings(report, failures=False)
-        details = {key: row[key] for key in ("true_class", "prediction", "confidence", "age",
-                                             "sex", "localization", "dx_type", "lesion_id")
-                   if key in row.index}
-        info_column, image_column = st.columns([2, 3])
-        with info_column:
-            st.json({key: (value.item() if hasattr(value, "item") else value)
-                     for key, value in details.items()})
-            st.markdown("**Every model's stored output on this image**")
-            frames = {other: app_resources.stored_predictions(other, set_name)
-                      for other in app_resources.current_catalogue().cards}
-            st.dataframe(views.case_outputs({key: value for key, value in frames.items()
-                                             if value is not None}, image_id),
-                         hide_index=True)
-        with image_column:
-            if case is not None:
-                method, class_name, opacity = app_ui.heatmap_controls(
-                    "audit_heatmap", row["prediction"], context=f"{model_id}_{image_id}")
-                app_ui.show_heatmap(case, model_id, method, class_name, opacity)
-        stored = inference.to_predictions(card, row[list(CLASS_NAMES)].to_numpy(float)[None])[0]
-        gate_note = ("; shown despite a failed quality gate: " + ", ".join(
-            finding.code for finding in report.gate_failures)
-            if report is not None and report.withheld else "")
-        app_ui.feedback_form(image_id, stored, "error_browser",
-                             key=f"audit_feedback_{model_id}_{image_id}",
-                             context=f"Set: {set_name}; reference: {row['true_class']}"
-                             + gate_note)
+        app_audit.case_panel(errors[errors["image_id"] == image_id].iloc[0], model_id, set_name,
+                             key="audit")
+
+with tabs[6]:
+    app_audit.embedding_map_section(model_id)
+
+with tabs[7]:
+    app_audit.label_issues_section(model_id)
