@@ -571,7 +571,8 @@ def _command_embedding_map(args) -> int:
     print(f"Embedding {len(test)} test images with {single_card.id} at {size}px, then "
           f"{args.method} ...", flush=True)
     result = embedding_map.build_map(model, test, data.cached_images(test, size, "ham10000_test"),
-                                     "ham10000_test", args.method, args.seed)
+                                     "ham10000_test", args.method, args.seed,
+                                     log=lambda message: print(message, flush=True))
     path = result.save(embedding_map.map_path(single_card))
     seal(single_card.folder)  # integrity: the map is part of the model folder's manifest
     scores = result.metrics

@@ -143,6 +143,7 @@ def layout(features: np.ndarray, method: str = "tsne", seed: int = 0,
     """
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     if method not in METHODS:
         raise ValueError(f"method={method!r}: expected one of {METHODS}.")
@@ -157,8 +158,11 @@ def layout(features: np.ndarray, method: str = "tsne", seed: int = 0,
         coordinates = PCA(n_components=2, random_state=seed).fit_transform(reduced)
     else:
         perplexity = float(min(perplexity, (len(reduced) - 1) / 3))
-        coordinates = TSNE(n_components=2, perplexity=perplexity, init="pca",
-                           random_state=seed).fit_transform(reduced)
+        # one thread: a few thousand points need no more, and OpenMP threads on a busy machine
+        # spend their time waiting for each other
+        with threadpool_limits(limits=1):
+            coordinates = TSNE(n_components=2, perplexity=perplexity, init="pca",
+                               random_state=seed).fit_transform(reduced)
         parameters["perplexity"] = perplexity
     return coordinates.astype("float32"), parameters
 
@@ -201,7 +205,7 @@ def neighbourhood_scores(features: np.ndarray, coordinates: np.ndarray, labels,
 
 
 def build_map(single_model, frame: pd.DataFrame, framed: np.ndarray, set_name: str,
-              method: str = "tsne", seed: int = 0) -> EmbeddingMap:
+              method: str = "tsne", seed: int = 0, log=lambda message: None) -> EmbeddingMap:
     """Embed ``framed`` images with one single model and lay them out in 2-D.
 
     Args:
@@ -210,13 +214,16 @@ def build_map(single_model, frame: pd.DataFrame, framed: np.ndarray, set_name: s
         framed: those images framed at the model's input size, uint8.
         set_name: which set the images are (``ham10000_test``).
         method, seed: see ``layout``.
+        log: called with a line of progress after each step.
     """
     from lesionlib.quality import feature_extractor
 
     card = single_model.card
     features = retrieval.embed_framed(feature_extractor(single_model.keras_model,
                                                         FEATURE_LAYER), framed)
+    log(f"Embedded {len(features)} images ({features.shape[1]} features); laying out ...")
     coordinates, parameters = layout(features, method, seed)
+    log("Laid out; scoring the map's neighbourhoods ...")
     labels = frame["label"].to_numpy("int8")
     scores = neighbourhood_scores(features, coordinates, labels, seed=seed)
 
