@@ -377,7 +377,7 @@ def embedding_map(model_id: str):
         KeyError: unknown model id or ensemble member; IntegrityError: not the sealed file.
     """
     cards = current_catalogue()
-    embedder = retrieval.embedding_card(cards.cards[model_id], cards)
+    embedder = lesion_embedding_map.mapped_card(cards.cards[model_id], cards)
     return _embedding_map(model_id, weights_dir(), fingerprint(embedder.id, cards))
 
 

@@ -552,15 +552,15 @@ def _write_similar_cases(card, catalogue, args) -> int:
 
 def _command_embedding_map(args) -> int:
     """Lay out the HAM10000 test split by a model's features; write and seal the map."""
-    from lesionlib import data, embedding_map, registry, retrieval
+    from lesionlib import data, embedding_map, registry
     from lesionlib.integrity import seal
 
     catalogue = registry.discover(args.weights)
     card = _card(args.model, catalogue)
-    single_card = retrieval.embedding_card(card, catalogue)
+    single_card = embedding_map.mapped_card(card, catalogue)
     if single_card.id != card.id:
-        print(f"{card.id} is an ensemble: mapping the features of its member {single_card.id} "
-              "(best validation balanced accuracy).")
+        print(f"{card.id} is an {card.kind} model: mapping the features of "
+              f"{single_card.id}.")
     folder = _data_folder(args.data)
     try:
         test = data.select_split(data.load_labels(folder), "test")

@@ -4,7 +4,7 @@ Each test image is embedded as for similar-case retrieval (``lesionlib.retrieval
 ``avg_pool`` features of one single model), reduced by PCA to ``PCA_DIMENSIONS`` and
 L2-normalised (cosine geometry, as the retrieval index), then laid out in two dimensions by
 t-SNE (scikit-learn, fixed seed). An ensemble is mapped with its best member's features, as for
-retrieval.
+retrieval, and an edge (TensorFlow Lite) model with its parent Keras model's.
 
 The map is computed offline, never on page load: ``python -m lesionlib embedding-map --model ID``
 writes ``embedding_map.npz`` into the model's folder (plain arrays, loaded with
@@ -238,6 +238,20 @@ def build_map(single_model, frame: pd.DataFrame, framed: np.ndarray, set_name: s
 
 # ----------------------------------------------------------------------------- loading
 
+def mapped_card(card, catalogue):
+    """The single model whose features map ``card``: itself, an ensemble's best member
+    (``retrieval.embedding_card``), or an edge model's parent Keras model.
+
+    Raises:
+        KeyError: a member or the parent is not installed.
+    """
+    if card.kind == "edge":
+        from lesionlib.registry import get_card
+
+        return get_card(card.edge["parent"], catalogue)
+    return retrieval.embedding_card(card, catalogue)
+
+
 def map_path(card) -> Path:
     return Path(card.folder) / MAP_FILE
 
@@ -267,7 +281,7 @@ def load_map(card, catalogue) -> tuple[EmbeddingMap, object]:
     """
     from lesionlib.integrity import read_verified
 
-    embedder = retrieval.embedding_card(card, catalogue)
+    embedder = mapped_card(card, catalogue)
     path = map_path(embedder)
     if not path.is_file():
         raise MapMissingError(f"No embedding map for {embedder.id}: expected {path.name} in "

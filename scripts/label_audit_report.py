@@ -76,8 +76,8 @@ def reading_lines(audit: label_audit.LabelAudit) -> list[str]:
     if rates:
         lines.append("- Confirmation type goes with the diagnosis (almost every follow-up is a "
                      "nevus), so compare within a class. Nevi flagged, by confirmation type: "
-                     + ", ".join(rates) + ". Biopsied nevi were excised because they looked like "
-                     "something else; that they look like something else to the model too is "
+                     + ", ".join(rates) + ". Nevi are usually biopsied because they looked "
+                     "suspicious; that the model, too, finds them unlike typical nevi is "
                      "expected.")
     lines.append("- Consensus-confirmed labels (no biopsy) are where a wrong label is most "
                  "plausible: look at those suspects first (filter by dx_type on the page).")

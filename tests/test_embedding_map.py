@@ -141,6 +141,10 @@ def test_missing_map_names_the_command_and_ensembles_use_a_member(mapped_weights
         for model_id, score in scores.items()})
     _, embedder = embedding_map.load_map(catalogue.cards["ensemble.ham10000"], catalogue)
     assert embedder.id == "tiny0.test"
+    edge = dataclasses.replace(catalogue.cards["tiny1.test"], id="tiny0.test.int8", kind="edge",
+                               edge={"parent": "tiny0.test"})
+    _, embedder = embedding_map.load_map(edge, catalogue)  # an edge model: its parent's map
+    assert embedder.id == "tiny0.test"
 
 
 def test_not_a_map_is_a_clear_error(tmp_path):
@@ -173,7 +177,7 @@ def test_cli_builds_and_seals_the_map(tiny_weights_dir, tmp_path, monkeypatch, c
                  "--data", str(data)])
     assert code == 0
     out = capsys.readouterr().out
-    assert "mapping the features of its member tiny" in out
+    assert "ensemble.ham10000 is an ensemble model: mapping the features of tiny" in out
     assert "Map written to" in out and "Trustworthiness (k=5)" in out
     catalogue = registry.discover(weights)
     result, embedder = embedding_map.load_map(catalogue.cards["ensemble.ham10000"], catalogue)
