@@ -14,7 +14,7 @@ import pytest
 from conftest import build_tiny_weights
 from page_fixtures import add_fake_predictions
 from test_embedding_map import build_sample_map
-from test_pages import assert_ok, open_page, texts
+from test_pages import assert_ok, open_page, shown, texts
 
 pytestmark = pytest.mark.slow
 CASE = "ISIC_0024904"
@@ -74,7 +74,8 @@ def test_missing_map_is_a_message(tmp_path, monkeypatch, research_weights):
     environment(monkeypatch, weights, tmp_path)
     app = open_page("audit")
     assert_ok(app)
-    assert any("embedding-map --model tiny0.test" in warning.value for warning in app.warning)
+    assert any("embedding-map --model tiny0.test" in shown(warning.value)
+               for warning in app.warning)
     assert "suspects** among" in texts(app)  # the other tabs are unaffected
 
 
