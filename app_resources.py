@@ -23,6 +23,8 @@ import streamlit as st
 
 from lesionlib import dataset_cases, edge, evaluation, explain, imaging, inference, quality
 from lesionlib import registry, retrieval, subgroups
+from lesionlib import embedding_map as lesion_embedding_map
+from lesionlib import label_audit as lesion_label_audit
 from lesionlib import data as lesion_data
 from lesionlib.bounded_cache import ByteBoundedCache
 
@@ -406,3 +408,34 @@ def similar_cases(case: CaseImage, model_id: str, k: int = retrieval.DEFAULT_K,
     exclude = (Path(case.name).stem, str(case.case_id))
     return _similar(case.sha256, model_id, reference, int(k), exclude, weights_dir(),
                     fingerprint(model_id, current_catalogue()), case.image)
+
+
+# ----------------------------------------------------------------------------- research views
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _embedding_map(model_id: str, folder: str, weights_fingerprint: str):
+    cards = catalogue(folder)
+    return lesion_embedding_map.load_map(cards.cards[model_id], cards)
+
+
+def embedding_map(model_id: str):
+    """The checked embedding map serving ``model_id`` and its embedding model's card.
+
+    Raises:
+        MapMissingError, StaleMapError, ValueError: see ``embedding_map.load_map``.
+        KeyError: unknown model id or ensemble member; IntegrityError: not the sealed file.
+    """
+    cards = current_catalogue()
+    embedder = lesion_embedding_map.mapped_card(cards.cards[model_id], cards)
+    return _embedding_map(model_id, weights_dir(), fingerprint(embedder.id, cards))
+
+
+@st.cache_data(max_entries=16, show_spinner="Looking for likely label errors...")
+def _label_audit(model_id: str, folder: str, weights_fingerprint: str):
+    return lesion_label_audit.audit_model(catalogue(folder).cards[model_id])
+
+
+def label_audit(model_id: str):
+    """The label-issue audit of ``model_id``'s stored HAM10000 predictions (cached per model
+    fingerprint). Raises: ValueError when it stores no validation or test predictions."""
+    return _label_audit(model_id, weights_dir(), fingerprint(model_id, current_catalogue()))

@@ -573,6 +573,39 @@ def _write_similar_cases(card, catalogue, args) -> int:
     return 0
 
 
+def _command_embedding_map(args) -> int:
+    """Lay out the HAM10000 test split by a model's features; write and seal the map."""
+    from lesionlib import data, embedding_map, registry
+    from lesionlib.integrity import seal
+
+    catalogue = registry.discover(args.weights)
+    card = _card(args.model, catalogue)
+    single_card = embedding_map.mapped_card(card, catalogue)
+    if single_card.id != card.id:
+        print(f"{card.id} is an {card.kind} model: mapping the features of "
+              f"{single_card.id}.")
+    folder = _data_folder(args.data)
+    try:
+        test = data.select_split(data.load_labels(folder), "test")
+    except ValueError as error:
+        raise UsageError(f"{folder}: {error}") from None
+    model = registry.load_single(single_card)
+    size = single_card.input_size
+    print(f"Embedding {len(test)} test images with {single_card.id} at {size}px, then "
+          f"{args.method} ...", flush=True)
+    result = embedding_map.build_map(model, test, data.cached_images(test, size, "ham10000_test"),
+                                     "ham10000_test", args.method, args.seed,
+                                     log=lambda message: print(message, flush=True))
+    path = result.save(embedding_map.map_path(single_card))
+    seal(single_card.folder)  # integrity: the map is part of the model folder's manifest
+    scores = result.metrics
+    print(f"Map written to {path} ({path.stat().st_size / 1e3:.0f} kB, {len(result)} images). "
+          f"Trustworthiness (k={scores['k']}) {scores['trustworthiness']:.3f}; same-class "
+          f"precision@{scores['k']} {scores['class_precision_at_k_features']:.3f} in feature "
+          f"space, {scores['class_precision_at_k_map']:.3f} on the map.")
+    return 0
+
+
 def _command_architectures(args) -> int:
     from lesionlib.architectures import get_architecture, list_architectures
 
@@ -851,6 +884,19 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--weights", help="weights folder (default: weights/)")
     rollback.add_argument("--job-token", help=argparse.SUPPRESS)  # set by the dashboard
     rollback.set_defaults(handler=_command_rollback)
+
+    from lesionlib import embedding_map
+
+    mapping = commands.add_parser("embedding-map", help="Lay out the HAM10000 test split in 2-D "
+                                  "by a model's features (writes weights/<id>/embedding_map.npz)")
+    _add_data_option(mapping)
+    mapping.add_argument("--model", required=True,
+                         help="model id (an ensemble uses its best member's features)")
+    mapping.add_argument("--method", choices=embedding_map.METHODS, default="tsne",
+                         help="t-SNE (the map), or PCA (a quick linear view)")
+    mapping.add_argument("--seed", type=int, default=0)
+    mapping.add_argument("--weights", help="weights folder (default: weights/)")
+    mapping.set_defaults(handler=_command_embedding_map)
 
     architectures = commands.add_parser("architectures", help="List registered backbones.")
     architectures.add_argument("--parameters", action="store_true",

@@ -4,10 +4,11 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+import app_audit
 import app_faithfulness
 import app_resources
 import app_ui
-from lesionlib import evaluation, imaging, inference, subgroups, views
+from lesionlib import evaluation, subgroups, views
 from lesionlib.classes import CLASS_NAMES
 
 app_ui.require_user()
@@ -36,9 +37,9 @@ st.markdown(f"**{card.label}** on **{views.SET_TITLES.get(set_name, set_name)}**
             f"({card.threshold_method}).")
 
 tabs = st.tabs(["Confusion matrix", "Per class", "ROC curves", "Calibration", "Subgroups",
-                "Error browser", "Heatmaps on the lesion"])
+                "Error browser", "Heatmaps on the lesion", "Embedding map", "Label issues"])
 
-with tabs[6]:  # before the error browser, which may stop the page
+with tabs[6]:  # heatmap faithfulness on PH2
     app_faithfulness.audit_section(card, app_resources.current_catalogue().cards,
                                    key=f"audit_faithfulness_{model_id}")
 
@@ -171,60 +172,11 @@ with tabs[5]:
                 "image, heatmap, every model's output and the feedback form.")
     if chosen:
         row = errors.iloc[chosen[0]]
-        image_id = row["image_id"]
-        st.subheader(f"Case {image_id}")
-        path = app_resources.dataset_image_path(row["set_folder"], row["file"])
-        case, result = None, None
-        if path is None:
-            st.info(f"The image is not available here (needs the `{row['set_folder']}` "
-                    "dataset folder in `../shared/data/` or `LESIONLIB_DATA`), so the quality "
-                    "gate could not be run on it.")
-        else:
-            try:
-                case = app_resources.case_from_file(path, "dataset", case_id=image_id)
-            except imaging.ImageLoadError as error:
-                st.error(str(error))
-            else:
-                result = app_ui.run_model(case, model_id)
-                st.page_link("pages/case_review.py", label=f"Open {image_id} in Case review",
-                             icon=":material/search:",
-                             query_params={"case": image_id, "model": model_id})
-        report = result.report if result is not None else None
-        if not app_ui.output_allowed(report, key=f"audit_{model_id}_{image_id}"):
-            st.image(case.image, caption=f"{image_id} (reference: {row['true_class']})",
-                     width="stretch")
-            st.info("The stored prediction, every model's output, the heatmap and the feedback "
-                    "form appear when you ask to see the model's output.")
-            st.stop()
-        if report is not None and report.withheld:
-            app_ui.unreliable_banner()
-        if report is not None:
-            app_ui.quality_warnings(report, failures=False)
-        details = {key: row[key] for key in ("true_class", "prediction", "confidence", "age",
-                                             "sex", "localization", "dx_type", "lesion_id")
-                   if key in row.index}
-        info_column, image_column = st.columns([2, 3])
-        with info_column:
-            st.json({key: (value.item() if hasattr(value, "item") else value)
-                     for key, value in details.items()})
-            st.markdown("**Every model's stored output on this image**")
-            frames = {other: app_resources.stored_predictions(other, set_name)
-                      for other in app_resources.current_catalogue().cards}
-            st.dataframe(views.case_outputs({key: value for key, value in frames.items()
-                                             if value is not None}, image_id),
-                         hide_index=True)
-        with image_column:
-            if case is not None:
-                method, class_name, opacity = app_ui.heatmap_controls(
-                    "audit_heatmap", row["prediction"], context=f"{model_id}_{image_id}")
-                app_ui.show_heatmap(case, model_id, method, class_name, opacity)
-        stored = inference.to_predictions(card, row[list(CLASS_NAMES)].to_numpy(float)[None])[0]
-        gate_note = ("; shown despite a failed quality gate: " + ", ".join(
-            finding.code for finding in report.gate_failures)
-            if report is not None and report.withheld else "")
-        app_ui.feedback_form(image_id, stored, "error_browser",
-                             key=f"audit_feedback_{model_id}_{image_id}",
-                             image_sha256=case.sha256 if case is not None else None,
-                             default_verdict=None,  # a known error: no one-click "Agree"
-                             context=f"Set: {set_name}; reference: {row['true_class']}"
-                             + gate_note)
+        st.subheader(f"Case {row['image_id']}")
+        app_audit.case_panel(row, model_id, set_name, key="audit")
+
+with tabs[7]:
+    app_audit.embedding_map_section(model_id)
+
+with tabs[8]:
+    app_audit.label_issues_section(model_id)
