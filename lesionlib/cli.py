@@ -64,7 +64,7 @@ def _command_train(args) -> int:
     if folder is None:
         print("No HAM10000 folder found: pass --data or set LESIONLIB_DATA.", file=sys.stderr)
         return 2
-    prefix = f"[worker {cluster.index}/{cluster.size}] " if cluster and cluster.size > 1 else ""
+    prefix = f"[worker {cluster.index} of {cluster.size}] " if cluster and cluster.size > 1 else ""
     if prefix:
         print(f"{prefix}waiting for all {cluster.size} workers ({', '.join(cluster.workers)}); "
               f"{'this is the chief' if cluster.is_chief else 'the chief writes --run-dir'}",
@@ -87,9 +87,17 @@ def _command_train(args) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    best = train(config, *splits["train"], *splits["val"], Path(args.run_dir),
-                 log=lambda message: print(prefix + message, flush=True), verbose=args.verbose,
-                 strategy=strategy)
+    try:
+        best = train(config, *splits["train"], *splits["val"], Path(args.run_dir),
+                     log=lambda message: print(prefix + message, flush=True),
+                     verbose=args.verbose, strategy=strategy)
+    except distributed.peer_failure_types() as error:
+        if not prefix:
+            raise
+        print(f"{prefix}error: {distributed.describe_peer_failure(error)} Start the same "
+              f"command on every machine again to resume from the last completed epoch in "
+              f"{args.run_dir}.", file=sys.stderr)
+        return 1
     print(f"Best model: {best}")
     return 0
 

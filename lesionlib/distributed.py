@@ -142,6 +142,23 @@ def make_strategy(cluster: Cluster | None, timeout_seconds: float | None = None)
     return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
 
 
+def peer_failure_types() -> tuple[type[Exception], ...]:
+    """TensorFlow errors that end every worker when one of them stops (missed heartbeats,
+    aborted collectives)."""
+    import tensorflow as tf
+
+    return (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+            tf.errors.DeadlineExceededError)
+
+
+def describe_peer_failure(error: Exception) -> str:
+    """One line on why the cluster stopped, from TensorFlow's long error text."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = next((line for line in lines if "unhealthy" in line or "abort" in line.lower()),
+                  lines[0] if lines else "")
+    return f"the cluster stopped ({type(error).__name__}: {reason[:300]})."
+
+
 def worker_count(strategy) -> int:
     """How many workers (input pipelines) ``strategy`` spans; 1 for a single process."""
     if strategy is None or not _is_multi_worker(strategy):

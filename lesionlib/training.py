@@ -280,7 +280,8 @@ class _Checkpoint(keras.callbacks.Callback):
             history = self.state.setdefault("history", [])
             history.append({"phase": self.phase, "epoch": epoch + 1, "loss": float(logs["loss"]),
                             "val_balanced_accuracy": score, "val_melanoma_auc": auc,
-                            "ema": swapped, "time": time.time()})
+                            "ema": swapped, "time": time.time(),
+                            "workers": worker_count(self.model.distribute_strategy)})
             if score > self.state.get("best_val_balanced_accuracy", -1.0):
                 self.state["best_val_balanced_accuracy"] = score
                 self.state["best"] = {"phase": self.phase, "epoch": epoch + 1}

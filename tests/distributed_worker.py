@@ -1,7 +1,8 @@
 """One worker of the localhost multi-worker test: train a tiny model on fixed random data.
 
 Usage: python tests/distributed_worker.py RUN_DIR [WORKERS INDEX]  (no WORKERS: one process).
-Writes RUN_DIR/last.keras (chief) and prints "done".
+Writes RUN_DIR/last.keras (chief) and prints "done". LESIONLIB_TEST_EPOCHS=6 in the environment trains longer
+(scripts/check_worker_failure.sh).
 """
 
 import os
@@ -38,7 +39,8 @@ def main(argv: list[str]) -> int:
     labels = np.arange(32, dtype="int32") % 7
     # Two epochs of two steps (global batch 16), with an EMA of the weights, no augmentation
     # randomness and no dropout: one process and two workers must end with the same weights.
-    config = TrainConfig("tiny_no_bn_test", 16, imagenet=False, head_epochs=2,
+    epochs = int(os.environ.get("LESIONLIB_TEST_EPOCHS", "2"))
+    config = TrainConfig("tiny_no_bn_test", 16, imagenet=False, head_epochs=epochs,
                          fine_tune_epochs=0, batch_size=16, augmentation="none", dropout=0.0,
                          ema_momentum=0.5, head_learning_rate=1e-2)
     train(config, images, labels, images[:8], labels[:8], run_dir, log=print, verbose=0,

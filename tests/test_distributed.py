@@ -140,6 +140,7 @@ def test_one_process_gathers_only_its_own_values():
 def _spawn(run_dir: Path, *cluster: str) -> subprocess.Popen:
     environment = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
     environment.pop("TF_CONFIG", None)
+    environment.pop("LESIONLIB_TEST_EPOCHS", None)
     return subprocess.Popen([sys.executable, str(WORKER), str(run_dir), *cluster],
                             cwd=REPO_ROOT, env=environment, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -172,7 +173,22 @@ def test_two_local_workers_end_with_the_weights_of_one_process(tmp_path):
     # Training moved the weights (the loss changed), and each worker saw a different half of
     # every batch: agreeing with one process means their gradients were combined.
     assert single_state["history"][0]["loss"] != single_state["history"][1]["loss"]
+    assert [entry["workers"] for entry in multi_state["history"]] == [2, 2]
+    assert [entry["workers"] for entry in single_state["history"]] == [1, 1]
     assert [entry["loss"] for entry in multi_state["history"]] == pytest.approx(
         [entry["loss"] for entry in single_state["history"]], rel=1e-4)
     assert sorted(path.name for path in (tmp_path / "multi").iterdir()) == [
         "best.keras", "last.keras", "state.json"]  # only the chief wrote the run folder
+
+
+def test_a_dead_peer_is_described_in_one_line():
+    import tensorflow as tf
+
+    error = tf.errors.UnavailableError(None, None, (
+        "Graph execution error:\n\nCollective ops is aborted by: Error reported from "
+        "/job:worker/task:1: The following tasks are unhealthy (stopped sending heartbeats):\n"
+        "/job:worker/replica:0/task:1\n [[{{node CollectiveReduceV2}}]]"))
+    assert isinstance(error, distributed.peer_failure_types())
+    text = distributed.describe_peer_failure(error)
+    assert text.startswith("the cluster stopped (UnavailableError: Collective ops is aborted")
+    assert "\n" not in text
