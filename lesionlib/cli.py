@@ -16,12 +16,13 @@ def _user_error_types() -> tuple[type[Exception], ...]:
     """Exceptions that describe the user's input, not a bug (imported only when needed)."""
     from lesionlib.architectures import ImageNetWeightsUnavailable
     from lesionlib.cards import CardError
+    from lesionlib.distributed import ClusterError
     from lesionlib.imaging import ImageLoadError
     from lesionlib.inference import ImageListError
     from lesionlib.predictions_csv import OutputFileError
 
     return (UsageError, CardError, ImageLoadError, ImageListError, OutputFileError,
-            ImageNetWeightsUnavailable)
+            ImageNetWeightsUnavailable, ClusterError)
 
 
 def _card(model_id: str, catalogue):
@@ -54,13 +55,21 @@ def _add_data_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _command_train(args) -> int:
-    from lesionlib import data
-    from lesionlib.training import TrainConfig, train
+    from lesionlib import data, distributed
+
+    cluster = distributed.resolve_cluster(args.workers, args.worker_index)
+    from lesionlib.training import TrainConfig, train  # TensorFlow: after the quick checks
 
     folder = data.resolve_data_dir(args.data)
     if folder is None:
         print("No HAM10000 folder found: pass --data or set LESIONLIB_DATA.", file=sys.stderr)
         return 2
+    prefix = f"[worker {cluster.index} of {cluster.size}] " if cluster and cluster.size > 1 else ""
+    if prefix:
+        print(f"{prefix}waiting for all {cluster.size} workers ({', '.join(cluster.workers)}); "
+              f"{'this is the chief' if cluster.is_chief else 'the chief writes --run-dir'}",
+              flush=True)
+    strategy = distributed.make_strategy(cluster)  # before any other TensorFlow work
     config = TrainConfig(architecture=args.arch, image_size=args.size,
                          imagenet=not args.no_imagenet, head_epochs=args.head_epochs,
                          fine_tune_epochs=args.fine_tune_epochs, batch_size=args.batch_size,
@@ -78,8 +87,17 @@ def _command_train(args) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    best = train(config, *splits["train"], *splits["val"], Path(args.run_dir),
-                 log=lambda message: print(message, flush=True), verbose=args.verbose)
+    try:
+        best = train(config, *splits["train"], *splits["val"], Path(args.run_dir),
+                     log=lambda message: print(prefix + message, flush=True),
+                     verbose=args.verbose, strategy=strategy)
+    except distributed.peer_failure_types() as error:
+        if not prefix:
+            raise
+        print(f"{prefix}error: {distributed.describe_peer_failure(error)} Start the same "
+              f"command on every machine again to resume from the last completed epoch in "
+              f"{args.run_dir}.", file=sys.stderr)
+        return 1
     print(f"Best model: {best}")
     return 0
 
@@ -748,6 +766,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--extra-train", nargs="*", choices=("isic2017",),
                        help="add these sets' train split (ISIC 2017: mel/sk/nv -> mel/bkl/nv)")
     train.add_argument("--verbose", type=int, default=1, help="Keras progress: 1 bar, 2 lines")
+    train.add_argument("--workers", metavar="HOST:PORT,...",
+                       help="train on several machines (MultiWorkerMirroredStrategy): every "
+                       "worker's address, chief first, the same list on every machine; "
+                       "--batch-size is the global batch. Default: $TF_CONFIG if set, else "
+                       "this process alone. See docs/distributed_training.md")
+    train.add_argument("--worker-index", type=int, metavar="INDEX",
+                       help="this machine's position in --workers (0: the chief, which writes "
+                       "--run-dir)")
     train.set_defaults(handler=_command_train)
 
     port = commands.add_parser("port-lite", help="Port EfficientNet-Lite ImageNet weights from "

@@ -30,6 +30,8 @@ import tensorflow as tf
 
 from lesionlib.architectures import build_classifier
 from lesionlib.classes import CLASS_NAMES
+from lesionlib.distributed import (ClusterError, gather_from_workers, prepare_model,
+                                   release_write_dir, shard_rows, worker_count, write_dir)
 from lesionlib.metrics import balanced_accuracy
 
 
@@ -155,21 +157,35 @@ def _random_erasing(images: tf.Tensor, seeds: tf.Tensor, probability: float = 0.
     return tf.where(box[..., None], fill, images)
 
 
-AUGMENTATIONS = {"basic": augment, "strong": augment_strong}
+def no_augmentation(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """No augmentation (tests, ablations): the uint8 batch as float32 in [0, 255]."""
+    del seed
+    return tf.cast(images, tf.float32)
+
+
+AUGMENTATIONS = {"basic": augment, "strong": augment_strong, "none": no_augmentation}
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, config: TrainConfig,
-                 epoch_seeds: list[int], weights: dict[int, float]) -> tf.data.Dataset:
+                 epoch_seeds: list[int], weights: dict[int, float],
+                 shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
     """Shuffled, augmented batches for consecutive epochs, one seed per epoch (so a resumed run
-    sees the same data order as an uninterrupted one)."""
+    sees the same data order as an uninterrupted one).
+
+    ``shard=(index, count)``: this worker's contiguous part of each global batch of
+    ``config.batch_size``, augmented with its own seed (one worker: the whole batch, unchanged).
+    """
     sample_weights = np.array([weights[int(label)] for label in labels], dtype="float32")
+    shard_index, shard_count = shard
 
     def generator():
         for epoch_seed in epoch_seeds:
             order = np.random.default_rng(config.seed + epoch_seed).permutation(len(labels))
             for step, start in enumerate(range(0, len(order), config.batch_size)):
                 batch = np.sort(order[start:start + config.batch_size])  # sorted: mmap reads
-                yield images[batch], labels[batch], sample_weights[batch], [epoch_seed, step]
+                batch = shard_rows(batch, shard_count, shard_index)
+                yield (images[batch], labels[batch], sample_weights[batch],
+                       [epoch_seed, step * shard_count + shard_index])
 
     size = config.image_size
     if config.augmentation not in AUGMENTATIONS:
@@ -239,7 +255,8 @@ def _start_ema_from_weights(model: keras.Model) -> None:
     if not getattr(optimizer, "use_ema", False):
         return
     if not optimizer.built:
-        optimizer.build(model.trainable_variables)
+        with model.distribute_strategy.scope():
+            optimizer.build(model.trainable_variables)
     for variable, average in zip(optimizer._trainable_variables,
                                  optimizer._model_variables_moving_average):
         average.assign(variable)
@@ -256,14 +273,15 @@ class _Checkpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         swapped = _swap_ema(self.model)  # score and keep the EMA weights
         try:
-            probabilities = self.model.predict(self.val_images, batch_size=64, verbose=0)
+            probabilities = _predict(self.model, self.val_images)
             score = balanced_accuracy(self.val_labels, probabilities.argmax(axis=1))
             melanoma = (self.val_labels == CLASS_NAMES.index("mel")).astype(int)
             auc = float(roc_auc_score(melanoma, probabilities[:, CLASS_NAMES.index("mel")]))
             history = self.state.setdefault("history", [])
             history.append({"phase": self.phase, "epoch": epoch + 1, "loss": float(logs["loss"]),
                             "val_balanced_accuracy": score, "val_melanoma_auc": auc,
-                            "ema": swapped, "time": time.time()})
+                            "ema": swapped, "time": time.time(),
+                            "workers": worker_count(self.model.distribute_strategy)})
             if score > self.state.get("best_val_balanced_accuracy", -1.0):
                 self.state["best_val_balanced_accuracy"] = score
                 self.state["best"] = {"phase": self.phase, "epoch": epoch + 1}
@@ -279,29 +297,86 @@ class _Checkpoint(keras.callbacks.Callback):
                  f"(best {self.state['best_val_balanced_accuracy']:.4f})")
 
 
+def _predict(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities of ``images``. On several workers each one scores the whole set by
+    itself (no collectives), so all of them reach the same best-epoch decision."""
+    if worker_count(model.distribute_strategy) == 1:
+        return model.predict(images, batch_size=batch_size, verbose=0)
+    forward = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+    return np.concatenate([
+        forward(tf.cast(images[start:start + batch_size], tf.float32)).numpy()
+        for start in range(0, len(images), batch_size)])
+
+
+def _check_batches(samples: int, batch_size: int, workers: int) -> None:
+    """Every worker needs at least one sample of every global batch."""
+    last = samples % batch_size
+    if batch_size < workers or 0 < last < workers:
+        raise ClusterError(
+            f"{workers} workers need at least {workers} samples in every batch: received "
+            f"batch size {batch_size} over {samples} samples (last batch {last or batch_size}). "
+            "Choose a batch size of at least the number of workers that leaves no smaller "
+            "last batch.")
+
+
+def _check_workers_agree(strategy, state: dict, run_dir: Path) -> None:
+    """Refuse to start when the workers would resume from different checkpoints."""
+    resume_point = [int((run_dir / "last.keras").exists())] + [
+        int(state.get(f"{phase}_epochs_done", 0)) for phase in ("head", "fine_tune", "scratch")]
+    seen = gather_from_workers(strategy, resume_point)
+    if any(row != seen[0] for row in seen):
+        raise ClusterError(
+            f"The workers see different checkpoints in {run_dir} (per worker: has last.keras, "
+            f"head/fine-tune/scratch epochs done = {seen}). Give every worker the same shared "
+            "run folder (or a copy of the chief's) before resuming.")
+
+
+def _training_dataset(strategy, train_images, train_labels, config: TrainConfig,
+                      epoch_seeds: list[int], weights: dict[int, float]):
+    """``make_dataset`` for one process; on several workers each builds its own shard."""
+    if worker_count(strategy) == 1:
+        return make_dataset(train_images, train_labels, config, epoch_seeds, weights=weights)
+    return strategy.distribute_datasets_from_function(
+        lambda context: make_dataset(
+            train_images, train_labels, config, epoch_seeds, weights=weights,
+            shard=(context.input_pipeline_id, context.num_input_pipelines)))
+
+
 def train(config: TrainConfig, train_images, train_labels, val_images, val_labels,
-          run_dir: Path, log=print, verbose: int = 2,
+          run_dir: Path, log=print, verbose: int = 2, strategy=None,
           initial_model: keras.Model | None = None) -> Path:
     """Train (or resume) a run in ``run_dir``; return the path of the best model (``best.keras``).
 
     Resume: a ``run_dir`` holding ``state.json`` and ``last.keras`` continues where it stopped.
-    ``initial_model`` (e.g. the live model, for retraining) replaces the freshly built one when
-    the run starts; it is trained in place.
+    ``strategy``: from ``lesionlib.distributed.make_strategy``; several workers each run this
+    with the same arguments and share ``config.batch_size`` (the global batch). Only the chief
+    writes ``run_dir``. None: this process alone.
+    ``initial_model`` (e.g. the live model, for retraining; one process only) replaces the
+    freshly built one when the run starts; it is trained in place.
     """
+    strategy = strategy or tf.distribute.get_strategy()
+    _check_batches(len(train_labels), config.batch_size, worker_count(strategy))
     run_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = write_dir(run_dir, strategy)
     keras.utils.set_random_seed(config.seed)
     state_path = run_dir / "state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     state["config"] = config.to_dict()
-    if (run_dir / "last.keras").exists():
-        model = keras.models.load_model(run_dir / "last.keras", safe_mode=True)
-        log(f"Resuming {run_dir} after {state.get('history', [])[-1:]}.")
-    elif initial_model is not None:
-        model = initial_model
-        log(f"Starting from {model.name} (fine-tuning an existing model).")
-    else:
-        model = build_classifier(config.architecture, config.image_size, config.imagenet,
-                                 config.dropout, colour_constancy=config.colour_constancy)
+    _check_workers_agree(strategy, state, run_dir)
+    if initial_model is not None and worker_count(strategy) > 1:
+        raise ClusterError("Retraining from an existing model runs in one process; received "
+                           f"{worker_count(strategy)} workers.")
+    with strategy.scope():
+        if (run_dir / "last.keras").exists():
+            model = keras.models.load_model(run_dir / "last.keras", safe_mode=True)
+            log(f"Resuming {run_dir} after {state.get('history', [])[-1:]}.")
+        elif initial_model is not None:
+            model = initial_model
+            log(f"Starting from {model.name} (fine-tuning an existing model).")
+        else:
+            model = build_classifier(config.architecture, config.image_size, config.imagenet,
+                                     config.dropout, colour_constancy=config.colour_constancy)
+    prepare_model(model, strategy)
     weights = class_weights(train_labels, config.class_weight_power)
     state["class_weights"] = weights
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
@@ -320,18 +395,20 @@ def train(config: TrainConfig, train_images, train_labels, val_images, val_label
             continue
         set_phase(model, phase, fine_tune_from)
         steps = int(np.ceil(len(train_labels) / config.batch_size))
-        model.compile(optimizer=_optimizer(config, phase, learning_rate, steps, epochs),
-                      loss=loss)
+        with strategy.scope():
+            model.compile(optimizer=_optimizer(config, phase, learning_rate, steps, epochs),
+                          loss=loss)
         model.optimizer.iterations.assign(steps * done)
         if done:
             _start_ema_from_weights(model)
-        checkpoint = _Checkpoint(run_dir, phase, val_images, val_labels, state, log)
+        checkpoint = _Checkpoint(output_dir, phase, val_images, val_labels, state, log)
         # One fit call per phase: Keras folds the EMA into the weights when fit returns.
-        dataset = make_dataset(train_images, train_labels, config,
-                               [epoch + 1000 * len(phase) for epoch in range(done, epochs)],
-                               weights=weights)
+        dataset = _training_dataset(
+            strategy, train_images, train_labels, config,
+            [epoch + 1000 * len(phase) for epoch in range(done, epochs)], weights)
         model.fit(dataset, epochs=epochs, initial_epoch=done, steps_per_epoch=steps,
                   callbacks=[checkpoint], verbose=verbose)
+    release_write_dir(output_dir, run_dir)
     return run_dir / "best.keras"
 
 
