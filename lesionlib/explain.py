@@ -1,8 +1,10 @@
 """Heatmaps of what drove a prediction: Grad-CAM, Grad-CAM++ and Faster-Score-CAM.
 
-Computing a map (``Explainer.compute_map``) is kept apart from drawing it (``overlay``). The
-explainers wrap tf-keras-vis, which works on a clone of the model (``clone=True``), so the cached,
-shared model is never modified. For an ensemble the members' maps are averaged.
+Computing a map (``Explainer.compute_map``) is kept apart from drawing it (``overlay``). A model
+with a compiled graph (``lesionlib.compiled``) is explained from one traced forward and backward
+pass, with tf-keras-vis's arithmetic; any other model through tf-keras-vis itself, which works on
+a clone of the model (``clone=True``). Either way the cached, shared model is never modified. For
+an ensemble the members' maps are averaged.
 
 References:
     Selvaraju et al., "Grad-CAM", ICCV 2017 (arXiv:1610.02391).
@@ -24,10 +26,12 @@ SCORECAM_MAX_N = 8
 
 
 class Explainer:
-    """Heatmaps for one single model; builds each tf-keras-vis object once, on first use."""
+    """Heatmaps for one single model: from its compiled pass when it has one (and
+    ``use_compiled``), else through tf-keras-vis (each object built once, on first use)."""
 
-    def __init__(self, single_model):
+    def __init__(self, single_model, use_compiled: bool = True):
         self.model = single_model
+        self.use_compiled = use_compiled
         self._visualizers: dict[str, object] = {}
         self._lock = threading.Lock()
 
@@ -57,18 +61,37 @@ class Explainer:
     def compute_map(self, image: np.ndarray, class_index: int, method: str = "Grad-CAM"
                     ) -> np.ndarray:
         """A ``(size, size)`` map in [0, 1] over the model's framed input, for ``class_index``."""
+        if method not in METHODS:
+            raise ValueError(f"Unknown heatmap method {method!r}; expected one of {METHODS}.")
+        framed = self.model.frame([image])
+        compiled = getattr(self.model, "compiled", None) if self.use_compiled else None
+        heatmap = (self._compiled_map(compiled, framed, class_index, method)
+                   if compiled is not None else self._tf_keras_vis_map(framed, class_index, method))
+        heatmap = np.nan_to_num(np.asarray(heatmap, dtype="float32"))
+        peak = heatmap.max()
+        return heatmap / peak if peak > 0 else heatmap
+
+    @staticmethod
+    def _compiled_map(compiled, framed: np.ndarray, class_index: int, method: str) -> np.ndarray:
+        from lesionlib import compiled as compiled_maps
+
+        inputs = compiled.cam_inputs(framed, class_index)
+        if method == "Grad-CAM":
+            return compiled_maps.gradcam_map(inputs, framed.shape)
+        if method == "Grad-CAM++":
+            return compiled_maps.gradcam_plus_plus_map(inputs, framed.shape)
+        return compiled_maps.scorecam_map(compiled, framed, inputs, class_index, SCORECAM_MAX_N)
+
+    def _tf_keras_vis_map(self, framed: np.ndarray, class_index: int, method: str) -> np.ndarray:
         from tf_keras_vis.utils.scores import CategoricalScore
 
-        framed = self.model.frame([image])
         arguments = {"penultimate_layer": self.model.card.cam_layer}
         if method == "Faster-Score-CAM":
             arguments["max_N"] = SCORECAM_MAX_N
         with self._lock:
             visualizer = self._visualizer(method)
             heatmap = visualizer(CategoricalScore([class_index]), framed, **arguments)
-        heatmap = np.nan_to_num(np.asarray(heatmap[0], dtype="float32"))
-        peak = heatmap.max()
-        return heatmap / peak if peak > 0 else heatmap
+        return heatmap[0]
 
 
 def ensemble_map(explainers: list[Explainer], image: np.ndarray, class_index: int,
