@@ -131,7 +131,9 @@ def fingerprint(model_id: str, cards: registry.Catalogue) -> str:
 
 @st.cache_resource(max_entries=8, show_spinner="Loading model...")
 def _classifier(model_id: str, folder: str, weights_fingerprint: str):
-    return registry.load_classifier(model_id, catalogue=registry.discover(folder))
+    # An ensemble's members come from this same cache: loaded and compiled once per process.
+    return registry.load_classifier(model_id, catalogue=registry.discover(folder),
+                                    load_member=lambda card: classifier(card.id))
 
 
 def classifier(model_id: str):
@@ -179,12 +181,15 @@ class CaseResult:
 def _predict(sha256: str, model_id: str, folder: str, weights_fingerprint: str,
              _image: np.ndarray) -> CaseResult:
     model = classifier(model_id)
-    probabilities, member_probabilities = model.predict_with_members([_image])
+    # One pass per member: probabilities, the gate's features and the heatmaps' inputs.
+    scores = model.score([_image], with_heatmaps=True)
+    probabilities, member_probabilities = scores.probabilities, scores.member_probabilities
     prediction = inference.to_predictions(model.card, probabilities)[0]
     members = tuple(inference.to_predictions(member.card, member_output)[0]
                     for member, member_output in zip(model.members, member_probabilities)) \
         if len(model.members) > 1 else ()
-    report = quality_checker(model_id).assess([_image], probabilities, member_probabilities)[0]
+    report = quality_checker(model_id).assess([_image], probabilities, member_probabilities,
+                                              scores.member_features)[0]
     return CaseResult(prediction, members, report)
 
 

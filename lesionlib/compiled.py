@@ -3,10 +3,11 @@
 Calling a Keras model eagerly re-dispatches every layer from Python on each call. A
 ``CompiledModel`` traces the model once into a ``tf.function`` (fixed input signature, any batch
 size) that returns the softmax probabilities and the pooled features the quality gate reads, so
-batch scoring and the gate share one forward pass. A second traced function adds the backward pass
-to the CAM layer for one class; Grad-CAM, Grad-CAM++ and Faster-Score-CAM are then computed from
-its outputs with the same arithmetic as tf-keras-vis 0.8.7 (``tests/test_compiled.py`` compares
-the maps), without cloning the model and without running eagerly.
+batch scoring and the gate share one forward pass. A second traced function, for one image, adds
+the backward pass to the CAM layer for every class; a case's prediction, gate and heatmaps then
+come from that one pass. Grad-CAM, Grad-CAM++ and Faster-Score-CAM are computed from its outputs
+with the same arithmetic as tf-keras-vis 0.8.7 (``tests/test_compiled.py`` compares the maps),
+without cloning the model and without running eagerly.
 
 The shared model is never modified: the pre-softmax scores (what tf-keras-vis's
 ``ReplaceToLinear`` exposes) are recomputed from the classifier layer's input and weights.
@@ -19,11 +20,15 @@ References:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
+import threading
 import numpy as np
 from scipy.ndimage import zoom
 
 FEATURE_LAYER = "avg_pool"
+MEMO_IMAGES = 8  # single-image passes kept per model (about 2 MB each)
 EPSILON = 1e-7  # keras.backend.epsilon(), as in tf-keras-vis's normalize
 
 
@@ -95,19 +100,25 @@ class CompiledModel:
             _, features, _, probabilities = graph(images, training=False)
             return probabilities, features
 
-        @tf.function(input_signature=[image_spec, tf.TensorSpec([], tf.int32)])
-        def forward_backward(images, class_index):
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
+        classes = int(head.units)
+
+        @tf.function(input_signature=[image_spec])
+        def analyse(images):
+            # The backward pass only spans the head (CAM layer -> scores), so the gradients of
+            # every class cost little beside the forward pass.
+            with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
                 tape.watch(images)
                 activations, features, head_input, probabilities = graph(images, training=False)
                 scores = tf.matmul(head_input, kernel)
                 if bias is not None:
                     scores = scores + bias
-                score = scores[:, class_index]
-            gradients = tape.gradient(score, activations)
-            return probabilities, features, activations, gradients, score
+                class_scores = [scores[:, index] for index in range(classes)]
+            gradients = tf.stack([tape.gradient(score, activations) for score in class_scores])
+            return probabilities, features, activations, gradients, scores
 
-        self._forward, self._forward_backward = forward, forward_backward
+        self._forward, self._analyse = forward, analyse
+        self._memo: collections.OrderedDict[str, tuple] = collections.OrderedDict()
+        self._memo_lock = threading.Lock()
 
     def predict(self, framed: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """Softmax probabilities (float32) and pooled features of framed images."""
@@ -116,19 +127,41 @@ class CompiledModel:
         return (np.concatenate([output[0].numpy() for output in outputs]),
                 np.concatenate([output[1].numpy() for output in outputs]))
 
-    def cam_inputs(self, framed_image: np.ndarray, class_index: int) -> CamInputs:
-        """One framed image's ``(1, size, size, 3)`` forward and backward pass for a class."""
-        probabilities, features, activations, gradients, score = self._forward_backward(
-            np.asarray(framed_image, "float32"), np.int32(class_index))
-        return CamInputs(probabilities.numpy()[0], features.numpy()[0], activations.numpy(),
-                         gradients.numpy(), float(score.numpy()[0]))
+    def analyse(self, framed_image: np.ndarray) -> tuple[np.ndarray, ...]:
+        """One framed image's ``(1, size, size, 3)`` pass: probabilities ``(1, classes)``,
+        features ``(1, features)``, CAM-layer activations ``(1, h, w, channels)``, the gradients
+        of every class's pre-softmax score ``(classes, 1, h, w, channels)`` and the scores
+        ``(1, classes)``. The last few images' results are kept, so a prediction followed by its
+        heatmaps (or a heatmap of another class) costs one pass."""
+        framed_image = np.ascontiguousarray(framed_image, "float32")
+        key = hashlib.sha1(framed_image.tobytes()).hexdigest()
+        with self._memo_lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return self._memo[key]
+        result = tuple(output.numpy() for output in self._analyse(framed_image))
+        with self._memo_lock:
+            self._memo[key] = result
+            while len(self._memo) > MEMO_IMAGES:
+                self._memo.popitem(last=False)
+        return result
 
-    def warm_up(self) -> None:
-        """Trace both functions now (on a blank image) instead of at the first real call."""
-        size = self._forward.input_signature[0].shape[1:]
-        blank = np.zeros((1, *size), "float32")
-        self.predict(blank)
-        self.cam_inputs(blank, 0)
+    def cam_inputs(self, framed_image: np.ndarray, class_index: int) -> CamInputs:
+        """What the CAM methods need of one framed image, for one class."""
+        probabilities, features, activations, gradients, scores = self.analyse(framed_image)
+        if not 0 <= class_index < len(gradients):
+            raise ValueError(f"class_index must be 0 to {len(gradients) - 1}; received "
+                             f"{class_index}.")
+        return CamInputs(probabilities[0], features[0], activations, gradients[class_index],
+                         float(scores[0, class_index]))
+
+    def warm_up(self, batch: bool = True) -> None:
+        """Trace the single-image pass (and the batch pass, if ``batch``) now, on a blank
+        image, instead of at the first real call."""
+        blank = np.zeros((1, *self._forward.input_signature[0].shape[1:]), "float32")
+        self._analyse(blank)
+        if batch:
+            self._forward(blank)
 
 
 # ----------------------------------------------------------------------------- CAM arithmetic

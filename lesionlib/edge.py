@@ -241,7 +241,8 @@ class EdgeModel:
         """The ``avg_pool`` features of the edge graph itself (for its quality gate)."""
         return self.run_framed(self.frame(images))[1]
 
-    def score(self, images: list[np.ndarray], framed: dict | None = None):
+    def score(self, images: list[np.ndarray], framed: dict | None = None,
+              with_heatmaps: bool = False):
         """Probabilities and gate features in one pass (``registry.SingleModel.score``)."""
         from lesionlib.registry import Scores
 

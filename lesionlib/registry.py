@@ -150,14 +150,27 @@ class SingleModel:
         probabilities = self.predict_proba(images)
         return probabilities, [probabilities]
 
-    def score(self, images: list[np.ndarray], framed: dict | None = None) -> Scores:
-        """Probabilities and gate features in one pass; ``framed`` maps input sizes to images
-        already framed at that size (filled in here, so an ensemble frames once per size)."""
+    def score(self, images: list[np.ndarray], framed: dict | None = None,
+              with_heatmaps: bool = False) -> Scores:
+        """Probabilities and gate features in one pass.
+
+        Args:
+            images: decoded RGB images.
+            framed: input size -> ``images`` framed at that size (filled in here, so an
+                ensemble frames once per size).
+            with_heatmaps: for one image, run the pass that also keeps every class's heatmap
+                inputs (``CompiledModel.analyse``), so its heatmaps need no second pass.
+        """
         framed = {} if framed is None else framed
         size = self.card.input_size
         if size not in framed:
             framed[size] = self.frame(images)
-        uncalibrated, features = self.predict_framed(framed[size])
+        compiled = self.compiled
+        if with_heatmaps and len(images) == 1 and compiled is not None:
+            probabilities, features = compiled.analyse(framed[size])[:2]
+            uncalibrated = probabilities.astype("float64")
+        else:
+            uncalibrated, features = self.predict_framed(framed[size])
         probabilities = apply_temperature(uncalibrated, self.card.temperature)
         return Scores(probabilities, [probabilities], [features])
 
@@ -184,10 +197,11 @@ class EnsembleModel:
         scores = self.score(images)
         return scores.probabilities, scores.member_probabilities
 
-    def score(self, images: list[np.ndarray], framed: dict | None = None) -> Scores:
+    def score(self, images: list[np.ndarray], framed: dict | None = None,
+              with_heatmaps: bool = False) -> Scores:
         """Each member's pass (images framed once per input size) and the combined output."""
         framed = {} if framed is None else framed
-        member_scores = [member.score(images, framed) for member in self.members]
+        member_scores = [member.score(images, framed, with_heatmaps) for member in self.members]
         member_probabilities = [scores.probabilities for scores in member_scores]
         combined = apply_temperature(np.mean(member_probabilities, axis=0), self.card.temperature)
         return Scores(combined, member_probabilities,
@@ -238,8 +252,12 @@ def _first_sentence(text: str, limit: int = 300) -> str:
 
 
 def load_classifier(model_id: str, weights_dir: str | Path | None = None,
-                    catalogue: Catalogue | None = None):
+                    catalogue: Catalogue | None = None, load_member=None):
     """Load a model (single or ensemble) by id.
+
+    ``load_member(card)`` loads an ensemble's member (default ``load_single``): a caller that
+    keeps loaded models (the dashboard's cache) passes its own, so a model used alone and inside
+    an ensemble is loaded, compiled and held in memory once.
 
     Raises:
         KeyError: unknown id.
@@ -256,7 +274,7 @@ def load_classifier(model_id: str, weights_dir: str | Path | None = None,
     members = []
     for member_id in card.members:
         try:
-            members.append(load_single(get_card(member_id, catalogue)))
+            members.append((load_member or load_single)(get_card(member_id, catalogue)))
         except (KeyError, CardError) as error:
             raise CardError(f"Ensemble {model_id!r} cannot load member {member_id!r}: "
                             f"{error}") from None

@@ -46,6 +46,25 @@ def test_compiled_probabilities_and_features_match_the_eager_model(tiny_ensemble
         np.testing.assert_allclose(features, eager_features, rtol=1e-5, atol=1e-6)
 
 
+def test_single_image_pass_gives_the_batch_outputs_and_is_reused(tiny_ensemble, monkeypatch):
+    image = _images(1)
+    batch = tiny_ensemble.score(image)
+    single = tiny_ensemble.score(image, with_heatmaps=True)
+    np.testing.assert_allclose(single.probabilities, batch.probabilities, atol=1e-6)
+    for features, batch_features in zip(single.member_features, batch.member_features):
+        np.testing.assert_allclose(features, batch_features, rtol=1e-5, atol=1e-6)
+    member = tiny_ensemble.members[0]
+    calls = []
+    traced = member.compiled._analyse
+    monkeypatch.setattr(member.compiled, "_analyse",
+                        lambda framed: calls.append(1) or traced(framed))
+    explain.Explainer(member).compute_map(image[0], 2)  # from the prediction's pass
+    explain.Explainer(member).compute_map(image[0], 5, "Grad-CAM++")
+    assert calls == []
+    with pytest.raises(ValueError, match="class_index must be 0 to 6; received 7"):
+        member.compiled.cam_inputs(member.frame(image), 7)
+
+
 def test_quality_reports_are_the_same_with_features_from_the_pass(tiny_weights_dir, tmp_path):
     import shutil
 
