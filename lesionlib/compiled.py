@@ -146,6 +146,11 @@ class CompiledModel:
                 self._memo.popitem(last=False)
         return result
 
+    def probabilities_of(self, framed: np.ndarray) -> np.ndarray:
+        """Softmax probabilities of a few framed images through the single-image function (it
+        takes any batch), so the heatmaps never trace the batch function."""
+        return self._analyse(np.asarray(framed, "float32"))[0].numpy()
+
     def cam_inputs(self, framed_image: np.ndarray, class_index: int) -> CamInputs:
         """What the CAM methods need of one framed image, for one class."""
         probabilities, features, activations, gradients, scores = self.analyse(framed_image)
@@ -220,7 +225,7 @@ def scorecam_map(compiled: CompiledModel, framed_image: np.ndarray, inputs: CamI
     high = upsampled.max(axis=(1, 2), keepdims=True)
     masks = (upsampled - low) / (high - low + EPSILON)  # (1, size, size, n)
     masked = framed_image[0][None] * np.transpose(masks[0], (2, 0, 1))[..., None]
-    probabilities, _ = compiled.predict(masked.astype("float32"))
+    probabilities = compiled.probabilities_of(masked)
     rescaled = np.exp(probabilities - probabilities.max(axis=1, keepdims=True))
     weights = (rescaled / rescaled.sum(axis=1, keepdims=True))[:, class_index]
     cam = np.maximum(np.tensordot(activations, weights.astype("float32"), axes=([-1], [0])), 0.0)

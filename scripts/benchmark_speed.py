@@ -191,8 +191,11 @@ def test_image_list(data_dir: Path, limit: int, folder: Path) -> Path:
     return path
 
 
-def measure(code: Path, rows: list[str], images: Path, cases: int, folder: Path) -> dict:
-    results = {}
+def measure(code: Path, rows: list[str], images: Path, cases: int, folder: Path,
+            partial: Path) -> dict:
+    """Run the rows; ``results`` is written to ``partial`` after each (a long run that is
+    stopped keeps what it measured)."""
+    results = _Results(partial)
     count = sum(1 for _ in open(images)) - 1
     if "predict" in rows:
         out = folder / f"predict_{time.time_ns()}.csv"
@@ -217,16 +220,60 @@ def measure(code: Path, rows: list[str], images: Path, cases: int, folder: Path)
                            "errors": app["errors"]}
         if app["compare_seconds"] is not None:
             results["compare"] = {"seconds": app["compare_seconds"]}
-    return results
+    return dict(results)
 
 
-def markdown(results: dict, code: Path, command: str) -> str:
+class _Results(dict):
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self.path.write_text(json.dumps(self, indent=1))
+
+
+def markdown(results: dict, code: Path, command: str, before: dict | None = None) -> str:
     lines = [f"# Speed ({MODEL_ID})", "",
              f"Measured by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
              f"code at `{code}`, {os.cpu_count()} CPU cores (load average "
              f"{os.getloadavg()[0]:.1f} at the end: absolute times are noisy on a shared machine; "
-             "compare the ratios to the raw reference of the same run).", "",
-             "| what | figure | raw reference, same run | ratio | peak RSS | target |",
+             "compare the ratios to the raw reference of the same run).", ""]
+    if before is not None:
+        lines += ["## After", ""]
+    lines += table(results)
+    if before is not None:
+        lines += ["", f"## Before (code at `{before.get('code', '?')}`, same harness)", ""]
+        lines += table(before)
+        lines += ["", "## Outputs unchanged", "", outputs_comparison(before, results)]
+    return "\n".join(lines) + "\n"
+
+
+def outputs_comparison(before: dict, after: dict) -> str:
+    """How far the two runs' predict CSVs (same images) differ."""
+    import pandas as pd
+
+    try:
+        old, new = (pd.read_csv(run["predict"]["csv"], dtype=str, keep_default_na=False)
+                    for run in (before, after))
+    except (KeyError, OSError) as error:
+        return f"Not compared ({type(error).__name__}: {error})."
+    from lesionlib.classes import CLASS_NAMES
+
+    old, new = old.set_index("file"), new.set_index("file")
+    shared = sorted(set(old.index) & set(new.index))  # runs may differ in --limit
+    old, new = old.loc[shared], new.loc[shared]
+    difference = (old[list(CLASS_NAMES)].astype(float)
+                  - new[list(CLASS_NAMES)].astype(float)).abs().to_numpy().max()
+    same = {column: int((old[column] == new[column]).sum())
+            for column in ("prediction", "melanoma_flag", "warning", "error")}
+    return (f"predict CSVs of both runs, {len(new)} images: largest absolute probability "
+            f"difference {difference:.1e}; identical " + ", ".join(
+                f"`{column}` {count}/{len(new)}" for column, count in same.items()) + ".")
+
+
+def table(results: dict) -> list[str]:
+    lines = ["| what | figure | raw reference, same run | ratio | peak RSS | target |",
              "| --- | --- | --- | --- | --- | --- |"]
     if "predict" in results:
         row = results["predict"]
@@ -258,7 +305,7 @@ def markdown(results: dict, code: Path, command: str) -> str:
         lines.append(f"| switching to Compare models (after the first page) | "
                      f"{results['compare']['seconds']:.1f} s | - | - | - | "
                      f"{TARGETS['compare']} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -273,11 +320,16 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--data", default=os.environ.get("LESIONLIB_DATA")
                         or str(REPO_ROOT.parent / "shared" / "data" / "ham10000"))
     parser.add_argument("--out", default=str(REPO_ROOT / "reports" / "speed.md"))
+    parser.add_argument("--before", help="a previous run's .json (e.g. of main, via --code) "
+                        "to show beside this one, with the difference of the predict CSVs")
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: render --out's .json (and --before) again")
     return parser.parse_args()
 
 
 def main() -> int:
     arguments = parse_arguments()
+    sys.path.insert(0, str(REPO_ROOT))
     rows = [row.strip() for row in arguments.rows.split(",") if row.strip()]
     unknown = sorted(set(rows) - set(ROWS))
     if unknown:
@@ -287,15 +339,21 @@ def main() -> int:
     if not (data_dir / "labels.csv").is_file():
         print(f"--data {data_dir}: no labels.csv; expected the HAM10000 folder.", file=sys.stderr)
         return 2
-    folder = Path(tempfile.mkdtemp(prefix="benchmark_speed_"))
-    images = test_image_list(data_dir, arguments.limit, folder)
     code = Path(arguments.code).resolve()
-    results = measure(code, rows, images, arguments.cases, folder)
+    out = Path(arguments.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if arguments.render:
+        results = json.loads(out.with_suffix(".json").read_text())
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="benchmark_speed_"))
+        images = test_image_list(data_dir, arguments.limit, folder)
+        results = measure(code, rows, images, arguments.cases, folder, out.with_suffix(".json"))
+    results["code"] = str(code)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    before = json.loads(Path(arguments.before).read_text()) if arguments.before else None
     command = "python scripts/benchmark_speed.py " + " ".join(sys.argv[1:])
-    text = markdown(results, code, command.strip())
-    Path(arguments.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(arguments.out).write_text(text)
-    (Path(arguments.out).with_suffix(".json")).write_text(json.dumps(results, indent=1))
+    text = markdown(results, code, command.strip(), before)
+    out.write_text(text)
     print(text)
     return 0
 
