@@ -1,7 +1,9 @@
 """Every cached resource of the dashboard, in one place (the only module using ``st.cache_*``).
 
 Models, explainers and quality checkers are loaded once per process with ``st.cache_resource``
-and shared by all sessions: they are never modified (explainers work on clones). Predictions and
+and shared by all sessions: they are never modified. A model is loaded (and its inference
+compiled, ``lesionlib.compiled``) once, whether used alone, inside an ensemble or to explain its
+edge export. Predictions and
 heatmaps are cached with ``st.cache_data`` keyed by the image's sha256, the model id and its
 weights fingerprint, the heatmap method and the class, so a second look at a case recomputes
 nothing. Arguments whose names start with ``_`` are left out of the cache key.
@@ -149,8 +151,15 @@ def classifier(model_id: str):
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _explainers(model_id: str, folder: str, weights_fingerprint: str) -> list[explain.Explainer]:
-    return [explain.Explainer(edge.explained_by(member, current_catalogue()))
-            for member in classifier(model_id).members]
+    return [explain.Explainer(_explained_model(member)) for member in classifier(model_id).members]
+
+
+def _explained_model(member):
+    """The model whose gradients explain ``member``: itself, or an edge model's parent, taken
+    from the shared model cache (loaded and compiled once)."""
+    if member.card.kind == edge.EDGE_KIND:
+        return classifier(member.card.edge["parent"]).members[0]
+    return edge.explained_by(member, current_catalogue())
 
 
 def explainers(model_id: str) -> list[explain.Explainer]:
