@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lesionlib import edge, evaluation, explain, imaging, inference, quality, registry, retrieval
+from lesionlib import dataset_cases, edge, evaluation, explain, imaging, inference, quality
+from lesionlib import registry, retrieval, subgroups
 from lesionlib import data as lesion_data
 from lesionlib.bounded_cache import ByteBoundedCache
 
@@ -312,6 +313,54 @@ def dataset_image_path(set_folder: str, file: str) -> Path | None:
         return None
     path = folder / file
     return path if path.is_file() else None
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _labels_table(folder: str) -> pd.DataFrame:
+    return pd.read_csv(Path(folder) / "labels.csv")
+
+
+def dataset_folders() -> dict[str, Path | None]:
+    """Each dataset Case review can open by id -> its folder here (``None`` when absent)."""
+    return {name: dataset_dir(name) for name in dataset_cases.DATASETS}
+
+
+def dataset_image(image_id: str) -> dataset_cases.DatasetImage:
+    """A dataset image by id, from the folders present; raises like
+    ``dataset_cases.find_image`` (``ValueError``, ``FileNotFoundError``, ``KeyError``)."""
+    folders = dataset_folders()
+    labels = {name: _labels_table(str(folder)) for name, folder in folders.items() if folder}
+    return dataset_cases.find_image(image_id, folders, labels)
+
+
+def subgroup_frame(model_id: str, set_name: str) -> pd.DataFrame | None:
+    """A model's labelled stored predictions on a set, with the set's metadata joined when the
+    stored file lacks it and the dataset is here (ISIC 2017's age and sex)."""
+    frame = stored_predictions(model_id, set_name)
+    if frame is None:
+        return None
+    folder = _set_folder(set_name)
+    return subgroups.with_metadata(frame[frame["label"] >= 0],
+                                   _labels_table(str(folder)) if folder else None)
+
+
+def _set_folder(set_name: str) -> Path | None:
+    dataset = evaluation.EVALUATION_SETS.get(set_name, (None,))[0]
+    return dataset_dir(dataset) if dataset else None
+
+
+@st.cache_data(max_entries=64, show_spinner="Bootstrapping confidence intervals...")
+def _subgroup_table(model_id: str, set_name: str, column: str, threshold: float, folder: str,
+                    weights_fingerprint: str, data_folder: str | None) -> pd.DataFrame:
+    return subgroups.subgroup_table(subgroup_frame(model_id, set_name), column, threshold)
+
+
+def subgroup_table(model_id: str, set_name: str, column: str, threshold: float) -> pd.DataFrame:
+    """Cached ``subgroups.subgroup_table`` (1,000 seeded resamples) of a model on a set."""
+    data_folder = _set_folder(set_name)
+    return _subgroup_table(model_id, set_name, column, float(threshold), weights_dir(),
+                           fingerprint(model_id, current_catalogue()),
+                           str(data_folder) if data_folder else None)
 
 
 # ----------------------------------------------------------------------------- feedback

@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+import app_faithfulness
 import app_resources
 from lesionlib import explain, imaging, views
 from lesionlib.cards import CardError
@@ -200,13 +201,21 @@ def sample_options() -> pd.DataFrame:
     return labels[labels["file"].map(lambda file: (app_resources.SAMPLE_DIR / file).is_file())]
 
 
-def case_picker(key: str = "case") -> app_resources.CaseImage | None:
-    """Pick a bundled sample or upload a JPEG/PNG; returns the decoded case or ``None``.
+CASE_SOURCES = ("Sample image", "Dataset image", "Upload")
 
-    An over-limit or unreadable upload shows why in an error box and returns ``None``, so the
-    page stops and no earlier result stays on screen.
+
+def case_picker(key: str = "case") -> app_resources.CaseImage | None:
+    """Pick a bundled sample, a dataset image by id, or upload a JPEG/PNG; returns the decoded
+    case or ``None``.
+
+    An over-limit or unreadable upload, or an unknown id, shows why in a message and returns
+    ``None``, so the page stops and no earlier result stays on screen.
     """
-    source = st.radio("Image", ["Sample image", "Upload"], horizontal=True, key=f"{key}_source")
+    source = st.radio("Image", CASE_SOURCES, horizontal=True, key=f"{key}_source")
+    if source == "Dataset image":
+        return case_from_dataset_id(st.text_input(
+            "Image id (HAM10000, ISIC 2017 or PH2)", key=f"{key}_dataset_id",
+            placeholder="ISIC_0024306", max_chars=40))
     if source == "Upload":
         upload = st.file_uploader(f"Dermoscopic image (JPEG or PNG, up to {UPLOAD_LIMIT_MB} MB)",
                                   type=list(UPLOAD_TYPES), key=f"{key}_upload")
@@ -227,8 +236,40 @@ def case_picker(key: str = "case") -> app_resources.CaseImage | None:
         return None
 
 
+def open_linked_case(key: str) -> None:
+    """A link such as ``?case=ISIC_0024306&model=<id>`` (from the error browser) opens that
+    dataset image, once: afterwards the reviewer's own choices stand. Call before the pickers."""
+    linked = st.query_params.get("case")
+    if not linked or st.session_state.get(f"{key}_linked") == linked:
+        return
+    st.session_state[f"{key}_linked"] = linked
+    st.session_state[f"{key}_source"] = "Dataset image"
+    st.session_state[f"{key}_dataset_id"] = linked
+    model_id = st.query_params.get("model")
+    if model_id in app_resources.current_catalogue().cards:
+        st.session_state["model_id"] = model_id
+        st.session_state[f"{key}_model"] = model_id
+
+
+def case_from_dataset_id(text: str) -> app_resources.CaseImage | None:
+    """The dataset image with this id, or ``None`` after saying why it cannot be opened."""
+    if not text.strip():
+        st.info("Type the id of a dataset image (e.g. ISIC_0024306 from HAM10000, "
+                "ISIC_0000000 from ISIC 2017, IMD003 from PH2), then press Enter.")
+        return None
+    try:
+        found = app_resources.dataset_image(text)
+        return app_resources.case_from_file(found.path, "dataset", case_id=found.image_id)
+    except (ValueError, KeyError, FileNotFoundError, imaging.ImageLoadError) as error:
+        st.error(error_message(error))
+        return None
+
+
 def case_from_upload(name: str, data: bytes) -> app_resources.CaseImage | None:
-    """Turn uploaded bytes into a case, or show why they cannot be used and return ``None``."""
+    """Turn uploaded bytes into a case, or show why they cannot be used and return ``None``.
+
+    The case keeps the uploaded file's (made-safe) name as its reference.
+    """
     shown = plain(imaging.safe_file_name(name))
     if len(data) > UPLOAD_LIMIT_MB * 1_000_000:
         st.error(f"This file cannot be reviewed: {shown} is {len(data) / 1e6:.1f} MB; the "
@@ -236,14 +277,21 @@ def case_from_upload(name: str, data: bytes) -> app_resources.CaseImage | None:
                  "the image again (a dermoscopic JPEG is usually under 5 MB).")
         return None
     try:
-        return app_resources.case_from_bytes(name, data, "upload")
+        return app_resources.case_from_bytes(name, data, "upload",
+                                             case_id=imaging.safe_file_name(name))
     except imaging.ImageLoadError as error:
         st.error(f"This file cannot be reviewed. {error_message(error)}")
         return None
 
 
 def sample_metadata(case: app_resources.CaseImage) -> dict:
-    """Metadata of a bundled sample (age, sex, site, reference diagnosis), else empty."""
+    """Metadata of a bundled sample or dataset image (age, sex, site, reference diagnosis),
+    else empty."""
+    if case.source == "dataset":
+        try:
+            return app_resources.dataset_image(case.case_id).metadata
+        except (ValueError, KeyError, FileNotFoundError):
+            return {}
     if case.source != "sample":
         return {}
     labels = app_resources.sample_labels()
@@ -405,7 +453,9 @@ def show_heatmap(case, model_id: str, method: str, class_name: str, opacity: flo
     blended = explain.overlay(case.image, heatmap, opacity)
     caption = (f"{method} for {class_label(class_name)} ({model_id}), from "
                f"{heatmap_layers(model_id)}")
-    card = app_resources.current_catalogue().cards.get(model_id)
+    cards = app_resources.current_catalogue().cards
+    app_faithfulness.heatmap_warnings(heatmap, model_id, method, cards)  # before it is read
+    card = cards.get(model_id)
     if card is not None and card.kind == "edge":
         caption = (f"{method} for {class_label(class_name)}, computed with the parent model "
                    f"{card.edge['parent']} (the edge model {model_id} has no gradients)")
@@ -431,29 +481,47 @@ def run_model(case, model_id: str):
         return None
 
 
+def error_table_key(model_id: str, set_name: str, true_classes, predicted_classes,
+                    sort_by: str) -> str:
+    """The error browser table's widget key: one per model, set, filters and order."""
+    parts = [model_id, set_name, "+".join(true_classes), "+".join(predicted_classes), sort_by]
+    return "audit_errors_" + "_".join(parts)
+
+
 # ----------------------------------------------------------------------------- feedback
 
 CASE_DETAIL_FIELDS = ("age", "sex", "body_site")
 
 
+VERDICTS = ("Agree", "Disagree")
+
+
 def feedback_form(case_id: str, prediction, source: str, key: str,
-                  image_sha256: str | None = None, image_png=None, context: str = "") -> None:
+                  image_sha256: str | None = None, image_png=None, context: str = "",
+                  default_verdict: str | None = "Agree") -> None:
     """Agree/disagree, corrected diagnosis and note, saved to the feedback store.
 
     ``image_png`` is a callable returning the EXIF-stripped image (called only on save), or
-    ``None``. On a store error the message is shown and the form keeps what was typed.
+    ``None``. ``default_verdict=None`` leaves the verdict unchosen (for a known error, where
+    "Agree" would be a one-click mistake). Saving again on the same case revises the
+    reviewer's earlier review. On a store error the message is shown and the form keeps what
+    was typed.
     """
     with st.form(key=f"{key}_form", clear_on_submit=False):
-        st.markdown(f"**Your review** of `{case_id}` — model says **{prediction.top_class}**")
-        verdict = st.radio("Do you agree with the top diagnosis?", ["Agree", "Disagree"],
-                           horizontal=True, key=f"{key}_verdict")
+        st.markdown(f"**Your review** of `{case_id}` — model says "
+                    f"**{prediction.top_class}**")
+        verdict = st.radio("Do you agree with the top diagnosis?", VERDICTS, horizontal=True,
+                           key=f"{key}_verdict", index=None if default_verdict is None
+                           else VERDICTS.index(default_verdict))
         corrected = st.selectbox("Corrected diagnosis (if you disagree)",
                                  ["(none)", *CLASS_NAMES], key=f"{key}_corrected",
                                  format_func=lambda name: name if name == "(none)"
                                  else class_label(name))
         note = st.text_area("Note", key=f"{key}_note", placeholder="What did you see?")
         submitted = st.form_submit_button("Save feedback", type="primary")
-    if submitted:
+    if submitted and verdict is None:
+        st.warning("Choose Agree or Disagree, then save again.")
+    elif submitted:
         save_feedback(case_id, prediction, source, verdict == "Agree",
                       None if corrected == "(none)" else corrected,
                       "\n".join(part for part in (note.strip(), context) if part),
@@ -474,10 +542,15 @@ def save_feedback(case_id, prediction, source, agree, corrected, note, image_sha
             agree=agree, corrected_class=None if agree else corrected, note=note,
             reviewer=reviewer_name(), image_sha256=image_sha256,
             image_png=image_png() if callable(image_png) else image_png)
-        record_id = app_resources.feedback_store().add(record)
+        saved = app_resources.feedback_store().save(record)
     except (FeedbackStoreError, ValueError, TypeError) as error:
         st.error(f"Feedback was NOT saved: {store_error_message(error)} Your entries are "
                  "still in the form; try again, or copy your note.")
         return None
-    st.success(f"Feedback saved (record {record_id}) for `{case_id}`.")
-    return record_id
+    if saved.superseded:
+        st.success(f"Feedback saved (record {saved.record_id}) for `{case_id}`: it "
+                   f"updates your earlier review (now revision {saved.revision}; the earlier "
+                   "one is kept in the history, marked superseded).")
+    else:
+        st.success(f"Feedback saved (record {saved.record_id}) for `{case_id}`.")
+    return saved.record_id

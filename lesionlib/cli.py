@@ -323,6 +323,8 @@ def _command_fit_gate(args) -> int:
     its stored validation predictions; an ensemble's gate combines its members' gates."""
     import dataclasses
 
+    import numpy as np
+
     from lesionlib import data, evaluation, registry, selective
     from lesionlib.integrity import seal
     from lesionlib.quality import (GATE_FILE, extract_features, feature_extractor,
@@ -360,8 +362,9 @@ def _command_fit_gate(args) -> int:
                                  [val_features(member) for member in member_cards], val_images)
     else:
         extractor = feature_extractor(registry.load_single(card).keras_model)
-        train_features = extract_features(extractor, data.cached_images(
-            train, card.input_size, "gate_train_balanced"))
+        train_features = np.concatenate([extract_features(extractor, data.cached_images(
+            frame, card.input_size, tag)) for frame, tag in [(train, "gate_train_balanced"),
+                                                             *_extra_gate_samples(card, args)]])
         gate = fit_gate(train_features, val_features(card), val_images)
     entropy, disagreement, correct = selective.stored_scores(stored[0], stored[1:] or None)
     thresholds = selective.select_thresholds(entropy, disagreement, correct,
@@ -398,6 +401,26 @@ def _gate_samples(folder: Path, per_class: int):
     # Class-balanced sample: rare classes (vasc, df) shape the feature subspace as much as nv.
     return train.groupby("label", group_keys=False).apply(
         lambda group: group.sample(min(len(group), per_class), random_state=0)), val
+
+
+def _extra_gate_samples(card, args) -> list:
+    """Class-balanced samples of the other training sets the model learned from (its recipe's
+    ``extra_training_sets``, e.g. ISIC 2017 train), so that its gate knows their images too."""
+    from lesionlib import data
+
+    recipe = card.training.get("recipe") if isinstance(card.training.get("recipe"), dict) else {}
+    samples = []
+    for name in recipe.get("extra_training_sets") or ():
+        beside = _data_folder(args.data).parent / name  # next to the HAM10000 folder in use
+        folder = beside if (beside / "labels.csv").is_file() else data.resolve_data_dir(name=name)
+        if folder is None:
+            raise UsageError(f"{card.id!r} was also trained on {name!r}, whose folder was not "
+                             f"found beside {_data_folder(args.data)}; its gate needs it.")
+        frame = data.select_split(data.load_labels(folder), "train")
+        frame = frame[frame["label"] >= 0]
+        balanced = frame.sample(frac=1.0, random_state=0).groupby("label").head(args.per_class)
+        samples.append((balanced.sort_index(), f"gate_{name}_balanced"))
+    return samples
 
 
 def _evaluate_edge(card, catalogue, command: str, latency_runs: int = 50):

@@ -61,15 +61,28 @@ class Explainer:
     def compute_map(self, image: np.ndarray, class_index: int, method: str = "Grad-CAM"
                     ) -> np.ndarray:
         """A ``(size, size)`` map in [0, 1] over the model's framed input, for ``class_index``."""
+        return self.compute_maps([image], [class_index], method)[0]
+
+    def compute_maps(self, images: list[np.ndarray], class_indices: list[int],
+                     method: str = "Grad-CAM", batch_size: int = 16) -> np.ndarray:
+        """``(n, size, size)`` maps, each in [0, 1], one per image and its own class; computed
+        ``batch_size`` images at a time (for reports over a whole dataset)."""
         if method not in METHODS:
             raise ValueError(f"Unknown heatmap method {method!r}; expected one of {METHODS}.")
-        framed = self.model.frame([image])
+        if len(images) != len(class_indices):
+            raise ValueError(f"Received {len(images)} images but {len(class_indices)} class "
+                             "indices; expected one class per image.")
         compiled = getattr(self.model, "compiled", None) if self.use_compiled else None
-        heatmap = (self._compiled_map(compiled, framed, class_index, method)
-                   if compiled is not None else self._tf_keras_vis_map(framed, class_index, method))
-        heatmap = np.nan_to_num(np.asarray(heatmap, dtype="float32"))
-        peak = heatmap.max()
-        return heatmap / peak if peak > 0 else heatmap
+        if compiled is not None:  # one traced pass per image (memoised: all classes at once)
+            maps = [self._compiled_map(compiled, self.model.frame([image]), int(index), method)
+                    for image, index in zip(images, class_indices)]
+        else:
+            maps = [self._tf_keras_vis_maps(images[start:start + batch_size],
+                                            class_indices[start:start + batch_size], method)
+                    for start in range(0, len(images), batch_size)]
+            maps = list(np.concatenate(maps))
+        return np.stack([_scale_to_peak(np.nan_to_num(np.asarray(heatmap, dtype="float32")))
+                         for heatmap in maps])
 
     @staticmethod
     def _compiled_map(compiled, framed: np.ndarray, class_index: int, method: str) -> np.ndarray:
@@ -82,26 +95,39 @@ class Explainer:
             return compiled_maps.gradcam_plus_plus_map(inputs, framed.shape)
         return compiled_maps.scorecam_map(compiled, framed, inputs, class_index, SCORECAM_MAX_N)
 
-    def _tf_keras_vis_map(self, framed: np.ndarray, class_index: int, method: str) -> np.ndarray:
+    def _tf_keras_vis_maps(self, images, class_indices, method: str) -> np.ndarray:
         from tf_keras_vis.utils.scores import CategoricalScore
 
+        framed = self.model.frame(list(images))
         arguments = {"penultimate_layer": self.model.card.cam_layer}
         if method == "Faster-Score-CAM":
             arguments["max_N"] = SCORECAM_MAX_N
+        score = CategoricalScore([int(index) for index in class_indices])
         with self._lock:
-            visualizer = self._visualizer(method)
-            heatmap = visualizer(CategoricalScore([class_index]), framed, **arguments)
-        return heatmap[0]
+            heatmaps = self._visualizer(method)(score, framed, **arguments)
+        return np.asarray(heatmaps, dtype="float32").reshape(len(framed), *framed.shape[1:3])
+
+
+def _scale_to_peak(heatmap: np.ndarray) -> np.ndarray:
+    peak = heatmap.max()
+    return heatmap / peak if peak > 0 else heatmap
 
 
 def ensemble_map(explainers: list[Explainer], image: np.ndarray, class_index: int,
                  method: str = "Grad-CAM", size: int = 224) -> np.ndarray:
     """Mean of the members' maps, each resized to ``size x size``, rescaled to [0, 1]."""
-    maps = [cv2.resize(explainer.compute_map(image, class_index, method), (size, size))
-            for explainer in explainers]
-    mean = np.mean(maps, axis=0)
-    peak = mean.max()
-    return mean / peak if peak > 0 else mean
+    return ensemble_maps(explainers, [image], [class_index], method, size)[0]
+
+
+def ensemble_maps(explainers: list[Explainer], images: list[np.ndarray],
+                  class_indices: list[int], method: str = "Grad-CAM", size: int = 224
+                  ) -> np.ndarray:
+    """``ensemble_map`` for a batch of images: ``(n, size, size)``."""
+    member_maps = [[cv2.resize(heatmap, (size, size)) for heatmap in
+                    explainer.compute_maps(images, class_indices, method)]
+                   for explainer in explainers]
+    mean = np.mean(np.asarray(member_maps, dtype="float32"), axis=0)
+    return np.stack([_scale_to_peak(heatmap) for heatmap in mean])
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.45) -> np.ndarray:

@@ -5,7 +5,13 @@ e.g. through ``st.cache_resource``). SQLite is the default and runs in WAL mode 
 timeout, so several threads and processes can write to one file; several app servers share a
 PostgreSQL database through a ``postgresql+psycopg://`` URL.
 
-The store is append-only: records and audit events are added and read, never changed or deleted.
+Nothing is ever deleted or rewritten. A reviewer who saves feedback again on the same case (same
+``case_id``, reviewer, model and image) revises their review: the new record gets the next
+``revision`` number and the earlier one is marked ``superseded_by`` the new record's id, so
+``records()`` shows one current review per case while ``history()`` keeps every revision. Older
+databases gain the two columns when a store opens them (``ALTER TABLE ... ADD COLUMN``; rows
+already there become revision 1, current).
+
 A failed write raises ``FeedbackStoreError`` and never loses a record silently: the caller still
 holds the record and can offer to save it again.
 """
@@ -41,7 +47,7 @@ RETRY_DELAYS_S = (0.1, 0.5)  # after the busy timeout itself: three attempts in 
 
 RECORD_COLUMNS = ("id", "created_at", "case_id", "source", "model_id", "model_version",
                   "predicted_class", "agree", "corrected_class", "note", "reviewer",
-                  "image_sha256", "has_image")
+                  "image_sha256", "has_image", "revision", "superseded_by")
 _TEXT_COLUMNS = ("case_id", "source", "model_id", "model_version", "predicted_class",
                  "corrected_class", "note", "reviewer", "image_sha256")
 AUDIT_COLUMNS = ("id", "created_at", "event", "user", "detail")
@@ -62,7 +68,15 @@ _feedback = sa.Table(
     sa.Column("reviewer", sa.String(255), nullable=False, index=True),
     sa.Column("image_sha256", sa.String(64), nullable=True),
     sa.Column("image_png", sa.LargeBinary, nullable=True),
+    # revisions (added in schema 2; see _migrate): 1, 2, ... per review, and the record that
+    # replaced this one (NULL while it is the reviewer's current review of the case)
+    sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("superseded_by", sa.Integer, nullable=True, index=True),
 )
+_MIGRATIONS = {  # column -> DDL adding it to a feedback table created before it existed
+    "revision": "ALTER TABLE feedback ADD COLUMN revision INTEGER NOT NULL DEFAULT 1",
+    "superseded_by": "ALTER TABLE feedback ADD COLUMN superseded_by INTEGER",
+}
 _audit = sa.Table(
     "audit_log", _schema,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -108,6 +122,16 @@ class FeedbackRecord:
     created_at: datetime | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class SavedFeedback:
+    """What ``FeedbackStore.save`` wrote: the new record's id, its revision number (1 for a
+    first review) and the ids of the records it superseded."""
+
+    record_id: int
+    revision: int
+    superseded: tuple[int, ...] = ()
+
+
 class FeedbackStoreError(RuntimeError):
     """The feedback database could not be opened, read or written; the message says where and why.
 
@@ -122,7 +146,7 @@ class FeedbackStoreError(RuntimeError):
 
 
 class FeedbackStore:
-    """Append-only store of reviewer feedback and of the audit log.
+    """Store of reviewer feedback (revised reviews kept as revisions) and of the audit log.
 
     Args:
         url: SQLAlchemy database URL, e.g. ``"sqlite:////srv/lesion/feedback.db"`` or
@@ -151,8 +175,7 @@ class FeedbackStore:
         # SQLite has one writer at a time anyway: queue this process's threads here rather than
         # in SQLite's busy handler.
         self._write_lock = threading.Lock() if self._is_sqlite else contextlib.nullcontext()
-        self._write(lambda connection: _schema.create_all(connection),
-                    "open the database and create its tables")
+        self._write(_create_and_migrate, "open the database and create its tables")
 
     def __repr__(self) -> str:
         return f"FeedbackStore({self.location!r})"
@@ -162,7 +185,14 @@ class FeedbackStore:
         self._engine.dispose()
 
     def add(self, record: FeedbackRecord) -> int:
-        """Save one feedback record and return its id.
+        """Save one feedback record and return its id (see ``save``, which says more)."""
+        return self.save(record).record_id
+
+    def save(self, record: FeedbackRecord) -> SavedFeedback:
+        """Save one feedback record; a second review of the same case revises the first.
+
+        The reviewer's current record on the same ``case_id``, ``model_id`` and
+        ``image_sha256`` (if any) is marked superseded by the new one, in the same transaction.
 
         Raises:
             ValueError: a field of ``record`` is missing, of the wrong type, or ``image_png`` is
@@ -177,19 +207,42 @@ class FeedbackStore:
         row["created_at"] = _utc_naive(record.created_at or datetime.now(timezone.utc))
         row["agree"] = bool(record.agree)
 
-        def insert(connection):
+        def insert(connection) -> SavedFeedback:
+            same_review = _same_review(record)
+            earlier = connection.execute(
+                sa.select(_feedback.c.id, _feedback.c.revision)
+                .where(*same_review, _feedback.c.superseded_by.is_(None))).all()
+            row["revision"] = 1 + max((revision for _, revision in earlier), default=0)
             result = connection.execute(_feedback.insert().values(**row))
-            return int(result.inserted_primary_key[0])
+            record_id = int(result.inserted_primary_key[0])
+            if earlier:
+                connection.execute(_feedback.update().where(
+                    _feedback.c.id.in_([earlier_id for earlier_id, _ in earlier]))
+                    .values(superseded_by=record_id))
+            return SavedFeedback(record_id, row["revision"],
+                                 tuple(earlier_id for earlier_id, _ in earlier))
 
         return self._write(insert, f"save the feedback on case {record.case_id!r}", record)
 
+    def history(self, case_id: str, reviewer: str, model_id: str | None = None) -> pd.DataFrame:
+        """Every revision of a reviewer's feedback on a case, oldest first (``RECORD_COLUMNS``).
+
+        Raises:
+            FeedbackStoreError: the database cannot be read.
+        """
+        conditions = [_feedback.c.case_id == case_id, _feedback.c.reviewer == reviewer]
+        if model_id is not None:
+            conditions.append(_feedback.c.model_id == model_id)
+        return self._frame(sa.and_(*conditions), "read the history of a review")
+
     def records(self, reviewer: str | None = None, model_id: str | None = None,
                 agree: bool | None = None, source: str | None = None,
-                since: datetime | None = None) -> pd.DataFrame:
+                since: datetime | None = None, include_superseded: bool = False) -> pd.DataFrame:
         """Feedback records, oldest first, as a DataFrame with the ``RECORD_COLUMNS``.
 
-        The image bytes are left out; ``has_image`` says whether ``image(id)`` returns one.
-        ``created_at`` is timezone-aware UTC.
+        Only current reviews, unless ``include_superseded``: a revised review appears once, as
+        its latest revision. The image bytes are left out; ``has_image`` says whether
+        ``image(id)`` returns one. ``created_at`` is timezone-aware UTC.
 
         Args:
             reviewer: only this reviewer's records.
@@ -197,19 +250,26 @@ class FeedbackStore:
             agree: only agreeing (``True``) or disagreeing (``False``) records.
             source: only records from this page, one of ``SOURCES``.
             since: only records created at or after this time (naive means UTC).
+            include_superseded: also the earlier revisions of revised reviews.
 
         Raises:
             ValueError: ``source`` is unknown or ``since`` is not a datetime.
             FeedbackStoreError: the database cannot be read.
         """
+        conditions = _filters(reviewer, model_id, agree, source, since)
+        if not include_superseded:
+            conditions.append(_feedback.c.superseded_by.is_(None))
+        return self._frame(sa.and_(sa.true(), *conditions), "read the feedback records")
+
+    def _frame(self, condition, what: str) -> pd.DataFrame:
         query = sa.select(*[column for column in _feedback.c if column.name != "image_png"],
                           _feedback.c.image_png.is_not(None).label("has_image"))
-        query = query.where(*_filters(reviewer, model_id, agree, source, since)).order_by(
-            _feedback.c.id)
-        rows = self._read(query, "read the feedback records")
+        rows = self._read(query.where(condition).order_by(_feedback.c.id), what)
         frame = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
-        return frame.astype({"id": "int64", "agree": "bool", "has_image": "bool"})
+        frame["superseded_by"] = frame["superseded_by"].astype("Int64")
+        return frame.astype({"id": "int64", "agree": "bool", "has_image": "bool",
+                             "revision": "int64"})
 
     def image(self, record_id: int) -> bytes | None:
         """The metadata-free PNG stored with a record, or ``None`` if it has no image.
@@ -229,14 +289,14 @@ class FeedbackStore:
 
     def export_csv(self, reviewer: str | None = None, model_id: str | None = None,
                    agree: bool | None = None, source: str | None = None,
-                   since: datetime | None = None) -> bytes:
+                   since: datetime | None = None, include_superseded: bool = False) -> bytes:
         """The filtered records (see ``records``) as UTF-8 CSV, safe to open in a spreadsheet.
 
         Text cells that a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``,
         ``@``, tab or carriage return) are prefixed with ``'``.
         """
         frame = self.records(reviewer=reviewer, model_id=model_id, agree=agree, source=source,
-                             since=since)
+                             since=since, include_superseded=include_superseded)
         frame["created_at"] = frame["created_at"].map(lambda value: value.isoformat())
         for column in _TEXT_COLUMNS:
             frame[column] = frame[column].map(_defuse_formula)
@@ -306,6 +366,26 @@ class FeedbackStore:
         return FeedbackStoreError(message, record)
 
 
+def _create_and_migrate(connection) -> None:
+    """Create missing tables, and add the columns a feedback table from an older version lacks."""
+    _schema.create_all(connection)
+    present = {column["name"] for column in sa.inspect(connection).get_columns("feedback")}
+    for column, statement in _MIGRATIONS.items():
+        if column not in present:
+            connection.execute(sa.text(statement))
+    if "superseded_by" not in present:
+        sa.Index("ix_feedback_superseded_by", _feedback.c.superseded_by).create(
+            connection, checkfirst=True)
+
+
+def _same_review(record: FeedbackRecord) -> list:
+    """Conditions matching a reviewer's records on the same case, model and image."""
+    sha = record.image_sha256
+    return [_feedback.c.case_id == record.case_id, _feedback.c.reviewer == record.reviewer,
+            _feedback.c.model_id == record.model_id,
+            _feedback.c.image_sha256.is_(None) if sha is None else _feedback.c.image_sha256 == sha]
+
+
 def _create_engine(url: sa.engine.URL, timeout_s: float) -> sa.engine.Engine:
     if url.get_backend_name() != "sqlite":
         connect_args = ({"connect_timeout": max(1, round(timeout_s))}
@@ -340,10 +420,11 @@ def _describe_location(url: sa.engine.URL) -> str:
 
 def _is_transient(error: Exception) -> bool:
     text = str(getattr(error, "orig", error)).lower()
-    # the last two: several app servers creating the tables at the same moment (PostgreSQL)
+    # the last three: several app servers creating or migrating the tables at the same moment
     return any(marker in text for marker in ("database is locked", "database is busy",
                                              "deadlock detected", "could not serialize",
-                                             "already exists", "duplicate key value"))
+                                             "already exists", "duplicate key value",
+                                             "duplicate column name"))
 
 
 def _explain(error: Exception) -> str:

@@ -15,7 +15,7 @@ from sklearn import metrics as sk_metrics
 
 from lesionlib.classes import CLASS_LONG_NAMES, CLASS_NAMES, MELANOMA_INDEX
 from lesionlib.evaluation import SUBGROUP_COLUMNS, probabilities_of, subgroup_report
-from lesionlib.metrics import reliability_curve
+from lesionlib.metrics import binary_at_threshold, reliability_curve
 
 SET_TITLES = {
     "ham10000_val": "HAM10000 validation split",
@@ -106,6 +106,24 @@ def roc_table(frame: pd.DataFrame, class_names: Iterable[str] = CLASS_NAMES) -> 
         return pd.DataFrame(columns=["false_positive_rate", "true_positive_rate", "threshold",
                                      "class", "curve"])
     return pd.concat(parts, ignore_index=True)
+
+
+def operating_point(frame: pd.DataFrame, threshold: float) -> dict | None:
+    """Where the melanoma threshold puts the model on its melanoma ROC curve.
+
+    Returns ``false_positive_rate`` (1 - specificity), ``true_positive_rate`` (sensitivity) and
+    ``threshold`` (flag when the melanoma probability is ``>=`` it), or ``None`` when the set
+    holds only one of the two outcomes.
+    """
+    if frame.empty or "melanoma" not in frame.columns:
+        return None
+    at_threshold = binary_at_threshold(frame["melanoma"].to_numpy(int),
+                                       frame[CLASS_NAMES[MELANOMA_INDEX]].to_numpy("float64"),
+                                       threshold)
+    if at_threshold["sensitivity"] is None or at_threshold["specificity"] is None:
+        return None
+    return {"false_positive_rate": 1.0 - at_threshold["specificity"],
+            "true_positive_rate": at_threshold["sensitivity"], "threshold": float(threshold)}
 
 
 def reliability_table(frame: pd.DataFrame, bins: int = 10) -> pd.DataFrame:

@@ -4,9 +4,10 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+import app_faithfulness
 import app_resources
 import app_ui
-from lesionlib import evaluation, imaging, inference, views
+from lesionlib import evaluation, imaging, inference, subgroups, views
 from lesionlib.classes import CLASS_NAMES
 
 app_ui.require_user()
@@ -35,7 +36,11 @@ st.markdown(f"**{card.label}** on **{views.SET_TITLES.get(set_name, set_name)}**
             f"({card.threshold_method}).")
 
 tabs = st.tabs(["Confusion matrix", "Per class", "ROC curves", "Calibration", "Subgroups",
-                "Error browser"])
+                "Error browser", "Heatmaps on the lesion"])
+
+with tabs[6]:  # before the error browser, which may stop the page
+    app_faithfulness.audit_section(card, app_resources.current_catalogue().cards,
+                                   key=f"audit_faithfulness_{model_id}")
 
 with tabs[0]:
     counts = views.confusion_counts(frame)
@@ -66,7 +71,22 @@ with tabs[2]:
                          else "Melanoma vs the rest")
         figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
                                     line=dict(dash="dot", color="grey")))
+        point = views.operating_point(frame, card.melanoma_threshold)
+        if point is not None:
+            figure.add_trace(go.Scatter(
+                x=[point["false_positive_rate"]], y=[point["true_positive_rate"]],
+                mode="markers", name=f"melanoma operating point (≥ {point['threshold']:.3f})",
+                marker=dict(symbol="x", size=14, color="black", line=dict(width=2)),
+                hovertemplate="threshold %{customdata:.3f}<br>sensitivity %{y:.3f}<br>"
+                              "1 − specificity %{x:.3f}<extra></extra>",
+                customdata=[point["threshold"]]))
         st.plotly_chart(figure, key="audit_roc")
+        if point is not None:
+            st.caption(f"The black cross marks the melanoma operating threshold "
+                       f"{point['threshold']:.3f} that the dashboard uses, chosen on the "
+                       f"HAM10000 validation split ({card.threshold_method}): on this set it "
+                       f"gives sensitivity {point['true_positive_rate']:.2f} and specificity "
+                       f"{1 - point['false_positive_rate']:.2f}.")
 
 with tabs[3]:
     curve = views.reliability_table(frame)
@@ -88,20 +108,43 @@ with tabs[3]:
                        f"scaling (T = {card.temperature:.2f}).")
 
 with tabs[4]:
-    columns = views.available_subgroups(labelled)
+    subgroup_frame = app_resources.subgroup_frame(model_id, set_name)
+    columns = subgroups.available(subgroup_frame)
     if not columns:
-        st.info("This set has no patient metadata (age, sex, body site).")
+        st.info("No patient metadata (age, sex, body site) is available for this set here. "
+                "HAM10000's travels with the stored predictions; ISIC 2017's age and sex are "
+                "read from `../shared/data/isic2017` when present; PH2 has none.")
     else:
         column = st.selectbox("Subgroup", columns, key="audit_subgroup",
                               format_func=lambda name: views.SUBGROUP_TITLES.get(name, name))
-        subgroups = views.subgroup_table(labelled, column, card.melanoma_threshold)
-        st.dataframe(subgroups, hide_index=True)
-        if "balanced_accuracy" in subgroups.columns:
-            st.plotly_chart(px.bar(subgroups.dropna(subset=["balanced_accuracy"]), x="group",
-                                   y="balanced_accuracy", text="n", range_y=[0, 1],
-                                   title="Balanced accuracy per group (n on the bars)"),
-                            key="audit_subgroup_chart")
-        st.caption("Groups with fewer than 10 images are listed but not scored.")
+        table = app_resources.subgroup_table(model_id, set_name, column,
+                                             card.melanoma_threshold)
+        st.dataframe(subgroups.readable_table(table), hide_index=True)
+        metric = st.selectbox("Chart", list(subgroups.METRICS), key="audit_subgroup_metric",
+                              format_func=subgroups.METRICS.get)
+        scored = table.dropna(subset=[metric])
+        if not scored.empty:
+            figure = px.bar(scored, x="group", y=metric, text="n", range_y=[0, 1.05],
+                            error_y=scored[f"{metric}_high"] - scored[metric],
+                            error_y_minus=scored[metric] - scored[f"{metric}_low"],
+                            category_orders={"group": list(scored["group"])},
+                            labels={"group": views.SUBGROUP_TITLES.get(column, column),
+                                    metric: subgroups.METRICS[metric]},
+                            title=f"{subgroups.METRICS[metric]} per group, with 95% intervals "
+                                  "(n on the bars)")
+            figure.update_traces(textposition="inside", insidetextanchor="start")
+            st.plotly_chart(figure, key="audit_subgroup_chart")
+        st.caption(f"In brackets: 95% bootstrap confidence intervals "
+                   f"({subgroups.DEFAULT_RESAMPLES:,} resamples of each group's images, seed "
+                   f"{subgroups.DEFAULT_SEED}). Melanoma "
+                   f"sensitivity and specificity are at the threshold "
+                   f"{card.melanoma_threshold:.3f}. Groups with fewer than "
+                   f"{subgroups.MIN_GROUP_SIZE} images are listed but not scored, and melanoma "
+                   f"sensitivity and AUC need {subgroups.MIN_MELANOMAS} melanomas in the group; "
+                   "wide intervals mean too few images to compare groups.")
+        if set_name == "isic2017":
+            st.caption("ISIC 2017 records age and sex for its validation images only: its 600 "
+                       "test images fall in `unknown`.")
 
 with tabs[5]:
     left, middle, right = st.columns(3)
@@ -114,13 +157,22 @@ with tabs[5]:
     errors = views.error_list(labelled, true_classes, predicted_classes, sort_by,
                               descending=sort_by == "confidence")
     export = views.error_export(errors, card.id, card.version, set_name)
-    st.markdown(f"**{len(errors):,} misclassified images** match.")
-    st.dataframe(export, hide_index=True, height=260)
+    st.markdown(f"**{len(errors):,} misclassified images** match. Click a row to open the "
+                "case.")
+    # keyed by the filters, so a new list starts with no row selected
+    selection = st.dataframe(
+        export, hide_index=True, height=260, on_select="rerun", selection_mode="single-row",
+        key=app_ui.error_table_key(model_id, set_name, true_classes, predicted_classes, sort_by))
     st.download_button("Export the error list (CSV)", export.to_csv(index=False).encode(),
                        f"errors_{model_id}_{set_name}.csv", "text/csv", key="audit_export")
-    if not errors.empty:
-        image_id = st.selectbox("Inspect a case", list(errors["image_id"]), key="audit_case")
-        row = errors[errors["image_id"] == image_id].iloc[0]
+    chosen = [index for index in selection.selection.rows if 0 <= index < len(errors)]
+    if not errors.empty and not chosen:
+        st.info("Select a row of the table (the box at its left) to open that case: its "
+                "image, heatmap, every model's output and the feedback form.")
+    if chosen:
+        row = errors.iloc[chosen[0]]
+        image_id = row["image_id"]
+        st.subheader(f"Case {image_id}")
         path = app_resources.dataset_image_path(row["set_folder"], row["file"])
         case, result = None, None
         if path is None:
@@ -134,6 +186,9 @@ with tabs[5]:
                 st.error(str(error))
             else:
                 result = app_ui.run_model(case, model_id)
+                st.page_link("pages/case_review.py", label=f"Open {image_id} in Case review",
+                             icon=":material/search:",
+                             query_params={"case": image_id, "model": model_id})
         report = result.report if result is not None else None
         if not app_ui.output_allowed(report, key=f"audit_{model_id}_{image_id}"):
             st.image(case.image, caption=f"{image_id} (reference: {row['true_class']})",
@@ -169,5 +224,7 @@ with tabs[5]:
             if report is not None and report.withheld else "")
         app_ui.feedback_form(image_id, stored, "error_browser",
                              key=f"audit_feedback_{model_id}_{image_id}",
+                             image_sha256=case.sha256 if case is not None else None,
+                             default_verdict=None,  # a known error: no one-click "Agree"
                              context=f"Set: {set_name}; reference: {row['true_class']}"
                              + gate_note)

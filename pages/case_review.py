@@ -12,6 +12,7 @@ app_ui.require_user()
 st.title("Case review")
 st.caption(app_ui.DISCLAIMER)
 
+app_ui.open_linked_case("case_review")
 model_id = app_ui.model_picker("Model", key="case_review_model", container=st.sidebar)
 case = app_ui.case_picker("case_review")
 if model_id is None or case is None:
@@ -28,6 +29,9 @@ with image_column:
     st.image(case.image, caption=f"{case.name} ({case.image.shape[1]}x{case.image.shape[0]} px)",
              width="stretch")
     metadata = app_ui.sample_metadata(case)
+    if metadata.get("in_training_split"):
+        st.warning("This image is in a training split (HAM10000 train or ISIC 2017 train): the "
+                   "models may have learned it, so their output on it is no test of them.")
     with st.expander("Case details (optional)"):
         st.caption("The models read the image only; these details are saved with your feedback.")
         known_age = metadata.get("age")
@@ -38,12 +42,12 @@ with image_column:
         sex = st.selectbox("Sex", sexes, key=f"case_sex_{case.sha256[:12]}",
                            index=sexes.index(metadata.get("sex")) if metadata.get("sex") in sexes
                            else 0)
-        site = st.text_input("Body site", value=str(metadata.get("localization", "")),
+        site = st.text_input("Body site", value=str(metadata.get("localization") or ""),
                              key=f"case_site_{case.sha256[:12]}")
     if metadata.get("dx"):
         with st.expander("Reveal the reference diagnosis (teaching)"):
             st.markdown(f"**{app_ui.class_label(metadata['dx'])}**, confirmed by "
-                        f"{metadata.get('dx_type', 'unknown')}.")
+                        f"{metadata.get('dx_type') or 'unknown'}.")
             st.caption(CLASS_DESCRIPTIONS.get(metadata["dx"], ""))
 
 with prediction_column:

@@ -36,6 +36,10 @@ filters = {
     "agree": {"all": None, "agree": True, "disagree": False}[verdict],
     "source": None if source == "all" else source,
     "since": datetime.datetime.combine(since, datetime.time()) if since else None,
+    "include_superseded": st.toggle(
+        "Include earlier revisions", key="feedback_revisions",
+        help="A reviewer who saves feedback again on the same case and model revises it: the "
+             "list shows the latest revision; this adds the superseded ones."),
 }
 
 try:

@@ -4,6 +4,7 @@ import json
 
 import streamlit as st
 
+import app_faithfulness
 import app_resources
 import app_teaching
 import app_ui
@@ -25,6 +26,7 @@ summary = views.metrics_table(list(cards.cards.values()), "ham10000_test")
 if summary.shape[1] > 3:
     st.markdown("**At a glance, on the HAM10000 test split**")
     st.dataframe(summary, hide_index=True)
+app_faithfulness.overview(cards.cards)
 
 for model_id, card in sorted(cards.cards.items()):
     with st.expander(card.label, expanded=model_id == default):
@@ -63,6 +65,7 @@ for model_id, card in sorted(cards.cards.items()):
             if not per_class.empty:
                 st.caption("Per class, HAM10000 test split")
                 st.dataframe(per_class, hide_index=True)
+        app_faithfulness.model_section(card, cards.cards, key=model_id)
         app_teaching.retrieval_performance(card)
         st.markdown("**Limitations**")
         st.markdown("\n".join(f"- {limitation}" for limitation in card.limitations)

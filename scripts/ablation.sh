@@ -23,3 +23,4 @@ row no_ema --fine-tune-from all --warmup-epochs 1 --colour-constancy --augmentat
   --extra-train isic2017
 row top_of_backbone_only --warmup-epochs 1 --ema 0.998 --colour-constancy --augmentation strong \
   --extra-train isic2017
+row no_class_weights "${full[@]}" --class-weight-power 0

@@ -21,6 +21,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from lesionlib.packaging import train_command  # noqa: E402
+
 SHORT_ROWS = {  # run folder -> what the row changes, relative to "all levers"
     "all_levers": "version 2 recipe, every lever on",
     "no_colour_constancy": "without Shades of Gray colour constancy",
@@ -28,6 +30,7 @@ SHORT_ROWS = {  # run folder -> what the row changes, relative to "all levers"
     "basic_augmentation": "version 1 (basic) augmentation instead of strong",
     "no_ema": "without the EMA of the weights",
     "top_of_backbone_only": "top ~70% of the backbone fine-tuned (version 1) instead of all",
+    "no_class_weights": "without class weights (plain cross-entropy on the imbalanced data)",
 }
 
 
@@ -38,27 +41,6 @@ def kept_epoch(state: dict) -> dict | None:
         if best and entry["phase"] == best["phase"] and entry["epoch"] == best["epoch"]:
             return entry
     return None
-
-
-def train_command(config: dict, run_dir: str) -> str:
-    words = ["python", "-m", "lesionlib", "train", "--arch", config["architecture"], "--size",
-             str(config["image_size"]), "--run-dir", run_dir, "--head-epochs",
-             str(config["head_epochs"]), "--fine-tune-epochs", str(config["fine_tune_epochs"]),
-             "--fine-tune-lr", str(config["fine_tune_learning_rate"]),
-             "--class-weight-power", str(config["class_weight_power"]),
-             "--label-smoothing", str(config["label_smoothing"])]
-    if config.get("fine_tune_from"):
-        words += ["--fine-tune-from", config["fine_tune_from"]]
-    if config.get("warmup_epochs"):
-        words += ["--warmup-epochs", str(config["warmup_epochs"])]
-    if config.get("ema_momentum"):
-        words += ["--ema", str(config["ema_momentum"])]
-    if config.get("colour_constancy"):
-        words.append("--colour-constancy")
-    words += ["--augmentation", config.get("augmentation", "basic")]
-    if config.get("extra_training_sets"):
-        words += ["--extra-train", *config["extra_training_sets"]]
-    return shlex.join(words)
 
 
 def run_row(run_dir: Path, lever: str) -> dict:
@@ -77,9 +59,8 @@ def run_row(run_dir: Path, lever: str) -> dict:
             "command": train_command(config, str(run_dir))}
 
 
-def tta_row(run_dir: Path) -> dict:
-    """Validation scores of a run's kept model without and with test-time flips."""
-    import keras
+def tta_row(keras_model, size: int, name: str, command: str) -> dict:
+    """Validation scores of a model without and with test-time flips."""
     from sklearn.metrics import roc_auc_score
 
     from lesionlib import data
@@ -87,23 +68,68 @@ def tta_row(run_dir: Path) -> dict:
     from lesionlib.metrics import balanced_accuracy
     from lesionlib.tta import predict_with_flips
 
-    state = json.loads((run_dir / "state.json").read_text())
-    size = state["config"]["image_size"]
     frame = data.select_split(data.load_labels(data.resolve_data_dir()), "val")
     images = np.asarray(data.cached_images(frame, size, "ham10000_val"))
     labels = frame["label"].to_numpy()
-    model = keras.models.load_model(run_dir / "best.keras", safe_mode=True)
     melanoma = (labels == CLASS_NAMES.index("mel")).astype(int)
     scores = {}
-    for name, flips in (("none", False), ("flips", True)):
-        probabilities = predict_with_flips(model, images, flips=flips)
-        scores[name] = (balanced_accuracy(labels, probabilities.argmax(1)),
+    for view, flips in (("none", False), ("flips", True)):
+        probabilities = predict_with_flips(keras_model, images, flips=flips)
+        scores[view] = (balanced_accuracy(labels, probabilities.argmax(1)),
                         float(roc_auc_score(melanoma, probabilities[:, CLASS_NAMES.index("mel")])))
-    return {"lever": f"test-time flips (4 views) on {run_dir.name}", "run": str(run_dir),
-            "status": "done", "val_balanced_accuracy": scores["flips"][0],
-            "val_melanoma_auc": scores["flips"][1], "kept_epoch": "same model",
-            "baseline": scores["none"],
-            "command": f"python scripts/ablation_report.py --tta {shlex.quote(str(run_dir))}"}
+    return {"lever": f"test-time flips (4 views) on {name}", "run": name, "status": "done",
+            "val_balanced_accuracy": scores["flips"][0], "val_melanoma_auc": scores["flips"][1],
+            "kept_epoch": "same model", "baseline": scores["none"], "command": command}
+
+
+def run_tta_row(run_dir: Path) -> dict:
+    import keras
+
+    state = json.loads((run_dir / "state.json").read_text())
+    model = keras.models.load_model(run_dir / "best.keras", safe_mode=True)
+    return tta_row(model, state["config"]["image_size"], run_dir.name,
+                   f"python scripts/ablation_report.py --tta {shlex.quote(str(run_dir))}")
+
+
+def model_tta_row(model_id: str, weights: str) -> dict:
+    from lesionlib import registry
+
+    card = registry.get_card(model_id, registry.discover(weights))
+    model = registry.load_single(card)
+    return tta_row(model.keras_model, card.input_size, f"{model_id} v{card.version}",
+                   f"python scripts/ablation_report.py --tta-model {model_id}")
+
+
+def card_rows(weights: Path) -> list[dict]:
+    """Full-budget rows from the shipped cards: each trained model's kept epoch, and the version
+    it replaced (the card's lineage keeps the parent's validation scores)."""
+    rows = []
+    for path in sorted(weights.glob("*/card.json")):
+        card = json.loads(path.read_text())
+        training = card.get("training") or {}
+        history, best = training.get("history") or [], training.get("best_epoch")
+        if not history or card.get("edge"):  # an edge export repeats its parent's training
+            continue
+        entry = next((item for item in history if best and item["phase"] == best.get("phase")
+                      and item["epoch"] == best.get("epoch")), None) if isinstance(best, dict) \
+            else max(history, key=lambda item: item["val_balanced_accuracy"])
+        lineage = training.get("lineage") or {}
+        parent = lineage.get("parent_metrics") or {}
+        if "ham10000_val/balanced_accuracy" in parent:
+            rows.append({"lever": f"{card['id']} v{lineage.get('parent_version')} "
+                                  "(version 1 recipe, shipped before)", "status": "done",
+                         "val_balanced_accuracy": parent["ham10000_val/balanced_accuracy"],
+                         "val_melanoma_auc": parent.get("ham10000_val/melanoma_auc"),
+                         "kept_epoch": "—", "command": "see its card in git history"})
+        rows.append({"lever": f"{card['id']} v{card['version']} (shipped)", "status": "done",
+                     "val_balanced_accuracy": entry["val_balanced_accuracy"],
+                     "val_melanoma_auc": entry.get("val_melanoma_auc"),
+                     "kept_epoch": f"{entry['phase']} {entry['epoch']}",
+                     "command": train_command(training["recipe"], (
+                         "runs-v2/" if card["version"].startswith("2.") else "runs/")
+                         + training["recipe"]["architecture"])
+                     if isinstance(training.get("recipe"), dict) else "—"})
+    return rows
 
 
 def fmt(value) -> str:
@@ -115,7 +141,8 @@ def markdown(short: list[dict], full: list[dict], tta: list[dict]) -> str:
              "Every figure is on the lesion-grouped HAM10000 **validation** split (1,508 images), "
              "at the epoch each run kept (best validation balanced accuracy). The test split and "
              "the external sets are not used to choose anything. Written by "
-             "`python scripts/ablation_report.py` from the runs' own `state.json`.", "",
+             "`python scripts/ablation_report.py` from the runs' own `state.json` and, for the "
+             "full budget, the shipped cards' training history.", "",
              "## Leave-one-out at a short budget", "",
              "EfficientNet-Lite0 at 160 px, 1 head + 3 fine-tune epochs (`bash scripts/ablation.sh`)"
              ": each row removes one lever from the version 2 recipe. A lever pays when removing "
@@ -149,14 +176,24 @@ def main() -> int:
     parser.add_argument("--runs", default="runs-ablation")
     parser.add_argument("--full-runs", default="runs-v2")
     parser.add_argument("--tta", nargs="*", default=[], help="run folders to score with flips")
+    parser.add_argument("--tta-model", nargs="*", default=[],
+                        help="shipped model ids to score with flips")
+    parser.add_argument("--weights", default=str(REPO / "weights"))
     parser.add_argument("--out", default=str(REPO / "reports" / "ablation.md"))
     args = parser.parse_args()
     short = [run_row(Path(args.runs) / name, lever) for name, lever in SHORT_ROWS.items()]
     full_dir = Path(args.full_runs)
-    full = [run_row(run, f"{run.name} (version 2 recipe, full budget)")
+    full = [run_row(run, f"{run.name} (version 2 recipe, full budget, in training)")
             for run in sorted(full_dir.iterdir()) if (run / "state.json").is_file()] \
         if full_dir.is_dir() else []
-    tta = [tta_row(Path(run)) for run in args.tta]
+    full = card_rows(Path(args.weights)) + full
+    tta = [run_tta_row(Path(run)) for run in args.tta] + [
+        model_tta_row(model_id, args.weights) for model_id in args.tta_model]
+    previous = Path(args.out).with_suffix(".json")
+    if previous.is_file():  # keep the flip rows measured earlier (they cost a model run each)
+        measured = {row["run"] for row in tta}
+        tta = [row for row in json.loads(previous.read_text()).get("test_time_augmentation", [])
+               if row["run"] not in measured] + tta
     Path(args.out).write_text(markdown(short, full, tta))
     (Path(args.out).with_suffix(".json")).write_text(json.dumps(
         {"short_budget": short, "full_budget": full, "test_time_augmentation": tta}, indent=2))

@@ -422,7 +422,8 @@ def test_invalid_records_are_refused_with_the_received_value(tmp_path):
 
 def test_store_has_no_way_to_change_or_delete_records():
     public = {name for name in dir(FeedbackStore) if not name.startswith("_")}
-    assert public == {"add", "records", "image", "export_csv", "audit", "audit_log", "close"}
+    assert public == {"add", "save", "records", "history", "image", "export_csv", "audit",
+                      "audit_log", "close"}
 
 
 def test_several_servers_opening_a_new_database_at_once(database_url):
@@ -434,3 +435,69 @@ def test_several_servers_opening_a_new_database_at_once(database_url):
     assert len(stores[0].records()) == 4
     for store in stores:
         store.close()
+
+
+# ------------------------------------------------------------- a second review revises the first
+
+def test_second_review_of_a_case_supersedes_the_first(database_url):
+    store = FeedbackStore(database_url)
+    first = store.save(make_record("ISIC_0024310", agree=True, corrected_class=None))
+    other_reviewer = store.save(make_record("ISIC_0024310", reviewer="bob"))
+    other_model = store.save(make_record("ISIC_0024310", model_id="ensemble.ham10000"))
+    second = store.save(make_record("ISIC_0024310", note="on reflection, a nevus"))
+    assert (first.revision, first.superseded) == (1, ())
+    assert (second.revision, second.superseded) == (2, (first.record_id,))
+    assert other_reviewer.revision == other_model.revision == 1
+    current = store.records()
+    assert sorted(current["id"]) == sorted([other_reviewer.record_id, other_model.record_id,
+                                            second.record_id])
+    alice = store.records(reviewer="alice", model_id="efficientnetb0.isic-v1")
+    assert len(alice) == 1 and not alice.iloc[0]["agree"]  # one review, no contradiction
+    history = store.history("ISIC_0024310", "alice", "efficientnetb0.isic-v1")
+    assert list(history["revision"]) == [1, 2] and bool(history.iloc[0]["agree"])
+    assert history.iloc[0]["superseded_by"] == second.record_id
+    assert pd.isna(history.iloc[1]["superseded_by"])
+    third = store.save(make_record("ISIC_0024310", agree=True, corrected_class=None))
+    assert (third.revision, third.superseded) == (3, (second.record_id,))
+    assert len(store.records(include_superseded=True)) == 5
+    exported = store.export_csv(include_superseded=True).decode()
+    assert exported.count("ISIC_0024310") == 5 and "superseded_by" in exported
+    store.close()
+
+
+def test_same_name_different_image_is_a_different_case(tmp_path):
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'feedback.db'}")
+    store.save(make_record("lesion.jpg", image_sha256="a" * 64))
+    store.save(make_record("lesion.jpg", image_sha256="b" * 64))
+    assert len(store.records()) == 2
+    assert store.save(make_record("lesion.jpg", image_sha256="b" * 64)).revision == 2
+    assert len(store.records()) == 2
+    store.close()
+
+
+def test_a_database_from_before_revisions_is_migrated(database_url):
+    import sqlalchemy as sa
+
+    old_schema = sa.MetaData()  # the feedback table as shipped before revisions
+    sa.Table("feedback", old_schema,
+             *[column.copy() for column in feedback._feedback.c
+               if column.name not in ("revision", "superseded_by")])
+    engine = sa.create_engine(database_url)
+    with engine.begin() as connection:
+        old_schema.create_all(connection)
+        connection.execute(old_schema.tables["feedback"].insert().values(
+            created_at=datetime(2025, 1, 2, 3, 4, 5), case_id="ISIC_0024310",
+            source="case_review", model_id="efficientnetb0.isic-v1", model_version="1.0.0",
+            predicted_class="melanoma", agree=False, corrected_class="nevus", note="old note",
+            reviewer="alice"))
+    engine.dispose()
+    store = FeedbackStore(database_url)
+    old = store.records()
+    assert list(old.columns) == list(feedback.RECORD_COLUMNS)
+    assert list(old["revision"]) == [1] and old["superseded_by"].isna().all()
+    saved = store.save(make_record("ISIC_0024310", agree=True, corrected_class=None))
+    assert (saved.revision, saved.superseded) == (2, (int(old.iloc[0]["id"]),))
+    store.close()
+    reopened = FeedbackStore(database_url)  # a second opening migrates nothing again
+    assert list(reopened.records()["note"]) == ["border looks regular"]
+    reopened.close()

@@ -90,7 +90,10 @@ def test_every_page_renders_without_dataset(no_dataset, page):
     content = texts(app)
     assert app.title, f"{page} has no title"
     if page == "audit":
-        assert "not available here" in content  # the error browser's image needs the dataset
+        assert "Select a row of the table" in content
+        select_error_row(app, 0)
+        assert_ok(app)
+        assert "not available here" in texts(app)  # the error browser's image needs the dataset
     if page == "explorer":
         assert "only the bundled sample images" in content
 
@@ -151,11 +154,11 @@ def test_second_look_recomputes_nothing(no_dataset, monkeypatch):
     assert_ok(app)
     calls = []
     original_predict = registry.SingleModel.predict_framed  # every prediction path runs it
-    original_map = explain.Explainer.compute_map
+    original_map = explain.Explainer.compute_maps  # compute_map and ensemble_map use it
     monkeypatch.setattr(registry.SingleModel, "predict_framed",
                         lambda self, *args, **kwargs: calls.append("predict")
                         or original_predict(self, *args, **kwargs))
-    monkeypatch.setattr(explain.Explainer, "compute_map",
+    monkeypatch.setattr(explain.Explainer, "compute_maps",
                         lambda self, *args, **kwargs: calls.append("map") or original_map(
                             self, *args, **kwargs))
     app.run()
@@ -217,12 +220,31 @@ def test_disagreeing_without_correction_asks_for_it(no_dataset):
     assert any("choose the corrected diagnosis" in warning.value for warning in app.warning)
 
 
+def error_table(app: AppTest):
+    return next(table for table in app.dataframe
+                if table.key and table.key.startswith("audit_errors_"))
+
+
+def select_error_row(app: AppTest, row: int) -> AppTest:
+    """Click a row of the error browser's table (AppTest writes the selection state)."""
+    app.session_state[error_table(app).key] = {"selection": {"rows": [row], "columns": []}}
+    return app.run()
+
+
 def test_audit_error_browser_and_feedback(app_env):
     app = open_page("audit")
     assert_ok(app)
     content = texts(app)
     assert "misclassified images" in content
-    assert "Every model's stored output" in content
+    assert "Every model's stored output" not in content  # no case until a row is clicked
+    second = error_table(app).value.iloc[1]["image_id"]
+    select_error_row(app, 1)
+    assert_ok(app)
+    content = texts(app)
+    assert f"Case {second}" in content and "Every model's stored output" in content
+    assert "Grad-CAM for" in captions(app)  # its heatmap
+    link = next(link.proto for link in app.get("page_link") if second in link.proto.label)
+    assert f"case={second}" in link.query_string and "case_review" in link.page
     assert "Export the error list (CSV)" in [button.label for button in
                                              app.get("download_button")]
     app.multiselect(key="audit_true").set_value(["nv"]).run()
@@ -231,14 +253,55 @@ def test_audit_error_browser_and_feedback(app_env):
     assert_ok(app)
     app.selectbox(key="audit_set").set_value("ham10000_test").run()
     app.multiselect(key="audit_true").set_value([]).run()
+    select_error_row(app, 0)
     form_key = next(radio.key for radio in app.radio if radio.key.endswith("_verdict"))
+    assert app.radio(key=form_key).value is None  # a known error: no "Agree" by default
+    app.button[0].click().run()
+    assert_ok(app)
+    assert any("Choose Agree or Disagree" in warning.value for warning in app.warning)
+    assert not app.success
     app.radio(key=form_key).set_value("Agree")
     app.button[0].click().run()
     assert_ok(app)
     assert any("Feedback saved" in success.value for success in app.success)
+    prefix = form_key.removesuffix("_verdict")
+    app.radio(key=form_key).set_value("Disagree")
+    app.selectbox(key=f"{prefix}_corrected").set_value("mel")
+    app.button[0].click().run()
+    assert_ok(app)
+    assert any("updates your earlier review" in success.value for success in app.success)
     from lesionlib.feedback import FeedbackStore
 
-    assert list(FeedbackStore().records()["source"]) == ["error_browser"]
+    store = FeedbackStore()
+    current = store.records()
+    assert list(current["source"]) == ["error_browser"]  # one review, not two contradicting
+    assert not current.iloc[0]["agree"] and current.iloc[0]["revision"] == 2
+    assert len(store.records(include_superseded=True)) == 2
+
+
+def test_audit_subgroups_have_intervals_in_age_order(no_dataset):
+    from lesionlib.subgroups import AGE_BAND_ORDER
+
+    app = open_page("audit")
+    assert_ok(app)
+    table = next(frame.value for frame in app.dataframe if "Group" in frame.value.columns)
+    groups = list(table["Group"])
+    assert groups == [band for band in AGE_BAND_ORDER if band in groups]
+    scored = table[table["Accuracy"] != ""]
+    interval = r"\([01]\.\d\d–[01]\.\d\d\)"
+    assert not scored.empty and scored["Accuracy"].str.contains(interval).all()
+    assert "95% bootstrap confidence intervals" in texts(app)
+    app.selectbox(key="audit_subgroup").set_value("sex").run()
+    assert_ok(app)
+
+
+def test_audit_roc_marks_the_operating_point(no_dataset):
+    app = open_page("audit")
+    assert_ok(app)
+    assert "black cross marks the melanoma operating threshold" in texts(app)
+    roc = next(chart for chart in app.get("plotly_chart") if "operating point" in
+               chart.proto.spec)
+    assert "melanoma operating point" in roc.proto.spec
 
 
 def test_compare_shows_agreement_and_test_record(no_dataset):
@@ -428,3 +491,60 @@ def test_error_messages_are_markdown_safe_and_leave_out_server_folders(tmp_path,
     assert shown(message) == "the weights folder: m.test/card.json: no model card."
     assert app_ui.error_message(KeyError("Unknown model 'x' [y](z)")) == \
         "Unknown model \\'x\\' \\[y\\]\\(z\\)"
+
+
+# ------------------------------------------------------------------ case review: any dataset image
+
+def open_dataset_case(app: AppTest, image_id: str) -> AppTest:
+    app.radio(key="case_review_source").set_value("Dataset image").run()
+    return app.text_input(key="case_review_dataset_id").input(image_id).run()
+
+
+def test_case_review_opens_any_dataset_image_by_id(app_env):
+    app = open_page("case_review")
+    open_dataset_case(app, "isic_0024306")  # a HAM10000 training image, not a sample
+    assert_ok(app)
+    assert "Top diagnosis" in texts(app)
+    assert "ISIC_0024306.jpg" in captions(app)
+    assert any("training split" in warning.value for warning in app.warning)
+    open_dataset_case(app, "ISIC_9999999")
+    assert_ok(app)
+    assert any("ISIC_9999999 is not an image of the datasets present here" in shown(error.value)
+               for error in app.error)
+    assert "Top diagnosis" not in texts(app)
+    open_dataset_case(app, "../../etc/passwd")
+    assert any("is not an image id" in shown(error.value) for error in app.error)
+
+
+def test_case_review_by_id_without_the_dataset_says_so(no_dataset):
+    app = open_page("case_review")
+    open_dataset_case(app, "ISIC_0024306")
+    assert_ok(app)
+    assert any("No dataset folder is present here" in error.value for error in app.error)
+
+
+def test_a_link_from_the_error_browser_opens_the_case(app_env):
+    app = AppTest.from_file(DASHBOARD, default_timeout=TIMEOUT_S)
+    app.query_params["case"] = "ISIC_0024306"
+    app.query_params["model"] = "tiny0.test"
+    app.run()
+    app.switch_page("pages/case_review.py")
+    app.run()
+    assert_ok(app)
+    assert app.radio(key="case_review_source").value == "Dataset image"
+    assert "ISIC_0024306.jpg" in captions(app) and "tiny0.test" in texts(app)
+
+
+def test_upload_keeps_its_file_name_as_the_case_reference(no_dataset):
+    app = open_page("case_review")
+    app.radio(key="case_review_source").set_value("Upload").run()
+    app.file_uploader[0].set_value(("clinic 12_left arm.jpg", (SAMPLE_DIR / SAMPLE_FILE)
+                                    .read_bytes(), "image/jpeg")).run()
+    assert_ok(app)
+    form_key = next(radio.key for radio in app.radio if radio.key.endswith("_verdict"))
+    app.radio(key=form_key).set_value("Agree")
+    app.button[0].click().run()
+    assert_ok(app)
+    from lesionlib.feedback import FeedbackStore
+
+    assert list(FeedbackStore().records()["case_id"]) == ["clinic 12_left arm.jpg"]

@@ -204,3 +204,30 @@ def test_melanoma_caveat_comes_from_the_card():
     assert "35% of melanomas on ISIC 2017 (n=147)" in text and "28% of melanomas on PH2" in text
     assert "80%" not in text and "does not mean benign" in text
     assert "not been measured" in melanoma_caveat(SimpleNamespace(metrics={}))
+
+
+def test_gate_samples_every_training_set_of_the_model(tmp_path):
+    """A model trained on HAM10000 + ISIC 2017 gets its gate fitted on both (class-balanced)."""
+    import argparse
+    import types
+
+    import pandas as pd
+
+    from lesionlib.cli import UsageError, _extra_gate_samples
+
+    ham, isic = tmp_path / "ham10000", tmp_path / "isic2017"
+    for folder in (ham, isic):
+        folder.mkdir()
+    pd.DataFrame({"file": ["a.jpg"], "label": [5], "split_lesion_grouped": ["train"]}).to_csv(
+        ham / "labels.csv", index=False)
+    pd.DataFrame({"file": [f"{i}.jpg" for i in range(9)], "label_ham": [4, 4, 4, 4, 2, 5, 5, 5, None],
+                  "split": ["train"] * 8 + ["test"]}).to_csv(isic / "labels.csv", index=False)
+    args = argparse.Namespace(data=str(ham), per_class=2)
+    card = types.SimpleNamespace(id="m", training={"recipe": {"extra_training_sets": ["isic2017"]}})
+    [(frame, tag)] = _extra_gate_samples(card, args)
+    assert tag == "gate_isic2017_balanced"
+    assert sorted(frame["label"]) == [2, 4, 4, 5, 5] and (frame["split"] == "train").all()
+    assert _extra_gate_samples(types.SimpleNamespace(id="m", training={}), args) == []
+    card.training["recipe"]["extra_training_sets"] = ["nowhere"]
+    with pytest.raises(UsageError, match="also trained on 'nowhere'"):
+        _extra_gate_samples(card, args)

@@ -145,3 +145,20 @@ def test_only_app_resources_caches():
     offenders = [path.name for path in files
                  if "cache_resource" in path.read_text() or "cache_data" in path.read_text()]
     assert offenders == []
+
+
+def test_operating_point_lies_on_the_melanoma_roc_curve(frame):
+    labelled = views.labelled(frame)
+    # mel probabilities: 0.8 where mel is predicted, 0.2 / 6 elsewhere
+    point = views.operating_point(labelled, 0.5)
+    melanomas = labelled["melanoma"] == 1
+    flagged = labelled["mel"] >= 0.5
+    assert point["true_positive_rate"] == pytest.approx((flagged & melanomas).sum()
+                                                        / melanomas.sum())
+    assert point["false_positive_rate"] == pytest.approx((flagged & ~melanomas).sum()
+                                                         / (~melanomas).sum())
+    curve, _ = views.roc_points(labelled, "mel")
+    on_curve = curve[(curve["threshold"] >= 0.5)].iloc[-1]
+    assert (on_curve["false_positive_rate"], on_curve["true_positive_rate"]) == pytest.approx(
+        (point["false_positive_rate"], point["true_positive_rate"]))
+    assert views.operating_point(labelled[~melanomas], 0.5) is None

@@ -19,7 +19,7 @@ from PIL import Image
 
 from conftest import build_tiny_weights, needs_dataset
 from page_fixtures import add_fake_predictions
-from test_pages import assert_ok, open_page, texts
+from test_pages import assert_ok, open_page, select_error_row, texts
 from test_quality import _fit_tiny_gates, _skin_like
 
 from lesionlib.integrity import seal
@@ -149,7 +149,7 @@ def test_compare_withholds_every_failing_model(gated_env):
 @needs_dataset
 def test_error_browser_withholds_a_failing_image(strict_weights, gated_env, monkeypatch):
     monkeypatch.setenv("LESIONLIB_WEIGHTS", str(strict_weights))
-    app = open_page("audit")
+    app = select_error_row(open_page("audit"), 0)
     assert_ok(app)
     content = texts(app)
     assert "Diagnosis withheld" in content and "looks unlike the dermoscopic images" in content
