@@ -1,7 +1,9 @@
 """Every cached resource of the dashboard, in one place (the only module using ``st.cache_*``).
 
 Models, explainers and quality checkers are loaded once per process with ``st.cache_resource``
-and shared by all sessions: they are never modified (explainers work on clones). Predictions and
+and shared by all sessions: they are never modified. A model is loaded (and its inference
+compiled, ``lesionlib.compiled``) once, whether used alone, inside an ensemble or to explain its
+edge export. Predictions and
 heatmaps are cached with ``st.cache_data`` keyed by the image's sha256, the model id and its
 weights fingerprint, the heatmap method and the class, so a second look at a case recomputes
 nothing. Arguments whose names start with ``_`` are left out of the cache key.
@@ -134,7 +136,9 @@ def fingerprint(model_id: str, cards: registry.Catalogue) -> str:
 
 @st.cache_resource(max_entries=8, show_spinner="Loading model...")
 def _classifier(model_id: str, folder: str, weights_fingerprint: str):
-    return registry.load_classifier(model_id, catalogue=registry.discover(folder))
+    # An ensemble's members come from this same cache: loaded and compiled once per process.
+    return registry.load_classifier(model_id, catalogue=registry.discover(folder),
+                                    load_member=lambda card: classifier(card.id))
 
 
 def classifier(model_id: str):
@@ -150,8 +154,15 @@ def classifier(model_id: str):
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _explainers(model_id: str, folder: str, weights_fingerprint: str) -> list[explain.Explainer]:
-    return [explain.Explainer(edge.explained_by(member, current_catalogue()))
-            for member in classifier(model_id).members]
+    return [explain.Explainer(_explained_model(member)) for member in classifier(model_id).members]
+
+
+def _explained_model(member):
+    """The model whose gradients explain ``member``: itself, or an edge model's parent, taken
+    from the shared model cache (loaded and compiled once)."""
+    if member.card.kind == edge.EDGE_KIND:
+        return classifier(member.card.edge["parent"]).members[0]
+    return edge.explained_by(member, current_catalogue())
 
 
 def explainers(model_id: str) -> list[explain.Explainer]:
@@ -182,12 +193,15 @@ class CaseResult:
 def _predict(sha256: str, model_id: str, folder: str, weights_fingerprint: str,
              _image: np.ndarray) -> CaseResult:
     model = classifier(model_id)
-    probabilities, member_probabilities = model.predict_with_members([_image])
+    # One pass per member: probabilities, the gate's features and the heatmaps' inputs.
+    scores = model.score([_image], with_heatmaps=True)
+    probabilities, member_probabilities = scores.probabilities, scores.member_probabilities
     prediction = inference.to_predictions(model.card, probabilities)[0]
     members = tuple(inference.to_predictions(member.card, member_output)[0]
                     for member, member_output in zip(model.members, member_probabilities)) \
         if len(model.members) > 1 else ()
-    report = quality_checker(model_id).assess([_image], probabilities, member_probabilities)[0]
+    report = quality_checker(model_id).assess([_image], probabilities, member_probabilities,
+                                              scores.member_features)[0]
     return CaseResult(prediction, members, report)
 
 

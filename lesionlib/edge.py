@@ -241,6 +241,15 @@ class EdgeModel:
         """The ``avg_pool`` features of the edge graph itself (for its quality gate)."""
         return self.run_framed(self.frame(images))[1]
 
+    def score(self, images: list[np.ndarray], framed: dict | None = None,
+              with_heatmaps: bool = False):
+        """Probabilities and gate features in one pass (``registry.SingleModel.score``)."""
+        from lesionlib.registry import Scores
+
+        uncalibrated, features = self.run_framed(self.frame(images))
+        probabilities = apply_temperature(uncalibrated, self.card.temperature)
+        return Scores(probabilities, [probabilities], [features])
+
     @property
     def members(self) -> list["EdgeModel"]:
         return [self]

@@ -1,8 +1,10 @@
 """Heatmaps of what drove a prediction: Grad-CAM, Grad-CAM++ and Faster-Score-CAM.
 
-Computing a map (``Explainer.compute_map``) is kept apart from drawing it (``overlay``). The
-explainers wrap tf-keras-vis, which works on a clone of the model (``clone=True``), so the cached,
-shared model is never modified. For an ensemble the members' maps are averaged.
+Computing a map (``Explainer.compute_map``) is kept apart from drawing it (``overlay``). A model
+with a compiled graph (``lesionlib.compiled``) is explained from one traced forward and backward
+pass, with tf-keras-vis's arithmetic; any other model through tf-keras-vis itself, which works on
+a clone of the model (``clone=True``). Either way the cached, shared model is never modified. For
+an ensemble the members' maps are averaged.
 
 References:
     Selvaraju et al., "Grad-CAM", ICCV 2017 (arXiv:1610.02391).
@@ -24,10 +26,12 @@ SCORECAM_MAX_N = 8
 
 
 class Explainer:
-    """Heatmaps for one single model; builds each tf-keras-vis object once, on first use."""
+    """Heatmaps for one single model: from its compiled pass when it has one (and
+    ``use_compiled``), else through tf-keras-vis (each object built once, on first use)."""
 
-    def __init__(self, single_model):
+    def __init__(self, single_model, use_compiled: bool = True):
         self.model = single_model
+        self.use_compiled = use_compiled
         self._visualizers: dict[str, object] = {}
         self._lock = threading.Lock()
 
@@ -63,24 +67,45 @@ class Explainer:
                      method: str = "Grad-CAM", batch_size: int = 16) -> np.ndarray:
         """``(n, size, size)`` maps, each in [0, 1], one per image and its own class; computed
         ``batch_size`` images at a time (for reports over a whole dataset)."""
-        from tf_keras_vis.utils.scores import CategoricalScore
-
+        if method not in METHODS:
+            raise ValueError(f"Unknown heatmap method {method!r}; expected one of {METHODS}.")
         if len(images) != len(class_indices):
             raise ValueError(f"Received {len(images)} images but {len(class_indices)} class "
                              "indices; expected one class per image.")
+        compiled = getattr(self.model, "compiled", None) if self.use_compiled else None
+        if compiled is not None:  # one traced pass per image (memoised: all classes at once)
+            maps = [self._compiled_map(compiled, self.model.frame([image]), int(index), method)
+                    for image, index in zip(images, class_indices)]
+        else:
+            maps = [self._tf_keras_vis_maps(images[start:start + batch_size],
+                                            class_indices[start:start + batch_size], method)
+                    for start in range(0, len(images), batch_size)]
+            maps = list(np.concatenate(maps))
+        return np.stack([_scale_to_peak(np.nan_to_num(np.asarray(heatmap, dtype="float32")))
+                         for heatmap in maps])
+
+    @staticmethod
+    def _compiled_map(compiled, framed: np.ndarray, class_index: int, method: str) -> np.ndarray:
+        from lesionlib import compiled as compiled_maps
+
+        inputs = compiled.cam_inputs(framed, class_index)
+        if method == "Grad-CAM":
+            return compiled_maps.gradcam_map(inputs, framed.shape)
+        if method == "Grad-CAM++":
+            return compiled_maps.gradcam_plus_plus_map(inputs, framed.shape)
+        return compiled_maps.scorecam_map(compiled, framed, inputs, class_index, SCORECAM_MAX_N)
+
+    def _tf_keras_vis_maps(self, images, class_indices, method: str) -> np.ndarray:
+        from tf_keras_vis.utils.scores import CategoricalScore
+
+        framed = self.model.frame(list(images))
         arguments = {"penultimate_layer": self.model.card.cam_layer}
         if method == "Faster-Score-CAM":
             arguments["max_N"] = SCORECAM_MAX_N
-        maps = []
-        for start in range(0, len(images), batch_size):
-            framed = self.model.frame(list(images[start:start + batch_size]))
-            score = CategoricalScore([int(index) for index in
-                                      class_indices[start:start + batch_size]])
-            with self._lock:
-                heatmaps = self._visualizer(method)(score, framed, **arguments)
-            maps.append(np.nan_to_num(np.asarray(heatmaps, dtype="float32")).reshape(
-                len(framed), *framed.shape[1:3]))
-        return np.stack([_scale_to_peak(heatmap) for heatmap in np.concatenate(maps)])
+        score = CategoricalScore([int(index) for index in class_indices])
+        with self._lock:
+            heatmaps = self._visualizer(method)(score, framed, **arguments)
+        return np.asarray(heatmaps, dtype="float32").reshape(len(framed), *framed.shape[1:3])
 
 
 def _scale_to_peak(heatmap: np.ndarray) -> np.ndarray:

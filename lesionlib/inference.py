@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -71,39 +73,56 @@ class ImageInput:
     path: Path | None  # None for a blank entry of a list
 
 
+DECODE_THREADS = 4
+
+
 def iter_prediction_batches(classifier, inputs: Iterable[ImageInput], batch_size: int = 16,
                             quality_check: Callable | None = None) -> Iterator[pd.DataFrame]:
     """Score inputs batch by batch; yield each batch's rows (``OUTPUT_COLUMNS``) in input order.
 
     An unreadable file gets a row with its error and the others go on. ``quality_check(images,
     probabilities, member_probabilities)`` returns one ``quality.QualityReport`` per image (e.g.
-    ``QualityChecker.assess``): its text goes in ``warning``, and an image that failed the gate
-    (``report.withheld``) keeps its probabilities but gets no ``prediction`` or
-    ``melanoma_flag``.
+    ``QualityChecker.assess``, which also receives ``member_features`` from the same pass): its
+    text goes in ``warning``, and an image that failed the gate (``report.withheld``) keeps its
+    probabilities but gets no ``prediction`` or ``melanoma_flag``.
+
+    The next batch is decoded by a thread pool while the current one is scored.
     """
+    with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="decode") as pool:
+        pending = None
+        for batch in _batched(inputs, batch_size):
+            decoding = [pool.submit(_load_input, item) for item in batch]
+            if pending is not None:
+                yield _score_batch(classifier, *pending, quality_check)
+            pending = (batch, decoding)
+        if pending is not None:
+            yield _score_batch(classifier, *pending, quality_check)
+
+
+def _batched(inputs: Iterable[ImageInput], batch_size: int) -> Iterator[list[ImageInput]]:
     batch: list[ImageInput] = []
     for item in inputs:
         batch.append(item)
         if len(batch) >= batch_size:
-            yield _score_batch(classifier, batch, quality_check)
+            yield batch
             batch = []
     if batch:
-        yield _score_batch(classifier, batch, quality_check)
+        yield batch
 
 
-def _score_batch(classifier, batch: list[ImageInput], quality_check) -> pd.DataFrame:
+def _score_batch(classifier, batch: list[ImageInput], decoding: list[Future],
+                 quality_check) -> pd.DataFrame:
     rows = [{"file": item.name, "error": ""} for item in batch]
     images, scored_rows = [], []
-    for item, row in zip(batch, rows):
+    for future, row in zip(decoding, rows):
         try:
-            images.append(_load_input(item))
+            images.append(future.result())
             scored_rows.append(row)
         except ImageLoadError as error:
             row["error"] = str(error)
     if images:
-        probabilities, member_probabilities = classifier.predict_with_members(images)
-        reports = (quality_check(images, probabilities, member_probabilities) if quality_check
-                   else [None] * len(images))
+        probabilities, member_probabilities, reports = _scores_and_reports(
+            classifier, images, quality_check)
         for row, row_probabilities, prediction, report in zip(
                 scored_rows, probabilities, to_predictions(classifier.card, probabilities),
                 reports):
@@ -113,6 +132,32 @@ def _score_batch(classifier, batch: list[ImageInput], quality_check) -> pd.DataF
     frame["model_id"] = classifier.card.id
     frame["model_version"] = classifier.card.version
     return frame.fillna({"prediction": "", "melanoma_flag": "", "warning": ""})
+
+
+def _scores_and_reports(classifier, images: list[np.ndarray], quality_check):
+    """One pass of the classifier; the gate reuses its features when it accepts them."""
+    if not hasattr(classifier, "score"):
+        probabilities, member_probabilities = classifier.predict_with_members(images)
+        features = None
+    else:
+        scores = classifier.score(images)
+        probabilities, member_probabilities = scores.probabilities, scores.member_probabilities
+        features = scores.member_features
+    if quality_check is None:
+        return probabilities, member_probabilities, [None] * len(images)
+    if features is not None and _accepts_features(quality_check):
+        reports = quality_check(images, probabilities, member_probabilities,
+                                member_features=features)
+    else:
+        reports = quality_check(images, probabilities, member_probabilities)
+    return probabilities, member_probabilities, reports
+
+
+def _accepts_features(function: Callable) -> bool:
+    try:
+        return "member_features" in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _load_input(item: ImageInput) -> np.ndarray:

@@ -34,6 +34,7 @@ from lesionlib.selective import (UncertaintyThresholds, member_disagreement,
 from lesionlib.cards import CardError
 
 GATE_FILE = "quality_gate.npz"
+FEATURE_LAYER = "avg_pool"  # the layer whose features ``registry.Scores`` carries
 ENTROPY_THRESHOLD = UncertaintyThresholds().entropy  # unfitted default, used only without a gate
 STAT_NAMES = ("gray_std", "sharpness", "brightness", "colourfulness")
 NO_COLOUR_LIMIT = 2.0  # colourfulness of an image whose channels are equal up to JPEG noise
@@ -343,10 +344,18 @@ class QualityChecker:
         self.member_gates, self.missing = self._member_gates()
         if self.missing:
             self.gate, self.member_gates = None, []
-        # An edge (TFLite) model computes its pooled features itself: no Keras extractor.
-        self.extractors = [None if hasattr(member, "pooled_features")
-                           else feature_extractor(member.keras_model, gate.feature_layer)
-                           for member, gate in zip(classifier.members, self.member_gates)]
+        self._extractors: list | None = None
+
+    @property
+    def extractors(self) -> list:
+        """Per member, a Keras feature model (built at first use, only when features were not
+        passed in); ``None`` for an edge (TFLite) model, which computes its features itself."""
+        if self._extractors is None:
+            self._extractors = [None if hasattr(member, "pooled_features")
+                                else feature_extractor(member.keras_model, gate.feature_layer)
+                                for member, gate in zip(self.classifier.members,
+                                                        self.member_gates)]
+        return self._extractors
 
     def _member_gates(self) -> tuple[list[QualityGate], list[str]]:
         """The gates that give each member's distance, and the ids whose gate is missing."""
@@ -361,17 +370,30 @@ class QualityChecker:
         return gates, [member.card.id for member, gate in zip(self.classifier.members, gates)
                        if gate is None]
 
-    def distances(self, images: list[np.ndarray]) -> np.ndarray:
-        """Each image's distance (an ensemble's: combined) to compare with the threshold."""
-        features = [member.pooled_features(images) if extractor is None
-                    else extract_features(extractor, member.frame(images))
-                    for extractor, member in zip(self.extractors, self.classifier.members)]
+    def distances(self, images: list[np.ndarray],
+                  member_features: list[np.ndarray | None] | None = None) -> np.ndarray:
+        """Each image's distance (an ensemble's: combined) to compare with the threshold.
+
+        ``member_features``: each member's pooled features of ``images`` when already computed
+        (``registry.Scores``; used for a gate that reads ``avg_pool``), else ``None``.
+        """
+        given = member_features or [None] * len(self.classifier.members)
+        features = [known if known is not None and gate.feature_layer == FEATURE_LAYER
+                    else self._member_features(index, images)
+                    for index, (known, gate) in enumerate(zip(given, self.member_gates))]
         if self.gate.members:
             return combined_distances(self.member_gates, features)
         return self.gate.distances(features[0])
 
+    def _member_features(self, index: int, images: list[np.ndarray]) -> np.ndarray:
+        member, extractor = self.classifier.members[index], self.extractors[index]
+        if extractor is None:
+            return member.pooled_features(images)
+        return extract_features(extractor, member.frame(images))
+
     def assess(self, images: list[np.ndarray], probabilities: np.ndarray | None = None,
-               member_probabilities: list[np.ndarray] | None = None) -> list[QualityReport]:
+               member_probabilities: list[np.ndarray] | None = None,
+               member_features: list[np.ndarray | None] | None = None) -> list[QualityReport]:
         """One report per image.
 
         Args:
@@ -379,17 +401,21 @@ class QualityChecker:
             probabilities: the classifier's calibrated outputs (computed when ``None``).
             member_probabilities: each ensemble member's calibrated outputs (computed when
                 ``None`` for an ensemble).
+            member_features: each member's pooled features of ``images`` from the same pass
+                (``registry.Scores.member_features``); computed again where ``None``.
         """
         if probabilities is None or (member_probabilities is None
                                      and len(self.classifier.members) > 1):
-            probabilities, member_probabilities = self.classifier.predict_with_members(images)
+            scores = self.classifier.score(images)
+            probabilities, member_probabilities = scores.probabilities, scores.member_probabilities
+            member_features = scores.member_features
         members = member_probabilities if len(self.classifier.members) > 1 else None
         if self.gate is None:
             no_gate = Finding(NO_GATE.code, NO_GATE.message.format(model=self.missing[0]))
             return [QualityReport((no_gate, *prediction_findings(
                 probabilities[index], [member[index:index + 1] for member in members]
                 if members else None))) for index in range(len(images))]
-        distances = self.distances(images)
+        distances = self.distances(images, member_features)
         reports = []
         for index, image in enumerate(images):
             findings = self.gate.image_findings(image)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -85,22 +86,61 @@ def read_verified_card(folder: Path) -> ModelCard:
     return card
 
 
+@dataclasses.dataclass(frozen=True)
+class Scores:
+    """One pass of a classifier over images: calibrated probabilities, each member's calibrated
+    probabilities and each member's pooled gate features (``None`` where not computed)."""
+
+    probabilities: np.ndarray
+    member_probabilities: list[np.ndarray]
+    member_features: list[np.ndarray | None]
+
+
 class SingleModel:
-    """One Keras classifier with its card. ``predict_proba`` returns calibrated probabilities."""
+    """One Keras classifier with its card. ``predict_proba`` returns calibrated probabilities.
+
+    Inference runs through a ``compiled.CompiledModel`` (built on first use, shared by threads),
+    which returns the pooled gate features with the probabilities; a model whose graph cannot be
+    compiled is called eagerly instead.
+    """
 
     def __init__(self, card: ModelCard, keras_model):
         self.card = card
         self.keras_model = keras_model
+        self._compiled = None
+        self._compile_lock = threading.Lock()
+
+    @property
+    def compiled(self):
+        """The model's ``CompiledModel``, or ``None`` when its graph does not allow one."""
+        from lesionlib.compiled import CompiledModel, NotCompilableError
+
+        with self._compile_lock:
+            if self._compiled is None:
+                try:
+                    self._compiled = CompiledModel(self.keras_model, self.card.cam_layer)
+                except NotCompilableError:
+                    self._compiled = False
+        return self._compiled or None
 
     def frame(self, images: list[np.ndarray]) -> np.ndarray:
         size = self.card.input_size
         return np.stack([frame_square(image, size) for image in images]).astype("float32")
 
-    def predict_uncalibrated(self, images: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
-        framed = self.frame(images)
+    def predict_framed(self, framed: np.ndarray, batch_size: int = 32
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Uncalibrated probabilities (float64) and pooled features (``None`` if not compiled)
+        of already framed images."""
+        compiled = self.compiled
+        if compiled is not None:
+            probabilities, features = compiled.predict(framed, batch_size)
+            return probabilities.astype("float64"), features
         outputs = [self.keras_model(framed[start:start + batch_size], training=False).numpy()
                    for start in range(0, len(framed), batch_size)]
-        return np.concatenate(outputs).astype("float64")
+        return np.concatenate(outputs).astype("float64"), None
+
+    def predict_uncalibrated(self, images: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
+        return self.predict_framed(self.frame(images), batch_size)[0]
 
     def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
         return apply_temperature(self.predict_uncalibrated(images), self.card.temperature)
@@ -109,6 +149,30 @@ class SingleModel:
         """Calibrated probabilities and, per member, the member's own (here: itself)."""
         probabilities = self.predict_proba(images)
         return probabilities, [probabilities]
+
+    def score(self, images: list[np.ndarray], framed: dict | None = None,
+              with_heatmaps: bool = False) -> Scores:
+        """Probabilities and gate features in one pass.
+
+        Args:
+            images: decoded RGB images.
+            framed: input size -> ``images`` framed at that size (filled in here, so an
+                ensemble frames once per size).
+            with_heatmaps: for one image, run the pass that also keeps every class's heatmap
+                inputs (``CompiledModel.analyse``), so its heatmaps need no second pass.
+        """
+        framed = {} if framed is None else framed
+        size = self.card.input_size
+        if size not in framed:
+            framed[size] = self.frame(images)
+        compiled = self.compiled
+        if with_heatmaps and len(images) == 1 and compiled is not None:
+            probabilities, features = compiled.analyse(framed[size])[:2]
+            uncalibrated = probabilities.astype("float64")
+        else:
+            uncalibrated, features = self.predict_framed(framed[size])
+        probabilities = apply_temperature(uncalibrated, self.card.temperature)
+        return Scores(probabilities, [probabilities], [features])
 
     @property
     def members(self) -> list["SingleModel"]:
@@ -123,16 +187,25 @@ class EnsembleModel:
         self.members = members
 
     def predict_uncalibrated(self, images: list[np.ndarray]) -> np.ndarray:
-        return np.mean([member.predict_proba(images) for member in self.members], axis=0)
+        return np.mean(self.score(images).member_probabilities, axis=0)
 
     def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
         return self.predict_with_members(images)[0]
 
     def predict_with_members(self, images: list[np.ndarray]) -> tuple[np.ndarray, list]:
         """Calibrated ensemble probabilities and each member's calibrated probabilities."""
-        member_probabilities = [member.predict_proba(images) for member in self.members]
+        scores = self.score(images)
+        return scores.probabilities, scores.member_probabilities
+
+    def score(self, images: list[np.ndarray], framed: dict | None = None,
+              with_heatmaps: bool = False) -> Scores:
+        """Each member's pass (images framed once per input size) and the combined output."""
+        framed = {} if framed is None else framed
+        member_scores = [member.score(images, framed, with_heatmaps) for member in self.members]
+        member_probabilities = [scores.probabilities for scores in member_scores]
         combined = apply_temperature(np.mean(member_probabilities, axis=0), self.card.temperature)
-        return combined, member_probabilities
+        return Scores(combined, member_probabilities,
+                      [scores.member_features[0] for scores in member_scores])
 
 
 def get_card(model_id: str, catalogue: Catalogue) -> ModelCard:
@@ -179,8 +252,12 @@ def _first_sentence(text: str, limit: int = 300) -> str:
 
 
 def load_classifier(model_id: str, weights_dir: str | Path | None = None,
-                    catalogue: Catalogue | None = None):
+                    catalogue: Catalogue | None = None, load_member=None):
     """Load a model (single or ensemble) by id.
+
+    ``load_member(card)`` loads an ensemble's member (default ``load_single``): a caller that
+    keeps loaded models (the dashboard's cache) passes its own, so a model used alone and inside
+    an ensemble is loaded, compiled and held in memory once.
 
     Raises:
         KeyError: unknown id.
@@ -197,7 +274,7 @@ def load_classifier(model_id: str, weights_dir: str | Path | None = None,
     members = []
     for member_id in card.members:
         try:
-            members.append(load_single(get_card(member_id, catalogue)))
+            members.append((load_member or load_single)(get_card(member_id, catalogue)))
         except (KeyError, CardError) as error:
             raise CardError(f"Ensemble {model_id!r} cannot load member {member_id!r}: "
                             f"{error}") from None

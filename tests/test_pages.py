@@ -153,11 +153,11 @@ def test_second_look_recomputes_nothing(no_dataset, monkeypatch):
     app.selectbox(key="case_review_sample").set_value("ISIC_0025250.jpg").run()
     assert_ok(app)
     calls = []
-    original_predict = registry.SingleModel.predict_proba
+    original_predict = registry.SingleModel.predict_framed  # every prediction path runs it
     original_map = explain.Explainer.compute_maps  # compute_map and ensemble_map use it
-    monkeypatch.setattr(registry.SingleModel, "predict_proba",
-                        lambda self, images: calls.append("predict")
-                        or original_predict(self, images))
+    monkeypatch.setattr(registry.SingleModel, "predict_framed",
+                        lambda self, *args, **kwargs: calls.append("predict")
+                        or original_predict(self, *args, **kwargs))
     monkeypatch.setattr(explain.Explainer, "compute_maps",
                         lambda self, *args, **kwargs: calls.append("map") or original_map(
                             self, *args, **kwargs))
