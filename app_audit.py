@@ -232,7 +232,12 @@ def label_issues_section(model_id: str) -> None:
     if shown.empty:
         return
     suspect_gallery(shown.head(GALLERY_SIZE))
-    image_id = st.selectbox("Inspect a suspect", list(shown["image_id"]), key="audit_label_case")
+    # No case opens by itself: a case runs the model and its heatmap, and tabs all render.
+    image_id = st.selectbox("Inspect a suspect", list(shown["image_id"]), index=None,
+                            placeholder="Choose a suspect to open its case",
+                            key="audit_label_case")
+    if image_id is None:
+        return
     suspect = shown[shown["image_id"] == image_id].iloc[0]
     row = stored_row(model_id, suspect["set"], image_id)
     if row is not None:

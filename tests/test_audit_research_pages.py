@@ -58,6 +58,10 @@ def test_map_and_label_issues_open_cases(research_weights, tmp_path, monkeypatch
     assert "Export the suspects (CSV)" in [button.label for button in
                                            app.get("download_button")]
     if "audit_label_case" in [selectbox.key for selectbox in app.selectbox]:  # any suspects
+        choice = app.selectbox(key="audit_label_case")
+        assert choice.value is None and not feedback_forms(app, "audit_label_feedback")
+        choice.set_value(choice.options[0]).run()
+        assert_ok(app)
         assert feedback_forms(app, "audit_label_feedback_ensemble.ham10000_")
         app.multiselect(key="audit_label_dx_type").set_value(["histo"]).run()
         assert_ok(app)
