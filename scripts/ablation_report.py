@@ -111,9 +111,8 @@ def card_rows(weights: Path) -> list[dict]:
         history, best = training.get("history") or [], training.get("best_epoch")
         if not history or card.get("edge"):  # an edge export repeats its parent's training
             continue
-        entry = next((item for item in history if best and item["phase"] == best.get("phase")
-                      and item["epoch"] == best.get("epoch")), None) if isinstance(best, dict) \
-            else max(history, key=lambda item: item["val_balanced_accuracy"])
+        entry = kept_epoch({"best": best, "history": history}) or max(
+            history, key=lambda item: item["val_balanced_accuracy"])
         lineage = training.get("lineage") or {}
         parent = lineage.get("parent_metrics") or {}
         if "ham10000_val/balanced_accuracy" in parent:
