@@ -665,8 +665,12 @@ def _command_retrain(args) -> int:
     progress = retraining_job.Progress(weights)
     try:
         store = FeedbackStore(args.feedback_url)
-        decision = retraining.run(options, store, log=lambda line: print(line, flush=True),
-                                  progress=progress)
+        if args.judge:
+            decision = retraining.judge(options, Path(args.judge), store,
+                                        log=lambda line: print(line, flush=True))
+        else:
+            decision = retraining.run(options, store, log=lambda line: print(line, flush=True),
+                                      progress=progress)
     except (retraining.RetrainingError, FeedbackStoreError) as error:
         progress("failed", error=str(error))
         raise UsageError(str(error)) from None
@@ -897,6 +901,9 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--feedback-url", help="feedback database URL (default: "
                          "$LESIONLIB_FEEDBACK_URL, else feedback.db)")
     retrain.add_argument("--weights", help="weights folder (default: weights/)")
+    retrain.add_argument("--judge", metavar="CANDIDATE", help="train nothing: judge a kept "
+                         "candidate folder (weights.retraining/candidates/<id>/<run>) again under "
+                         "today's promotion rule, and promote it if it passes")
     retrain.add_argument("--job-token", help=argparse.SUPPRESS)  # set by the dashboard's start
     retrain.set_defaults(handler=_command_retrain)
 

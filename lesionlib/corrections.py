@@ -42,13 +42,20 @@ class FixedSets:
 
 
 def fixed_sets(ham10000: Path | None, external: dict[str, Path | None]) -> FixedSets:
-    """The fixed sets: HAM10000's val and test splits, and every image of the external sets."""
+    """The fixed sets: HAM10000's val and test splits, and the evaluated part of each external
+    set (``evaluation.EVALUATION_SETS``: ISIC 2017 val+test, all of PH2). ISIC 2017's training
+    split is not an evaluation set (the v2 recipe trains on it), so a correction on one of its
+    images may enter training."""
     from lesionlib import data
+    from lesionlib.evaluation import EVALUATION_SETS
 
+    splits = {folder: split for folder, split in EVALUATION_SETS.values()}
     frames = []
     if ham10000 is not None:
         frames.append(data.select_split(data.load_labels(ham10000), "val+test"))
-    frames += [data.load_labels(folder) for folder in external.values() if folder is not None]
+    for name, folder in external.items():
+        if folder is not None:
+            frames.append(data.select_split(data.load_labels(folder), splits.get(name, "all")))
     ids, digests = set(), set()
     for frame in frames:
         ids.update(frame["image_id"].astype(str) if "image_id" in frame else ())
@@ -89,7 +96,7 @@ def select_corrections(records: pd.DataFrame, decisions: pd.DataFrame,
         record_ids = [int(value) for value in group["id"]]
         if fixed.contains(case_id, group["image_sha256"].iloc[-1]):
             excluded.append((case_key, case_id, record_ids, "belongs to a fixed evaluation set "
-                             "(HAM10000 validation/test, ISIC 2017, PH2): never trained on"))
+                             "(HAM10000 validation/test, ISIC 2017 val+test, PH2): never trained on"))
             continue
         votes = _class_votes(group, verdicts)
         if not votes:

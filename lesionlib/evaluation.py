@@ -128,11 +128,24 @@ def calibrate(val_frame_uncalibrated: pd.DataFrame) -> tuple[float, float]:
     return temperature, threshold
 
 
-def finish_evaluation(card: ModelCard, uncalibrated: dict[str, pd.DataFrame],
-                      command: str) -> tuple[ModelCard, dict]:
-    """Calibrate on validation, write predictions and metrics into the card's folder."""
+@dataclasses.dataclass(frozen=True)
+class Calibrated:
+    """What calibrating a model's uncalibrated predictions on validation gives."""
+
+    temperature: float
+    threshold: float
+    predictions: dict[str, pd.DataFrame]  # set -> calibrated rows, as stored beside the card
+    metrics: dict[str, dict]  # set -> figures (report_for_set, + ECE before temperature)
+
+
+def calibrate_and_score(uncalibrated: dict[str, pd.DataFrame]) -> Calibrated:
+    """Fit the temperature and melanoma threshold on ``ham10000_val``, then score every set.
+
+    Writes nothing: ``finish_evaluation`` stores the result, and ``lesionlib.retraining`` uses it
+    to judge an ensemble before a member is promoted.
+    """
     temperature, threshold = calibrate(uncalibrated["ham10000_val"])
-    metrics: dict = {}
+    predictions, metrics = {}, {}
     for set_name, frame in uncalibrated.items():
         calibrated = apply_temperature(probabilities_of(frame), temperature)
         stored = frame.copy()
@@ -140,14 +153,24 @@ def finish_evaluation(card: ModelCard, uncalibrated: dict[str, pd.DataFrame],
             stored[name] = calibrated[:, index]
         stored["prediction"] = [CLASS_NAMES[i] for i in calibrated.argmax(axis=1)]
         stored["confidence"] = calibrated.max(axis=1)
-        path = predictions_path(card, set_name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        stored.to_csv(path, index=False, float_format="%.6f")
+        predictions[set_name] = stored
         metrics[set_name] = report_for_set(stored, set_name, threshold)
         if set_name.startswith("ham10000"):
             labels = frame["label"].to_numpy()
             metrics[set_name]["ece_before_temperature"] = expected_calibration_error(
                 labels, probabilities_of(frame))
+    return Calibrated(temperature, threshold, predictions, metrics)
+
+
+def finish_evaluation(card: ModelCard, uncalibrated: dict[str, pd.DataFrame],
+                      command: str) -> tuple[ModelCard, dict]:
+    """Calibrate on validation, write predictions and metrics into the card's folder."""
+    result = calibrate_and_score(uncalibrated)
+    temperature, threshold, metrics = result.temperature, result.threshold, result.metrics
+    for set_name, stored in result.predictions.items():
+        path = predictions_path(card, set_name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stored.to_csv(path, index=False, float_format="%.6f")
     training = card.training
     if training.get("lineage"):
         training = {**training, "lineage": with_deltas(training["lineage"], metrics)}

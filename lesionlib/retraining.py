@@ -247,7 +247,8 @@ class Options:
     learning_rate: float = DEFAULT_LEARNING_RATE
     user: str = "local"
     command: str = ""
-    gates: tuple = GATES
+    gates: tuple = GATES  # the challenger against the live model
+    ensemble_gates: tuple = GATES  # each ensemble containing it, with the challenger as member
 
 
 def run(options: Options, store, log=print, progress=None) -> dict:
@@ -301,27 +302,114 @@ def run(options: Options, store, log=print, progress=None) -> dict:
     if (card.folder / _gate_file()).is_file():
         progress("fitting the quality gate")
         _fit_gate(candidate, card.id, options.ham10000)
-    passed, comparison = compare(card.metrics, challenger.metrics, options.gates)
     decision = {
         "model_id": card.id, "version": version, "parent_version": card.version,
-        "started_at": started, "finished_at": _now(), "user": options.user,
+        "started_at": started, "user": options.user,
         "corrections": additions.corrections, "new_images": additions.new_images,
         "left_out": additions.excluded.astype(str).to_dict("records"),
-        "comparison": comparison.to_dict("records"), "passed": passed, "promoted": False,
-        "reason": "within tolerance on every figure" if passed else rejection_reason(comparison),
         "challenger": _headline(challenger.metrics), "candidate": str(candidate)}
+    return decide(card, folder, decision, options, store, log, progress)
+
+
+def decide(card, folder: Path, decision: dict, options: Options, store, log=print,
+           progress=None) -> dict:
+    """Judge an evaluated challenger (``folder``) against the live model ``card`` and against
+    every ensemble containing it; promote it if all pass, otherwise keep it as rejected.
+
+    ``decision`` carries what the run knows already (version, corrections, left-out cases...);
+    the verdict, the comparisons and the reason are added, and the whole is written to the
+    candidate's ``decision.json``. Also used to judge a kept candidate again (``judge``).
+    """
+    progress = progress or (lambda stage, **details: None)
+    weights_dir = Path(options.weights_dir)
+    challenger = read_card(folder)
+    passed, comparison = compare(card.metrics, challenger.metrics, options.gates)
+    ensembles = ensemble_checks(weights_dir, card.id, folder, options.ensemble_gates)
+    reasons = [] if passed else [rejection_reason(comparison)]
+    reasons += [f"ensemble {check['ensemble']} v{check['version']} with the challenger as "
+                f"member: {rejection_reason(check['comparison'])}"
+                for check in ensembles if not check["passed"]]
+    passed = not reasons
+    decision = {**decision, "finished_at": _now(), "comparison": comparison.to_dict("records"),
+                "ensemble_comparisons": [{**check, "comparison": check["comparison"].to_dict(
+                    "records")} for check in ensembles],
+                "passed": passed, "promoted": False,
+                "reason": "within tolerance on every figure, alone and in "
+                          f"{len(ensembles)} ensemble(s)" if passed else "; ".join(reasons)}
+    version = decision["version"]
     if passed:
         progress("promoting")
         decision["ensembles"] = promote(weights_dir, card.id, folder, options.ham10000, log)
         decision["promoted"] = True
-    (candidate / model_versions.DECISION_FILE).write_text(json.dumps(decision, indent=2,
-                                                                     default=str))
+    (folder.parent / model_versions.DECISION_FILE).write_text(json.dumps(decision, indent=2,
+                                                                         default=str))
     verdict = "promoted" if passed else "rejected"
     store.audit("retrain", options.user, f"{card.id} v{version} {verdict}: "
                 f"{decision['reason']}"[:2000])
     log(f"{card.id} v{version} {verdict}: {decision['reason']}")
     progress("done", verdict=verdict, version=version)
     return decision
+
+
+def judge(options: Options, candidate: Path, store, log=print) -> dict:
+    """Judge a kept (rejected or never judged) candidate again under ``options``' rules, e.g.
+    after the promotion rule changed; promotes it if it now passes.
+
+    Raises:
+        RetrainingError: ``candidate`` is not a candidate folder of ``options.model_id``, or the
+            live model has moved on since the candidate was trained from it.
+    """
+    candidate = Path(candidate).resolve()
+    folder = candidate / options.model_id
+    if not (folder / "card.json").is_file():
+        raise RetrainingError(f"{candidate}: no {options.model_id}/card.json inside; expected "
+                              "a folder under weights.retraining/candidates/<id>/.")
+    card = registry.get_card(options.model_id, registry.discover(options.weights_dir))
+    previous_file = candidate / model_versions.DECISION_FILE
+    previous = json.loads(previous_file.read_text()) if previous_file.is_file() else {}
+    parent = previous.get("parent_version") or read_card(folder).training.get(
+        "lineage", {}).get("parent_version")
+    if parent and parent != card.version:
+        raise RetrainingError(f"{candidate} was trained from v{parent}, but v{card.version} is "
+                              "live now: retrain from the live version instead.")
+    keep = ("model_id", "version", "parent_version", "started_at", "user", "corrections",
+            "new_images", "left_out", "challenger", "candidate")
+    decision = {key: previous[key] for key in keep if key in previous}
+    earlier = list(previous.get("earlier_verdicts", []))
+    if "reason" in previous:
+        earlier.append({"at": previous.get("finished_at"), "promoted": previous.get("promoted"),
+                        "reason": previous["reason"]})
+    decision.update(model_id=card.id, version=read_card(folder).version,
+                    parent_version=card.version, candidate=str(candidate),
+                    judged_again={"at": _now(), "by": options.user},
+                    earlier_verdicts=earlier)
+    return decide(card, folder, decision, options, store, log)
+
+
+def ensemble_checks(weights_dir: Path, model_id: str, challenger_folder: Path,
+                    gates=GATES) -> list[dict]:
+    """Each ensemble containing ``model_id``, re-scored from stored predictions with the
+    challenger in place of the live member (calibrated on validation, like a refresh would),
+    and compared with the live ensemble: ``{"ensemble", "version", "passed", "comparison"}``.
+
+    A member can pass its own gates and still make the default ensemble worse (its errors may
+    no longer cancel the other members'), so promotion looks at both.
+    """
+    catalogue = registry.discover(weights_dir)
+    challenger = read_card(challenger_folder)
+    checks = []
+    for card in sorted(catalogue.cards.values(), key=lambda each: each.id):
+        if card.kind != "ensemble" or model_id not in card.members:
+            continue
+        members = [challenger if member == model_id else registry.get_card(member, catalogue)
+                   for member in card.members]
+        frames = evaluation.ensemble_uncalibrated(members)
+        metrics = (evaluation.calibrate_and_score(frames).metrics
+                   if "ham10000_val" in frames else {})
+        passed, comparison = compare(card.metrics, metrics, gates)
+        checks.append({"ensemble": card.id, "version": card.version, "passed": passed,
+                       "comparison": comparison})
+    return checks
 
 
 def _train_candidate(card, options: Options, additions: Additions, candidate: Path,

@@ -75,6 +75,25 @@ def test_one_reviewer_alone_never_enters_training():
         "b", "reason"]
 
 
+def test_fixed_sets_are_the_evaluated_splits_only(tmp_path):
+    """HAM10000 val/test, ISIC 2017 val+test and all of PH2 are fixed; ISIC 2017 train is not."""
+    def write(name, rows):
+        (tmp_path / name).mkdir()
+        pd.DataFrame(rows).to_csv(tmp_path / name / "labels.csv", index=False)
+
+    write("ham10000", [{"image_id": f"H_{split}", "file": f"images/H_{split}.png", "label": 5,
+                        "split_lesion_grouped": split, "sha256": f"h{split}"}
+                       for split in ("train", "val", "test")])
+    write("isic2017", [{"image_id": f"I_{split}", "file": f"images/I_{split}.png",
+                        "label_ham": 4, "split": split, "sha256": f"i{split}"}
+                       for split in ("train", "val", "test")])
+    write("ph2", [{"image_id": "P_1", "file": "images/P_1.png", "label_ham": 4, "sha256": "p1"}])
+    fixed = corrections.fixed_sets(tmp_path / "ham10000", {name: tmp_path / name
+                                                           for name in ("isic2017", "ph2")})
+    assert fixed.image_ids == {"H_val", "H_test", "I_val", "I_test", "P_1"}
+    assert fixed.contains("upload", "itest") and not fixed.contains("upload", "itrain")
+
+
 def test_nobody_approves_their_own_correction(tmp_path):
     store = FeedbackStore(f"sqlite:///{tmp_path / 'feedback.db'}")
     own = store.add(_record("x", "boss", "mel"))
@@ -103,10 +122,11 @@ def test_compare_flags_each_figure_beyond_tolerance():
     assert not passed and "not measured for the challenger" in retraining.rejection_reason(table)
 
 
-def _options(world, gates):
+def _options(world, gates, ensemble_gates=None):
     return retraining.Options(model_id="tiny0.test", weights_dir=world["weights"],
                               ham10000=world["ham"], epochs=1, learning_rate=1e-3,
-                              user="boss", command="python -m lesionlib retrain", gates=gates)
+                              user="boss", command="python -m lesionlib retrain", gates=gates,
+                              ensemble_gates=gates if ensemble_gates is None else ensemble_gates)
 
 
 @pytest.mark.slow
@@ -187,6 +207,26 @@ def test_full_loop_promote_then_rollback_then_reject(world):
     assert saved["reason"] == rejected["reason"]
     events = list(store.audit_log()["event"])
     assert events.count("retrain") == 2 and "approve-correction" in events
+
+    # A challenger that passes alone but would make an ensemble worse is not promoted; the
+    # kept candidate can be judged again (no training) and promoted once the rule allows it.
+    candidate = saved["candidate"]
+    again = retraining.judge(_options(world, WIDE, IMPOSSIBLE), candidate, store)
+    ensemble_version = registry.discover(weights).cards["ensemble.ham10000"].version
+    assert not again["promoted"] and again["reason"].startswith(
+        f"ensemble ensemble.ham10000 v{ensemble_version} with the challenger as member:")
+    assert again["earlier_verdicts"][-1]["reason"] == rejected["reason"]
+    assert again["ensemble_comparisons"][0]["passed"] is False
+    assert registry.discover(weights).cards["tiny0.test"].version == "1.0.0"
+    promoted = retraining.judge(_options(world, WIDE), candidate, store)
+    assert promoted["promoted"] and "alone and in 1 ensemble(s)" in promoted["reason"]
+    catalogue = registry.discover(weights)
+    assert catalogue.cards["tiny0.test"].version == "1.2.0" and not catalogue.problems
+    assert catalogue.cards["ensemble.ham10000"].version != ensemble_version  # refreshed
+    with pytest.raises(retraining.RetrainingError, match="v1.2.0 is live now"):
+        retraining.judge(_options(world, WIDE), next(
+            (model_versions.retraining_root(weights) / "candidates" / "tiny0.test")
+            .glob("*v1.1.0")), store)
 
 
 def test_one_run_at_a_time_and_stale_locks_clear(tmp_path):
