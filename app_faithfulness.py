@@ -109,6 +109,8 @@ def model_section(card, cards: dict, key: str) -> None:
                "weight on it. Deletion: the probability of the class as the map's top-ranked "
                "pixels are replaced by the image's mean colour; a faithful map makes it fall "
                "faster (lower AUC) than random maps of the same smoothness.")
+    if faithfulness.deletion_not_faster(entry):
+        st.info(faithfulness.DELETION_CAVEAT, icon="ℹ️")
     table = pd.DataFrame(faithfulness.method_rows(entry))
     for column in table.columns[1:]:
         percent = not column.startswith(("deletion", "energy / area"))

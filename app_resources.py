@@ -29,6 +29,7 @@ from lesionlib import embedding_map as lesion_embedding_map
 from lesionlib import label_audit as lesion_label_audit
 from lesionlib import data as lesion_data
 from lesionlib.bounded_cache import ByteBoundedCache
+from lesionlib.classes import CLASS_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parent
 SAMPLE_DIR = REPO_ROOT / "sample_images"
@@ -453,3 +454,32 @@ def label_audit(model_id: str):
     """The label-issue audit of ``model_id``'s stored HAM10000 predictions (cached per model
     fingerprint). Raises: ValueError when it stores no validation or test predictions."""
     return _label_audit(model_id, weights_dir(), fingerprint(model_id, current_catalogue()))
+
+
+# ----------------------------------------------------------------------------- warm-up
+
+def warm_up(log=print) -> None:
+    """Load the default model, its explainers and gate, and compute the first case's
+    prediction and Grad-CAM, so the first visitor finds them cached (``serve.py`` calls this
+    in a thread while the server starts). Any failure is logged and left for the page to
+    report as it would without a warm-up."""
+    import time
+
+    started = time.perf_counter()
+    try:
+        model_id = current_catalogue().default_id()
+        if model_id is None:
+            log("warm-up: no valid model to load")
+            return
+        explainers(model_id)
+        quality_checker(model_id)
+        samples = sample_labels()
+        files = [file for file in samples["file"] if (SAMPLE_DIR / file).is_file()]
+        if files:
+            case = case_from_file(SAMPLE_DIR / files[0], "sample")
+            result = predict(case, model_id)
+            heatmap(case, model_id, explain.METHODS[0],
+                    CLASS_NAMES.index(result.prediction.top_class))
+        log(f"warm-up: {model_id} ready in {time.perf_counter() - started:.1f} s")
+    except Exception as error:  # noqa: BLE001 - the page reports the same failure properly
+        log(f"warm-up: stopped ({type(error).__name__}: {error}); pages load on first use")

@@ -456,6 +456,20 @@ def looks_off_lesion(entry: dict, method: str = "Grad-CAM") -> bool:
     return summary.get("off_lesion_share", 0.0) > 0.5
 
 
+def deletion_not_faster(entry: dict) -> list[str]:
+    """The methods whose deletion curve does not fall faster than the random maps' (map AUC at
+    or above the random AUC): their top-ranked pixels are not shown to matter more than any."""
+    return [method for method, summary in entry["methods"].items()
+            if (summary.get("deletion") or {}).get("heatmap_auc") is not None
+            and summary["deletion"]["heatmap_auc"] >= summary["deletion"]["random_auc"]]
+
+
+DELETION_CAVEAT = (
+    "Removing the pixels this heatmap ranks highest does not lower the model's confidence "
+    "faster than removing random patches of the same smoothness (PH2 deletion test). Read the "
+    "heatmap as where the model's attention lies, not as proof of what decides its answer.")
+
+
 def format_value(value, percent: bool = True) -> str:
     """A share as a percentage (or a plain number to 3 decimals); "—" when missing."""
     if value is None or value != value:
@@ -513,6 +527,23 @@ def report_markdown(report: dict) -> str:
                                      ("random_curve", "random map")):
                     lines.append(f"| `{model_id}` | {label} | " + " | ".join(
                         f"{value:.3f}" for value in deletion[curve]) + " |")
+    slower = [(model_id, method) for model_id, entry in report["models"].items()
+              for method in deletion_not_faster(entry)]
+    faster = [(model_id, method) for model_id, entry in report["models"].items()
+              for method, summary in entry["methods"].items()
+              if (summary.get("deletion") or {}).get("heatmap_auc") is not None
+              and (model_id, method) not in slower]
+    if slower or faster:
+        lines += ["", "Reading: a map that ranks first the pixels the prediction depends on "
+                  "makes the curve fall faster than the random maps (lower AUC). "
+                  + (f"Faster than random: {', '.join(f'`{m}` ({k})' for m, k in faster)}. "
+                     if faster else "")
+                  + (f"**Not faster than random: {', '.join(f'`{m}` ({k})' for m, k in slower)}"
+                     "** — their maps sit on the lesion (energy above), but deleting the "
+                     "top-ranked pixels first (mostly the lesion, filled with the mean colour) "
+                     "hurts the prediction less than random patches spread over the whole "
+                     "image; the dashboard says so beside these models' figures."
+                     if slower else "")]
     held_out = check["on_check_half"]
     if check.get("threshold") is None:
         lines += ["", "## The edge check shown in Case review", "",
