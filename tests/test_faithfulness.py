@@ -325,3 +325,13 @@ def test_report_command_on_tiny_models(tiny_weights_dir, tmp_path, monkeypatch):
     # a second run reuses every model's figures (nothing changed)
     assert script.main(arguments) == 0
     assert len(list((tmp_path / "cache" / "heatmap_faithfulness").iterdir())) == 3
+
+
+def test_deletion_not_faster_names_the_methods_no_better_than_random():
+    entry = {"methods": {
+        "Grad-CAM": {"deletion": {"heatmap_auc": 0.55, "random_auc": 0.45}},
+        "Grad-CAM++": {"deletion": {"heatmap_auc": 0.30, "random_auc": 0.45}},
+        "Faster-Score-CAM": {"deletion": None},
+        "other": {}}}
+    assert faithfulness.deletion_not_faster(entry) == ["Grad-CAM"]
+    assert faithfulness.deletion_not_faster({"methods": {}}) == []

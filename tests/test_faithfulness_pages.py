@@ -107,3 +107,18 @@ def test_audit_page_has_a_heatmap_tab(report_env):
     assert "Edge warning (fires from 50%" in content
     app.selectbox(key="audit_faithfulness_ensemble.ham10000_method").set_value("Grad-CAM").run()
     assert_ok(app)
+
+
+def test_models_page_says_when_deletion_is_no_faster_than_random(report_env, tmp_path):
+    report_env(threshold=0.5)
+    app = open_page("models")
+    assert not any(faithfulness.DELETION_CAVEAT in info.value for info in app.info)
+    path = tmp_path / "heatmap_faithfulness.json"
+    report = json.loads(path.read_text())
+    for entry in report["models"].values():
+        deletion = entry["methods"]["Grad-CAM"]["deletion"]
+        deletion["heatmap_auc"], deletion["random_auc"] = 0.6, 0.4  # slower than random
+    path.write_text(json.dumps(report))
+    app = open_page("models")
+    assert_ok(app)
+    assert any(faithfulness.DELETION_CAVEAT in info.value for info in app.info)
