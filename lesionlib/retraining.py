@@ -367,7 +367,8 @@ def judge(options: Options, candidate: Path, store, log=print) -> dict:
     card = registry.get_card(options.model_id, registry.discover(options.weights_dir))
     previous_file = candidate / model_versions.DECISION_FILE
     previous = json.loads(previous_file.read_text()) if previous_file.is_file() else {}
-    parent = previous.get("parent_version") or read_card(folder).training.get(
+    challenger = read_card(folder)
+    parent = previous.get("parent_version") or challenger.training.get(
         "lineage", {}).get("parent_version")
     if parent and parent != card.version:
         raise RetrainingError(f"{candidate} was trained from v{parent}, but v{card.version} is "
@@ -379,7 +380,7 @@ def judge(options: Options, candidate: Path, store, log=print) -> dict:
     if "reason" in previous:
         earlier.append({"at": previous.get("finished_at"), "promoted": previous.get("promoted"),
                         "reason": previous["reason"]})
-    decision.update(model_id=card.id, version=read_card(folder).version,
+    decision.update(model_id=card.id, version=challenger.version,
                     parent_version=card.version, candidate=str(candidate),
                     judged_again={"at": _now(), "by": options.user},
                     earlier_verdicts=earlier)
