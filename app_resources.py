@@ -289,6 +289,12 @@ def sample_labels() -> pd.DataFrame:
     return _sample_labels(str(SAMPLE_DIR / "labels.csv"))
 
 
+def available_samples() -> pd.DataFrame:
+    """The rows of ``sample_images/labels.csv`` whose image file is present."""
+    labels = sample_labels()
+    return labels[labels["file"].map(lambda file: (SAMPLE_DIR / file).is_file())]
+
+
 @st.cache_data(show_spinner=False)
 def _sample_labels(path: str) -> pd.DataFrame:
     return pd.read_csv(path)
@@ -473,8 +479,7 @@ def warm_up(log=print) -> None:
             return
         explainers(model_id)
         quality_checker(model_id)
-        samples = sample_labels()
-        files = [file for file in samples["file"] if (SAMPLE_DIR / file).is_file()]
+        files = list(available_samples()["file"])
         if files:
             case = case_from_file(SAMPLE_DIR / files[0], "sample")
             result = predict(case, model_id)

@@ -196,11 +196,6 @@ def model_identity(card) -> None:
 
 # ----------------------------------------------------------------------------- cases
 
-def sample_options() -> pd.DataFrame:
-    labels = app_resources.sample_labels()
-    return labels[labels["file"].map(lambda file: (app_resources.SAMPLE_DIR / file).is_file())]
-
-
 CASE_SOURCES = ("Sample image", "Dataset image", "Upload")
 
 
@@ -223,7 +218,7 @@ def case_picker(key: str = "case") -> app_resources.CaseImage | None:
             st.info("Upload a dermoscopic image, or choose a sample image.")
             return None
         return case_from_upload(upload.name, upload.getvalue())
-    samples = sample_options()
+    samples = app_resources.available_samples()
     if samples.empty:
         st.warning("No sample images found in `sample_images/`.")
         return None

@@ -1,27 +1,48 @@
 #!/usr/bin/env bash
 # Package the version 2 runs into weights/, choose and define the ensemble on validation, evaluate
-# everything, fit every quality gate and measure it, export the edge model and build the
-# similar-case indices. Reproduces every figure in README.md, the model cards and reports/.
-# Usage: bash scripts/ship_models.sh [runs-folder]   (needs ../shared/data or LESIONLIB_DATA)
-# The runs come from scripts/train_v2_models.sh. The small CNN baseline stays at version 1.0.0
-# (scripts/train_shipped_models.sh, then `package --run-dir runs/small_cnn --id small_cnn.ham10000`).
+# everything, fit every quality gate and measure it, export the edge model, build the similar-case
+# indices and embedding maps, and rewrite the reports that read the models. Reproduces every
+# figure in README.md, the model cards and reports/.
+# Usage: bash scripts/ship_models.sh [RUNS [MODEL ...]]   (needs ../shared/data or LESIONLIB_DATA)
+#   RUNS: the folder of scripts/train_v2_models.sh (default runs-v2).
+#   MODEL: efficientnet_lite0 and/or efficientnet_lite2 (default both): package only those runs;
+#   everything downstream of the weights is rebuilt either way.
+#   ENSEMBLE_VERSION (environment, default 3.0.0): the version given to the ensemble.
+# Version 2 shipped in two steps: Lite0 v2 with ensemble 2.0.0 (Lite0 v2 + Lite2 v1), then
+#   ENSEMBLE_VERSION=3.0.0 bash scripts/ship_models.sh runs-v2 efficientnet_lite2
+# The small CNN baseline stays at version 1.0.0 (scripts/train_shipped_models.sh, then
+# `package --run-dir runs/small_cnn --id small_cnn.ham10000`).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 runs=${1:-runs-v2}
+shift || true
+if [ $# -gt 0 ]; then packaged=("$@"); else packaged=(efficientnet_lite0 efficientnet_lite2); fi
+ensemble_version=${ENSEMBLE_VERSION:-3.0.0}
 recipe="v2 recipe (scripts/train_v2_models.sh): + ISIC 2017 train, Shades of Gray colour constancy, \
 whole-backbone fine-tuning with warm-up, cosine decay and EMA, strong augmentation, class weights, \
 label smoothing"
-python -m lesionlib package --run-dir "$runs/efficientnet_lite0" --id efficientnet_lite0.ham10000 \
-  --name "EfficientNet-Lite0 (fast, mobile)" --version 2.0.0 --changes "$recipe" \
-  --description "Small and fast (3.4M parameters, 224 px): fit for phones and edge devices."
-python -m lesionlib package --run-dir "$runs/efficientnet_lite2" --id efficientnet_lite2.ham10000 \
-  --name "EfficientNet-Lite2 (accurate)" --version 2.0.0 --changes "$recipe" \
-  --description "Larger EfficientNet-Lite (4.9M parameters, 224 px): the more accurate single model."
-python -m lesionlib evaluate --model efficientnet_lite0.ham10000 --model efficientnet_lite2.ham10000
+for arch in "${packaged[@]}"; do
+  case "$arch" in
+    efficientnet_lite0)
+      python -m lesionlib package --run-dir "$runs/efficientnet_lite0" \
+        --id efficientnet_lite0.ham10000 --name "EfficientNet-Lite0 (fast, mobile)" \
+        --version 2.0.0 --changes "$recipe" \
+        --description "Small and fast (3.4M parameters, 224 px): fit for phones and edge devices." ;;
+    efficientnet_lite2)
+      python -m lesionlib package --run-dir "$runs/efficientnet_lite2" \
+        --id efficientnet_lite2.ham10000 --name "EfficientNet-Lite2 (accurate)" \
+        --version 2.0.0 --changes "$recipe" \
+        --description "Larger EfficientNet-Lite (4.9M parameters, 224 px): the more accurate single model." ;;
+    *) echo "ship_models.sh: unknown model $arch (expected efficientnet_lite0 or efficientnet_lite2)" >&2
+       exit 2 ;;
+  esac
+  python -m lesionlib evaluate --model "$arch.ham10000"
+done
 # Members chosen on the validation split only: scripts/choose_ensemble.py prints every
 # combination's validation balanced accuracy; the best one is defined below.
 python scripts/choose_ensemble.py
 python -m lesionlib ensemble --id ensemble.ham10000 --name "Ensemble (Lite0 + Lite2)" \
-  --members efficientnet_lite0.ham10000 efficientnet_lite2.ham10000 --version 2.0.0 \
+  --members efficientnet_lite0.ham10000 efficientnet_lite2.ham10000 --version "$ensemble_version" \
   --changes "members chosen on validation: Lite0 v2 + Lite2 v2 (the small CNN lowered it)" \
   --description "Mean of the calibrated probabilities of its members, recalibrated."
 python -m lesionlib evaluate --model ensemble.ham10000
@@ -36,7 +57,11 @@ done
 # writes weights/efficientnet_lite2.ham10000.int8/ and reports/edge_export.md.
 python -m lesionlib export --model efficientnet_lite2.ham10000 --format tflite --int8
 python scripts/benchmark_quality_gate.py   # every model -> reports/quality_gate.{md,json}
-# Similar-case indices (one command per model; rebuild after retraining, a stale one is refused)
-python -m lesionlib similar --build --model efficientnet_lite0.ham10000
-python -m lesionlib similar --build --model efficientnet_lite2.ham10000
+# Similar-case indices and embedding maps of the repackaged models (a stale one is refused)
+for arch in "${packaged[@]}"; do
+  python -m lesionlib similar --build --model "$arch.ham10000"
+  bash scripts/build_embedding_maps.sh "$arch.ham10000"
+done
 python scripts/retrieval_report.py
+python scripts/label_audit_report.py
+nice -n 10 python scripts/heatmap_faithfulness.py

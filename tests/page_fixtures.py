@@ -22,6 +22,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_LABELS = REPO_ROOT / "sample_images" / "labels.csv"
 
 
+def use_page_environment(monkeypatch, weights: Path, tmp_path: Path) -> None:
+    """Point the app at ``weights`` with an empty feedback database and sign-in off."""
+    monkeypatch.setenv("LESIONLIB_WEIGHTS", str(weights))
+    monkeypatch.setenv("LESIONLIB_FEEDBACK_URL", f"sqlite:///{tmp_path / 'feedback.db'}")
+    monkeypatch.delenv("LESIONLIB_AUTH_CONFIG", raising=False)
+
+
 def _labels(set_name: str) -> pd.DataFrame:
     samples = pd.read_csv(SAMPLE_LABELS)
     if set_name == "ham10000_test":

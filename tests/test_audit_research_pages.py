@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import build_tiny_weights
-from page_fixtures import add_fake_predictions
+from page_fixtures import add_fake_predictions, use_page_environment
 from test_embedding_map import build_sample_map
 from test_pages import assert_ok, open_page, shown, texts
 
@@ -29,18 +29,12 @@ def research_weights(tmp_path_factory) -> Path:
     return folder
 
 
-def environment(monkeypatch, weights: Path, tmp_path: Path) -> None:
-    monkeypatch.setenv("LESIONLIB_WEIGHTS", str(weights))
-    monkeypatch.setenv("LESIONLIB_FEEDBACK_URL", f"sqlite:///{tmp_path / 'feedback.db'}")
-    monkeypatch.delenv("LESIONLIB_AUTH_CONFIG", raising=False)
-
-
 def feedback_forms(app, prefix: str) -> list[str]:
     return [radio.key for radio in app.radio if radio.key.startswith(prefix)]
 
 
 def test_map_and_label_issues_open_cases(research_weights, tmp_path, monkeypatch):
-    environment(monkeypatch, research_weights, tmp_path)
+    use_page_environment(monkeypatch, research_weights, tmp_path)
     app = open_page("audit")
     assert_ok(app)
     content = texts(app)
@@ -75,7 +69,7 @@ def test_missing_map_is_a_message(tmp_path, monkeypatch, research_weights):
         from lesionlib.integrity import seal
 
         seal(weights / model_id)
-    environment(monkeypatch, weights, tmp_path)
+    use_page_environment(monkeypatch, weights, tmp_path)
     app = open_page("audit")
     assert_ok(app)
     assert any("embedding-map --model tiny0.test" in shown(warning.value)

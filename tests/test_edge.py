@@ -224,7 +224,7 @@ def test_shipped_int8_live_predictions_match_the_stored_ones():
 def edge_page_env(tmp_path, monkeypatch):
     """Tiny weights plus an int8 export of tiny0 with a gate, fake stored predictions."""
     from conftest import build_tiny_weights
-    from page_fixtures import add_fake_predictions
+    from page_fixtures import add_fake_predictions, use_page_environment
 
     folder = build_tiny_weights(tmp_path / "weights")
     catalogue = registry.discover(folder)
@@ -235,9 +235,7 @@ def edge_page_env(tmp_path, monkeypatch):
     features = model.pooled_features(_sample_images(21))
     fit_gate(features, features, _sample_images(21), components=4).save(card.folder / GATE_FILE)
     add_fake_predictions(folder)
-    monkeypatch.setenv("LESIONLIB_WEIGHTS", str(folder))
-    monkeypatch.setenv("LESIONLIB_FEEDBACK_URL", f"sqlite:///{tmp_path / 'feedback.db'}")
-    monkeypatch.delenv("LESIONLIB_AUTH_CONFIG", raising=False)
+    use_page_environment(monkeypatch, folder, tmp_path)
     return card
 
 

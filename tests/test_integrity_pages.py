@@ -8,7 +8,7 @@ import pytest
 from conftest import build_tiny_weights
 from lesionlib.cards import REPO_ROOT
 from lesionlib.integrity import TRUSTED_KEYS_ENV, seal
-from page_fixtures import add_fake_predictions
+from page_fixtures import add_fake_predictions, use_page_environment
 from test_pages import assert_ok, open_page
 
 pytestmark = pytest.mark.slow
@@ -28,9 +28,7 @@ def tampered_weights(tmp_path, monkeypatch):
     data = json.loads(path.read_text())
     data["melanoma_threshold"] = 0.99
     path.write_text(json.dumps(data))
-    monkeypatch.setenv("LESIONLIB_WEIGHTS", str(folder))
-    monkeypatch.setenv("LESIONLIB_FEEDBACK_URL", f"sqlite:///{tmp_path / 'feedback.db'}")
-    monkeypatch.delenv("LESIONLIB_AUTH_CONFIG", raising=False)
+    use_page_environment(monkeypatch, folder, tmp_path)
     monkeypatch.delenv(TRUSTED_KEYS_ENV, raising=False)
     return folder
 

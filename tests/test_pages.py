@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import SAMPLE_DIR, build_tiny_weights
-from page_fixtures import add_fake_predictions
+from page_fixtures import add_fake_predictions, use_page_environment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = str(REPO_ROOT / "dashboard.py")
@@ -35,10 +35,7 @@ def page_weights(tmp_path_factory) -> Path:
 @pytest.fixture
 def app_env(page_weights, tmp_path, monkeypatch):
     """Tiny weights, an empty feedback database, sign-in off, the shared dataset as it is."""
-    monkeypatch.setenv("LESIONLIB_WEIGHTS", str(page_weights))
-    monkeypatch.setenv("LESIONLIB_FEEDBACK_URL", f"sqlite:///{tmp_path / 'feedback.db'}")
-    for name in ("LESIONLIB_AUTH_CONFIG",):
-        monkeypatch.delenv(name, raising=False)
+    use_page_environment(monkeypatch, page_weights, tmp_path)
     return tmp_path
 
 

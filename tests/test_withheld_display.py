@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from conftest import build_tiny_weights, needs_dataset
-from page_fixtures import add_fake_predictions
+from page_fixtures import add_fake_predictions, use_page_environment
 from test_pages import assert_ok, open_page, select_error_row, texts
 from test_quality import _fit_tiny_gates, _skin_like
 
@@ -50,9 +50,7 @@ def strict_weights(gated_weights, tmp_path_factory) -> Path:
 
 @pytest.fixture
 def gated_env(gated_weights, tmp_path, monkeypatch):
-    monkeypatch.setenv("LESIONLIB_WEIGHTS", str(gated_weights))
-    monkeypatch.setenv("LESIONLIB_FEEDBACK_URL", f"sqlite:///{tmp_path / 'feedback.db'}")
-    monkeypatch.delenv("LESIONLIB_AUTH_CONFIG", raising=False)
+    use_page_environment(monkeypatch, gated_weights, tmp_path)
     return gated_weights
 
 
