@@ -13,7 +13,6 @@ import re
 import uuid
 
 import numpy as np
-import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st

@@ -19,14 +19,13 @@ imported; t-SNE on 1,509 points takes seconds with the scikit-learn already pinn
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from lesionlib import retrieval
+from lesionlib import model_artefacts, retrieval
 from lesionlib.classes import CLASS_NAMES
 
 MAP_FILE = "embedding_map.npz"
@@ -42,16 +41,21 @@ COLOUR_OPTIONS = {"true_class": "true class", "prediction": "predicted class",
                   "dx_type": "how the diagnosis was confirmed"}
 
 
-class MapMissingError(FileNotFoundError):
+class MapMissingError(model_artefacts.ArtefactMissingError):
     """The model has no embedding map yet."""
 
 
-class StaleMapError(ValueError):
+class StaleMapError(model_artefacts.StaleArtefactError):
     """The map was computed with other weights than the installed model's."""
 
 
+KIND = model_artefacts.ArtefactKind(MAP_FILE, "embedding map",
+                                    "python -m lesionlib embedding-map --model {model_id}",
+                                    MapMissingError, StaleMapError)
+
+
 def build_command(model_id: str) -> str:
-    return f"python -m lesionlib embedding-map --model {model_id}"
+    return KIND.build_command(model_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,11 +94,7 @@ class EmbeddingMap:
                   "method": self.method, "parameters": json.dumps(self.parameters),
                   "set_name": self.set_name, "metrics": json.dumps(self.metrics),
                   **{name: getattr(self, name) for name in FIELDS}}
-        path = Path(path)
-        temporary = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(temporary, **arrays)
-        temporary.replace(path)
-        return path
+        return model_artefacts.save_arrays(path, arrays)
 
     @classmethod
     def load(cls, source) -> "EmbeddingMap":
@@ -103,17 +103,8 @@ class EmbeddingMap:
         Raises:
             ValueError: the file is not an embedding map (names what is missing).
         """
-        where = source if isinstance(source, (str, Path)) else "the file"
-        data = io.BytesIO(source) if isinstance(source, bytes) else source
-        try:
-            with np.load(data, allow_pickle=False) as archive:
-                values = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{where} is not an embedding map ({error}).") from None
-        required = ("model_id", "model_version", "weights_sha256", *FIELDS)
-        missing = [name for name in required if name not in values]
-        if missing:
-            raise ValueError(f"{where} is not an embedding map: it lacks {missing}.")
+        values = model_artefacts.read_arrays(source, KIND.title,
+                                             (*model_artefacts.IDENTITY_FIELDS, *FIELDS))
         return cls(str(values["model_id"]), str(values["model_version"]),
                    str(values["weights_sha256"]),
                    str(values.get("feature_layer", FEATURE_LAYER)),
@@ -253,19 +244,12 @@ def mapped_card(card, catalogue):
 
 
 def map_path(card) -> Path:
-    return Path(card.folder) / MAP_FILE
+    return KIND.path(card)
 
 
 def check_current(embedding_map: EmbeddingMap, card) -> None:
     """Raises: StaleMapError when the map was not computed with ``card``'s exact weights."""
-    if (embedding_map.model_id, embedding_map.model_version, embedding_map.weights_sha256) == (
-            card.id, card.version, str(card.weights_sha256)):
-        return
-    raise StaleMapError(
-        f"The embedding map of {card.id} was computed for {embedding_map.model_id} "
-        f"v{embedding_map.model_version} (weights {embedding_map.weights_sha256[:12]}), but the "
-        f"installed model is {card.id} v{card.version} (weights "
-        f"{str(card.weights_sha256)[:12]}). Recompute it: `{build_command(card.id)}`.")
+    model_artefacts.check_current(KIND, embedding_map, card)
 
 
 def load_map(card, catalogue) -> tuple[EmbeddingMap, object]:
@@ -279,14 +263,8 @@ def load_map(card, catalogue) -> tuple[EmbeddingMap, object]:
         ValueError: the file is not an embedding map.
         IntegrityError: the file is not the sealed one.
     """
-    from lesionlib.integrity import read_verified
-
     embedder = mapped_card(card, catalogue)
-    path = map_path(embedder)
-    if not path.is_file():
-        raise MapMissingError(f"No embedding map for {embedder.id}: expected {path.name} in "
-                              f"its folder. Compute it with `{build_command(embedder.id)}`.")
-    embedding_map = EmbeddingMap.load(read_verified(embedder.folder, MAP_FILE))
+    embedding_map = EmbeddingMap.load(model_artefacts.read_sealed(KIND, embedder))
     check_current(embedding_map, embedder)
     return embedding_map, embedder
 

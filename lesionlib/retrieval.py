@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lesionlib import model_artefacts
 from lesionlib.classes import CLASS_NAMES
 from lesionlib.metrics import balanced_accuracy
 
@@ -32,16 +33,21 @@ DEFAULT_K = 5
 SET_FIELDS = ("embeddings", "image_ids", "lesion_ids", "labels", "dx_types")
 
 
-class IndexMissingError(FileNotFoundError):
+class IndexMissingError(model_artefacts.ArtefactMissingError):
     """The model has no similar-case index yet."""
 
 
-class StaleIndexError(ValueError):
+class StaleIndexError(model_artefacts.StaleArtefactError):
     """The index was built with other weights than the installed model's."""
 
 
+KIND = model_artefacts.ArtefactKind(INDEX_FILE, "similar-case index",
+                                    "python -m lesionlib similar --build --model {model_id}",
+                                    IndexMissingError, StaleIndexError)
+
+
 def build_command(model_id: str) -> str:
-    return f"python -m lesionlib similar --build --model {model_id}"
+    return KIND.build_command(model_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,22 +107,18 @@ class RetrievalIndex:
         for prefix, subset in (("training", self.training), ("samples", self.samples)):
             if subset is not None:
                 arrays.update({f"{prefix}_{name}": getattr(subset, name) for name in SET_FIELDS})
-        path = Path(path)
-        temporary = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(temporary, **arrays)
-        temporary.replace(path)
-        return path
+        return model_artefacts.save_arrays(path, arrays)
 
     @classmethod
-    def load(cls, path: Path) -> "RetrievalIndex":
-        """Raises: ValueError when the file is not a retrieval index (names what is missing)."""
-        with np.load(path, allow_pickle=False) as archive:
-            values = {name: archive[name] for name in archive.files}
-        required = ("model_id", "model_version", "weights_sha256", "mean", "components",
-                    *(f"training_{name}" for name in SET_FIELDS))
-        missing = [name for name in required if name not in values]
-        if missing:
-            raise ValueError(f"{path} is not a similar-case index: it lacks {missing}.")
+    def load(cls, source) -> "RetrievalIndex":
+        """Read an index from a path or bytes.
+
+        Raises:
+            ValueError: the file is not a similar-case index (names what is missing).
+        """
+        values = model_artefacts.read_arrays(
+            source, KIND.title, (*model_artefacts.IDENTITY_FIELDS, "mean", "components",
+                                 *(f"training_{name}" for name in SET_FIELDS)))
 
         def subset(prefix):
             if f"{prefix}_image_ids" not in values:
@@ -171,37 +173,28 @@ def embedding_card(card, catalogue):
 
 
 def index_path(card) -> Path:
-    return Path(card.folder) / INDEX_FILE
+    return KIND.path(card)
 
 
-def check_current(index: RetrievalIndex, card, path: Path | None = None) -> None:
+def check_current(index: RetrievalIndex, card) -> None:
     """Raises: StaleIndexError when ``index`` was not built with ``card``'s exact weights."""
-    if (index.model_id, index.model_version, index.weights_sha256) == (
-            card.id, card.version, card.weights_sha256):
-        return
-    where = f" ({path})" if path else ""
-    raise StaleIndexError(
-        f"The similar-case index{where} was built for {index.model_id} v{index.model_version} "
-        f"(weights {index.weights_sha256[:12]}), but the installed model is {card.id} "
-        f"v{card.version} (weights {str(card.weights_sha256)[:12]}). Rebuild it: "
-        f"`{build_command(card.id)}`.")
+    model_artefacts.check_current(KIND, index, card)
 
 
 def load_index(card, catalogue) -> tuple[RetrievalIndex, object]:
     """The checked index serving ``card`` and the card of the model whose features it uses.
 
+    The file is read through the folder's manifest (``integrity.read_verified``).
+
     Raises:
         IndexMissingError: no index was built for this model.
         StaleIndexError: the index does not match the installed weights.
-        ValueError: the file is not a retrieval index.
+        ValueError: the file is not a similar-case index.
+        IntegrityError: the file is not the sealed one.
     """
     embedder = embedding_card(card, catalogue)
-    path = index_path(embedder)
-    if not path.is_file():
-        raise IndexMissingError(f"No similar-case index for {embedder.id}: expected {path}. "
-                                f"Build it with `{build_command(embedder.id)}`.")
-    index = RetrievalIndex.load(path)
-    check_current(index, embedder, path)
+    index = RetrievalIndex.load(model_artefacts.read_sealed(KIND, embedder))
+    check_current(index, embedder)
     return index, embedder
 
 

@@ -115,26 +115,8 @@ def test_map_round_trip_through_the_sealed_folder(mapped_weights):
     assert result.parameters["perplexity"] == pytest.approx(20 / 3)
 
 
-def test_stale_or_tampered_map_is_refused(mapped_weights):
+def test_ensembles_use_a_member_and_edge_models_their_parent(mapped_weights):
     catalogue = registry.discover(mapped_weights)
-    card = catalogue.cards["tiny0.test"]
-    newer = dataclasses.replace(card, version="2.0.0", weights_sha256="0" * 64)
-    with pytest.raises(embedding_map.StaleMapError,
-                       match="embedding-map --model tiny0.test"):
-        embedding_map.load_map(newer, catalogue)
-    path = embedding_map.map_path(card)
-    path.write_bytes(path.read_bytes() + b"x")
-    from lesionlib.integrity import IntegrityError
-
-    with pytest.raises(IntegrityError):
-        embedding_map.load_map(card, catalogue)
-
-
-def test_missing_map_names_the_command_and_ensembles_use_a_member(mapped_weights):
-    catalogue = registry.discover(mapped_weights)
-    with pytest.raises(embedding_map.MapMissingError,
-                       match="embedding-map --model tiny1.test"):
-        embedding_map.load_map(catalogue.cards["tiny1.test"], catalogue)
     scores = {"tiny0.test": 0.6, "tiny1.test": 0.4}  # the best by validation is tiny0
     catalogue.cards.update({model_id: dataclasses.replace(
         catalogue.cards[model_id], metrics={"ham10000_val": {"balanced_accuracy": score}})
@@ -145,14 +127,6 @@ def test_missing_map_names_the_command_and_ensembles_use_a_member(mapped_weights
                                edge={"parent": "tiny0.test"})
     _, embedder = embedding_map.load_map(edge, catalogue)  # an edge model: its parent's map
     assert embedder.id == "tiny0.test"
-
-
-def test_not_a_map_is_a_clear_error(tmp_path):
-    np.savez(tmp_path / "other.npz", numbers=np.arange(3))
-    with pytest.raises(ValueError, match="not an embedding map: it lacks"):
-        embedding_map.EmbeddingMap.load(tmp_path / "other.npz")
-    with pytest.raises(ValueError, match="not an embedding map"):
-        embedding_map.EmbeddingMap.load(b"not a zip file")
 
 
 def tiny_dataset(folder: Path) -> Path:

@@ -85,27 +85,6 @@ def test_index_round_trip_and_neighbours(indexed_weights):
     assert "ISIC_0024904" not in set(excluded["image_id"]) and len(excluded) == 3
 
 
-def test_stale_index_is_refused_with_the_rebuild_command(indexed_weights):
-    cards = registry.discover(indexed_weights)
-    card = cards.cards["tiny0.test"]
-    retrieval.load_index(card, cards)  # current: accepted
-    newer = dataclasses.replace(card, version="2.0.0", weights_sha256="0" * 64)
-    with pytest.raises(retrieval.StaleIndexError, match="similar --build --model tiny0.test"):
-        retrieval.load_index(newer, cards)
-
-
-def test_missing_index_names_the_command(tiny_weights_dir):
-    cards = registry.discover(tiny_weights_dir)
-    with pytest.raises(retrieval.IndexMissingError, match="similar --build --model tiny1.test"):
-        retrieval.load_index(cards.cards["tiny1.test"], cards)
-
-
-def test_not_an_index_is_a_clear_error(tmp_path):
-    np.savez(tmp_path / "other.npz", numbers=np.arange(3))
-    with pytest.raises(ValueError, match="not a similar-case index"):
-        retrieval.RetrievalIndex.load(tmp_path / "other.npz")
-
-
 def test_ensemble_uses_its_best_member_by_validation(tiny_weights_dir):
     cards = registry.discover(tiny_weights_dir)
     scores = {"tiny0.test": 0.4, "tiny1.test": 0.6}
