@@ -234,11 +234,15 @@ class _Results(dict):
 
 
 def markdown(results: dict, code: Path, command: str, before: dict | None = None) -> str:
+    load = results.get("load_average")
     lines = [f"# Speed ({MODEL_ID})", "",
-             f"Measured by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-             f"code at `{code}`, {os.cpu_count()} CPU cores (load average "
-             f"{os.getloadavg()[0]:.1f} at the end: absolute times are noisy on a shared machine; "
-             "compare the ratios to the raw reference of the same run).", ""]
+             f"Measured by `{results.get('command', command)}` on "
+             f"{results.get('measured_at', '(date not recorded)')}, code at `{code}`, "
+             f"{results.get('cpu_count', os.cpu_count())} CPU cores (load average "
+             f"{'?' if load is None else f'{load:.1f}'} at the end: absolute times are noisy on a "
+             "shared machine; compare the ratios to the raw reference of the same run)"
+             + (f"; rendered by `{command}`." if command != results.get("command", command)
+                else "."), ""]
     if before is not None:
         lines += [f"## After (`{results.get('command', command)}`)", ""]
     lines += table(results)
@@ -355,7 +359,9 @@ def main() -> int:
         results = measure(code, rows, images, arguments.cases, folder, out.with_suffix(".json"))
     results.setdefault("code", str(code))
     if not arguments.render:
-        results["command"] = command
+        results.update(command=command, cpu_count=os.cpu_count(),
+                       load_average=os.getloadavg()[0],
+                       measured_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     out.with_suffix(".json").write_text(json.dumps(results, indent=1))
     before = json.loads(Path(arguments.before).read_text()) if arguments.before else None
     text = markdown(results, code, command.strip(), before)

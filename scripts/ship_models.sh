@@ -18,20 +18,21 @@ runs=${1:-runs-v2}
 shift || true
 if [ $# -gt 0 ]; then packaged=("$@"); else packaged=(efficientnet_lite0 efficientnet_lite2); fi
 ensemble_version=${ENSEMBLE_VERSION:-3.0.0}
-recipe="v2 recipe (scripts/train_v2_models.sh): + ISIC 2017 train, Shades of Gray colour constancy, \
-whole-backbone fine-tuning with warm-up, cosine decay and EMA, strong augmentation, class weights, \
-label smoothing"
+recipe="v2 recipe (scripts/train_v2_models.sh): Shades of Gray colour constancy in the graph, \
+strong augmentation, class weights (1/f)^0.8, label smoothing 0.1, HAM10000 + ISIC 2017 train"
 for arch in "${packaged[@]}"; do
   case "$arch" in
     efficientnet_lite0)
       python -m lesionlib package --run-dir "$runs/efficientnet_lite0" \
         --id efficientnet_lite0.ham10000 --name "EfficientNet-Lite0 (fast, mobile)" \
-        --version 2.0.0 --changes "$recipe" \
+        --version 2.0.0 --changes "$recipe; whole backbone fine-tuned 12 epochs (1-epoch warm-up, \
+cosine, EMA 0.998), 224 px (was 192 px, top of the backbone, 6 epochs)" \
         --description "Small and fast (3.4M parameters, 224 px): fit for phones and edge devices." ;;
     efficientnet_lite2)
       python -m lesionlib package --run-dir "$runs/efficientnet_lite2" \
         --id efficientnet_lite2.ham10000 --name "EfficientNet-Lite2 (accurate)" \
-        --version 2.0.0 --changes "$recipe" \
+        --version 2.0.0 --changes "$recipe; whole backbone fine-tuned 4 epochs (1-epoch warm-up, \
+cosine, EMA 0.998), 224 px (was 224 px from block6 of the backbone, 6 epochs)" \
         --description "Larger EfficientNet-Lite (4.9M parameters, 224 px): the more accurate single model." ;;
     *) echo "ship_models.sh: unknown model $arch (expected efficientnet_lite0 or efficientnet_lite2)" >&2
        exit 2 ;;
