@@ -25,7 +25,7 @@ if want efficientnet_lite0; then
 fi
 if want efficientnet_lite2; then
   # 4 fine-tuning epochs (cosine over 3 after the warm-up): one epoch of Lite2 at 224 px takes about
-  # 20 min on the 2 CPU cores, so the run fits one session beside packaging and evaluation.
+  # 25 min on the 2 CPU cores (measured), so the run fits one session beside shipping it.
   python -m lesionlib train --arch efficientnet_lite2 --size 224 --run-dir "$runs/efficientnet_lite2" \
     --fine-tune-epochs 4 --fine-tune-lr 3e-4 "${common[@]}"
 fi
