@@ -132,6 +132,18 @@ def card_rows(weights: Path) -> list[dict]:
     return rows
 
 
+def full_run_row(run_dir: Path, shipped: list[dict]) -> dict | None:
+    """A full-budget run of ``runs-v2``: ``None`` when it is a shipped model's own run (its card
+    row already stands for it), else labelled as in training or as finished but not shipped."""
+    row = run_row(run_dir, run_dir.name)
+    if any(row["command"] == other["command"]
+           and row["val_balanced_accuracy"] == other["val_balanced_accuracy"]
+           for other in shipped):
+        return None
+    state = "finished, not shipped" if row["status"] == "done" else "in training"
+    return {**row, "lever": f"{run_dir.name} (version 2 recipe, full budget, {state})"}
+
+
 def fmt(value) -> str:
     return "—" if value is None else f"{value:.3f}"
 
@@ -184,10 +196,10 @@ def main() -> int:
     args = parser.parse_args()
     short = [run_row(Path(args.runs) / name, lever) for name, lever in SHORT_ROWS.items()]
     full_dir = Path(args.full_runs)
-    full = [run_row(run, f"{run.name} (version 2 recipe, full budget, in training)")
-            for run in sorted(full_dir.iterdir()) if (run / "state.json").is_file()] \
-        if full_dir.is_dir() else []
-    full = card_rows(Path(args.weights)) + full
+    shipped = card_rows(Path(args.weights))
+    full = [full_run_row(run, shipped) for run in sorted(full_dir.iterdir())
+            if (run / "state.json").is_file()] if full_dir.is_dir() else []
+    full = shipped + [row for row in full if row is not None]
     tta = [run_tta_row(Path(run)) for run in args.tta] + [
         model_tta_row(model_id, args.weights) for model_id in args.tta_model]
     previous = Path(args.out).with_suffix(".json")
