@@ -1,0 +1,39 @@
+"""scripts/ablation_report.py: how a full-budget run is labelled beside the shipped cards."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+from conftest import REPO_ROOT
+
+spec = importlib.util.spec_from_file_location("ablation_report",
+                                              REPO_ROOT / "scripts" / "ablation_report.py")
+ablation_report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ablation_report)
+
+RECIPE = {"architecture": "efficientnet_lite2", "image_size": 224, "imagenet": True,
+          "head_epochs": 1, "fine_tune_epochs": 2, "batch_size": 32}
+
+
+def write_run(folder, epochs: int, score: float = 0.7):
+    history = [{"phase": "head" if epoch == 0 else "fine_tune", "epoch": max(epoch, 1),
+                "val_balanced_accuracy": score, "val_melanoma_auc": 0.9}
+               for epoch in range(epochs)]
+    folder.mkdir(parents=True)
+    (folder / "state.json").write_text(json.dumps(
+        {"config": RECIPE, "history": history,
+         "best": {"phase": history[-1]["phase"], "epoch": history[-1]["epoch"]}}))
+    return folder
+
+
+def test_runs_are_labelled_unfinished_unshipped_or_left_to_their_card(tmp_path):
+    run = write_run(tmp_path / "runs-v2" / "efficientnet_lite2", epochs=3)
+    row = ablation_report.full_run_row(run, shipped=[])
+    assert row["lever"].endswith("(version 2 recipe, full budget, finished, not shipped)")
+    assert row["val_balanced_accuracy"] == 0.7 and row["status"] == "done"
+    shipped = [{**row, "lever": "efficientnet_lite2.ham10000 v2.0.0 (shipped)"}]
+    assert ablation_report.full_run_row(run, shipped) is None  # its card's row stands for it
+    partial = write_run(tmp_path / "other" / "efficientnet_lite2", epochs=2, score=0.6)
+    row = ablation_report.full_run_row(partial, shipped)
+    assert row["lever"].endswith("in training)") and row["status"] == "2/3 epochs"
