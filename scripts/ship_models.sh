@@ -39,12 +39,16 @@ cosine, EMA 0.998), 224 px (was 224 px from block6 of the backbone, 6 epochs)" \
   esac
   python -m lesionlib evaluate --model "$arch.ham10000"
 done
-# Members chosen on the validation split only: scripts/choose_ensemble.py prints every
-# combination's validation balanced accuracy; the best one is defined below.
+# Members chosen on the validation split only: scripts/choose_ensemble.py scores every
+# combination (mean of validation balanced accuracy and melanoma AUC), prints the table and
+# whether the ensemble beats its best member; the best combination is defined below.
 python scripts/choose_ensemble.py
-python -m lesionlib ensemble --id ensemble.ham10000 --name "Ensemble (Lite0 + Lite2)" \
-  --members efficientnet_lite0.ham10000 efficientnet_lite2.ham10000 --version "$ensemble_version" \
-  --changes "members chosen on validation (scripts/choose_ensemble.py): Lite0 v2 + Lite2 v2" \
+chosen=$(python scripts/choose_ensemble.py --members)  # a failure stops the script (set -e)
+read -r -a members <<< "$chosen"
+name=$(python scripts/choose_ensemble.py --name)
+python -m lesionlib ensemble --id ensemble.ham10000 --name "$name" \
+  --members "${members[@]}" --version "$ensemble_version" \
+  --changes "members chosen on validation by scripts/choose_ensemble.py: ${name#Ensemble }" \
   --description "Mean of the calibrated probabilities of its members, recalibrated."
 python -m lesionlib evaluate --model ensemble.ham10000
 python -m lesionlib evaluate --summary-only
