@@ -55,25 +55,12 @@ python -m lesionlib evaluate --summary-only
 # The repackaged models' own quality gates and "review carefully" thresholds (on their stored
 # validation predictions; the small CNN's and an unchanged model's gate stay as fitted); the
 # ensemble's gate combines its members' gates, so it comes last.
-changed=()
-for arch in "${packaged[@]}"; do changed+=("$arch.ham10000"); done
-changed+=(ensemble.ham10000)
-for model in "${changed[@]}"; do
+ids=()
+for arch in "${packaged[@]}"; do ids+=("$arch.ham10000"); done
+for model in "${ids[@]}" ensemble.ham10000; do
   python -m lesionlib fit-gate --model "$model"
 done
-# The edge model: int8 TensorFlow Lite export of Lite2, evaluated against it; writes
-# weights/efficientnet_lite2.ham10000.int8/ and reports/edge_export.md. Only when Lite2 changed.
-if [[ " ${packaged[*]} " == *" efficientnet_lite2 "* ]]; then
-  python -m lesionlib export --model efficientnet_lite2.ham10000 --format tflite --int8
-  changed+=(efficientnet_lite2.ham10000.int8)
-fi
-# -> reports/quality_gate.{md,json}; the rows of the other models are kept
-python scripts/benchmark_quality_gate.py $(printf -- '--model %s ' "${changed[@]}")
-# Similar-case indices and embedding maps of the repackaged models (a stale one is refused)
-for arch in "${packaged[@]}"; do
-  python -m lesionlib similar --build --model "$arch.ham10000"
-  bash scripts/build_embedding_maps.sh "$arch.ham10000"
-done
-python scripts/retrieval_report.py
-python scripts/label_audit_report.py
-nice -n 10 python scripts/heatmap_faithfulness.py
+# Everything derived from the repackaged weights: the int8 edge export of Lite2 (when Lite2 was
+# repackaged; reports/edge_export.md), similar-case indices, embedding maps, the quality-gate
+# benchmark of the changed models, the label audit and the faithfulness report.
+bash scripts/rebuild_derived.sh --had-index "${ids[@]}"

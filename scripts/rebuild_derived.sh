@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Rebuild everything derived from the weights of the named models, after they changed
+# (scripts/ship_models.sh after packaging, scripts/refresh_after_retraining.sh after a
+# promotion), so no page shows (or refuses) an artefact of the old weights:
+#   - the edge (TensorFlow Lite) exports whose card names a model as parent: exported again;
+#   - with --had-index, their similar-case indices, then reports/retrieval.md;
+#   - their embedding maps;
+#   - the quality-gate benchmark of the models, their edge exports and every ensemble that
+#     contains one of them (the rows of the other models are kept);
+#   - the label audit and the heatmap faithfulness report (each reuses the cached figures of
+#     unchanged models).
+# The models' own evaluation and quality gates come first (evaluate, fit-gate): both callers
+# do that before calling this.
+# Usage: bash scripts/rebuild_derived.sh [--had-index] MODEL_ID [MODEL_ID ...]
+#   DRY_RUN=1 prints the commands instead of running them.
+#   (needs ../shared/data; about an hour on 2 CPU cores when an EfficientNet-Lite2 changed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+had_index=""
+if [ "${1:-}" = "--had-index" ]; then had_index=1; shift; fi
+if [ $# -eq 0 ]; then
+  echo "usage: bash scripts/rebuild_derived.sh [--had-index] MODEL_ID [MODEL_ID ...]" >&2
+  exit 2
+fi
+models=("$@")
+run() { if [ -n "${DRY_RUN:-}" ]; then echo "+ $*"; else "$@"; fi; }
+# Each line: KIND ID [FLAG]: "edge <parent> [--int8]" for an export of a named model,
+# "ensemble <id>" for an ensemble with a named member; read from the installed cards.
+dependants=$(python - "${models[@]}" <<'EOF'
+import json, sys
+from pathlib import Path
+changed = set(sys.argv[1:])
+for path in sorted(Path("weights").glob("*/card.json")):
+    card = json.loads(path.read_text())
+    edge = card.get("edge") or {}
+    if card.get("kind") == "edge" and edge.get("parent") in changed:
+        print("edge", card["id"], edge["parent"], "--int8" if edge.get("quantization") == "int8"
+              else "")
+    elif card.get("kind") == "ensemble" and changed & set(card.get("members") or ()):
+        print("ensemble", card["id"])
+EOF
+)
+measured=("${models[@]}")
+while read -r kind id parent flag; do
+  case "$kind" in
+    # shellcheck disable=SC2086 - an empty flag is no argument
+    edge) run python -m lesionlib export --model "$parent" --format tflite $flag
+          measured+=("$id") ;;
+    ensemble) measured+=("$id") ;;
+  esac
+done <<< "$dependants"
+if [ -n "$had_index" ]; then
+  for model in "${models[@]}"; do
+    run python -m lesionlib similar --build --model "$model"
+  done
+  run python scripts/retrieval_report.py
+fi
+run bash scripts/build_embedding_maps.sh "${models[@]}"
+run python scripts/benchmark_quality_gate.py $(printf -- '--model %s ' "${measured[@]}")
+run python scripts/label_audit_report.py
+run nice -n 10 python scripts/heatmap_faithfulness.py
