@@ -149,7 +149,7 @@ def _read_run_state(run_dir: Path) -> dict:
 
 def _command_package(args) -> int:
     from lesionlib.architectures import get_architecture
-    from lesionlib.cards import shell_command
+    from lesionlib.cards import sha256_of, shell_command
     from lesionlib.packaging import install_model, lineage_for, single_card_data, train_command
     from lesionlib.registry import default_weights_dir
 
@@ -164,6 +164,10 @@ def _command_package(args) -> int:
                 "class_weights": state.get("class_weights"), "history": state.get("history"),
                 "initialisation": architecture.imagenet_source if config["imagenet"]
                 else "random (trained from scratch)"}
+    # the run folder and its checkpoint's digest: which training run a card came from, exactly
+    # (model.keras is re-saved without the optimizer, so its own digest differs)
+    training["run"] = {"folder": str(args.run_dir),
+                       "checkpoint_sha256": sha256_of(run_dir / "best.keras")}
     lineage = lineage_for(folder, args.changes)
     if lineage:
         training["lineage"] = lineage

@@ -21,6 +21,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from lesionlib.cards import sha256_of  # noqa: E402
 from lesionlib.packaging import train_command  # noqa: E402
 
 SHORT_ROWS = {  # run folder -> what the row changes, relative to "all levers"
@@ -122,6 +123,7 @@ def card_rows(weights: Path) -> list[dict]:
                          "val_melanoma_auc": parent.get("ham10000_val/melanoma_auc"),
                          "kept_epoch": "—", "command": "see its card in git history"})
         rows.append({"lever": f"{card['id']} v{card['version']} (shipped)", "status": "done",
+                     "checkpoint_sha256": (training.get("run") or {}).get("checkpoint_sha256"),
                      "val_balanced_accuracy": entry["val_balanced_accuracy"],
                      "val_melanoma_auc": entry.get("val_melanoma_auc"),
                      "kept_epoch": f"{entry['phase']} {entry['epoch']}",
@@ -136,10 +138,15 @@ def full_run_row(run_dir: Path, shipped: list[dict]) -> dict | None:
     """A full-budget run of ``runs-v2``: ``None`` when it is a shipped model's own run (its card
     row already stands for it), else labelled as in training or as finished but not shipped."""
     row = run_row(run_dir, run_dir.name)
-    if any(row["command"] == other["command"]
-           and row["val_balanced_accuracy"] == other["val_balanced_accuracy"]
-           for other in shipped):
-        return None
+    checkpoint = run_dir / "best.keras"
+    digest = sha256_of(checkpoint) if checkpoint.is_file() else None
+    for other in shipped:
+        if other.get("checkpoint_sha256"):  # packaged since cards record their run: exact
+            if other["checkpoint_sha256"] == digest:
+                return None
+        elif (row["command"] == other["command"]  # older cards: same recipe and same score
+              and row["val_balanced_accuracy"] == other["val_balanced_accuracy"]):
+            return None
     state = "finished, not shipped" if row["status"] == "done" else "in training"
     return {**row, "lever": f"{run_dir.name} (version 2 recipe, full budget, {state})"}
 

@@ -37,3 +37,15 @@ def test_runs_are_labelled_unfinished_unshipped_or_left_to_their_card(tmp_path):
     partial = write_run(tmp_path / "other" / "efficientnet_lite2", epochs=2, score=0.6)
     row = ablation_report.full_run_row(partial, shipped)
     assert row["lever"].endswith("in training)") and row["status"] == "2/3 epochs"
+
+
+def test_a_card_that_records_its_checkpoint_is_matched_exactly(tmp_path):
+    run = write_run(tmp_path / "runs-v2" / "efficientnet_lite2", epochs=3)
+    (run / "best.keras").write_bytes(b"the kept checkpoint")
+    row = ablation_report.full_run_row(run, shipped=[])
+    digest = ablation_report.sha256_of(run / "best.keras")
+    # same recipe and score as the run, but the card records another checkpoint: not its run
+    other = {**row, "lever": "efficientnet_lite2.ham10000 v3.0.0 (shipped)",
+             "checkpoint_sha256": "0" * 64}
+    assert ablation_report.full_run_row(run, [other])["lever"].endswith("not shipped)")
+    assert ablation_report.full_run_row(run, [{**other, "checkpoint_sha256": digest}]) is None

@@ -72,6 +72,9 @@ def test_package_records_the_replaced_version_and_evaluate_adds_deltas(tiny_weig
                  "--weights", str(weights)]) == 0
     first = read_card(weights / "m.test")
     assert "lineage" not in first.training and "ISIC" not in first.licence
+    from lesionlib.cards import sha256_of
+    assert first.training["run"] == {"folder": str(run),
+                                     "checkpoint_sha256": sha256_of(run / "best.keras")}
     first_metrics = {"ham10000_test": {"balanced_accuracy": 0.5, "melanoma_auc": 0.8}}
     write_card(dataclasses.replace(first, metrics=first_metrics), weights / "m.test")
 
