@@ -493,12 +493,6 @@ def _command_export(args) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return int(text)
-
-
 def _command_similar(args) -> int:
     """Build a model's similar-case index (``--build``), or list each image's similar cases."""
     from lesionlib import registry
