@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import uuid
+from pathlib import Path
 
 import numpy as np
 import plotly.express as px
@@ -36,6 +38,7 @@ NO_MODELS = ("No usable model was found in `{folder}`. Install the shipped model
 MODEL_ERRORS = (KeyError, CardError, OSError)
 UPLOAD_LIMIT_MB = 20  # refused here, visibly; server.maxUploadSize (100) is the transport limit
 UPLOAD_TYPES = ("jpg", "jpeg", "png")
+DEEP_LINK_KEY = "app_ui_deep_link"  # (page file, query) asked for before the entry script ran
 _STORE_LOCATION = re.compile(r" in the feedback database at .*?: ")
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,16 @@ def may_show_menu() -> bool:
             or st.session_state.get("authentication_status") is True)
 
 
+def follow_deep_link() -> None:
+    """Open the page a visitor asked for before ``require_user`` sent them through the entry
+    script (a link such as ``/audit?...`` opened on a fresh server), once they are signed in.
+    Call from ``dashboard.py`` after the sign-in gate."""
+    target = st.session_state.pop(DEEP_LINK_KEY, None)
+    if target is not None:
+        page, query = target
+        st.switch_page(page, query_params=query or None)
+
+
 def current_user():
     return st.session_state.get("user")
 
@@ -67,10 +80,15 @@ def require_user():
 
     Until a session of a fresh server has run ``st.navigation``, Streamlit serves a URL such as
     ``/audit`` by running ``pages/audit.py`` directly (its old ``pages/`` discovery). Such a
-    visitor is sent through the entry script (and its sign-in gate) instead.
+    visitor is sent through the entry script (and its sign-in gate) instead, and the page and
+    query they asked for are kept for ``follow_deep_link`` to open once they are through.
     """
     user = current_user()
     if user is None:
+        page_file = sys._getframe(1).f_globals.get("__file__")  # the page that called this
+        if page_file and Path(page_file).parent.name == "pages":
+            st.session_state[DEEP_LINK_KEY] = (f"pages/{Path(page_file).name}",
+                                               dict(st.query_params))
         try:
             st.switch_page("dashboard.py")
         except StreamlitAPIException:  # dashboard.py is not a page here (already routed)

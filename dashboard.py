@@ -36,5 +36,6 @@ navigation = st.navigation(PAGES, position="sidebar" if app_ui.may_show_menu() e
 user = app_auth.gate()  # stops here until signed in (the local user when sign-in is off)
 app_auth.logout_button(user)
 st.session_state["user"] = user
+app_ui.follow_deep_link()  # a page asked for before this script first ran (a fresh server)
 app_ui.sidebar_notice()
 app_ui.run_page(navigation)  # an unexpected error: a short notice here, the details in the log

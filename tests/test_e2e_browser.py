@@ -200,6 +200,25 @@ def test_teaching_round_and_similar_cases(browser_page, server, screenshot_dir):
     _assert_no_exception(page)
 
 
+@pytest.fixture
+def fresh_server(weights_folder, tmp_path_factory):
+    """A server no browser has visited yet (sign-in off)."""
+    yield from _serve(weights_folder, tmp_path_factory.mktemp("fresh_server"))
+
+
+def test_a_link_to_a_page_opens_that_page_on_a_fresh_server(browser_page, fresh_server):
+    """The first visit of a fresh server runs pages/audit.py without dashboard.py; the page
+    sends it through the entry script, which must then open the page asked for, not the
+    default one (a bookmark or a shared link after a restart)."""
+    page = browser_page
+    page.goto(f"{fresh_server}/audit")
+    page.get_by_role("heading", name="Performance and error audit").first.wait_for()
+    _wait_until_idle(page)
+    _assert_no_exception(page)
+    assert page.get_by_role("heading", name="Case review").count() == 0
+    assert page.url.rstrip("/").endswith("/audit")
+
+
 @pytest.fixture(scope="module")
 def signed_in_server(weights_folder, tmp_path_factory):
     """The dashboard with sign-in on: alice (admin) and bob (reviewer)."""
