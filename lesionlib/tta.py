@@ -2,7 +2,8 @@
 
 Dermoscopic images have no preferred orientation, so the horizontal, vertical and double flip
 of an image are as valid as the image itself. Whether the average pays is measured on the
-validation split (reports/ablation.md); a model card's ``tta`` field records what is used.
+validation split (reports/ablation.md, ``scripts/ablation_report.py --tta-model``); it did not
+for the shipped Lite0 v2, so the app does not use it.
 """
 
 from __future__ import annotations

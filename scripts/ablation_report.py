@@ -6,6 +6,8 @@ that reproduces it. Rows whose run has not started yet are listed as pending.
 
 Usage: python scripts/ablation_report.py [--runs runs-ablation] [--full-runs runs-v2]
        [--tta MODEL_RUN ...]   (adds a test-time-flip row for each named run's best.keras)
+       [--tta-model MODEL_ID ...]   (the same for a shipped model)
+       [--resolution-model MODEL_ID ... [--sizes 256 288]]   (a shipped model fed larger images)
 """
 
 from __future__ import annotations
@@ -61,27 +63,56 @@ def run_row(run_dir: Path, lever: str) -> dict:
             "command": train_command(config, str(run_dir))}
 
 
-def tta_row(keras_model, size: int, name: str, command: str) -> dict:
-    """Validation scores of a model without and with test-time flips."""
+def validation_scores(predict, size: int) -> tuple[float, float]:
+    """Balanced accuracy and melanoma AUC of ``predict`` (framed images -> probabilities) on
+    the HAM10000 validation images framed at ``size``."""
     from sklearn.metrics import roc_auc_score
 
     from lesionlib import data
     from lesionlib.classes import CLASS_NAMES
     from lesionlib.metrics import balanced_accuracy
-    from lesionlib.tta import predict_with_flips
 
     frame = data.select_split(data.load_labels(data.resolve_data_dir()), "val")
-    images = np.asarray(data.cached_images(frame, size, "ham10000_val"))
+    probabilities = predict(np.asarray(data.cached_images(frame, size, "ham10000_val")))
     labels = frame["label"].to_numpy()
     melanoma = (labels == CLASS_NAMES.index("mel")).astype(int)
-    scores = {}
-    for view, flips in (("none", False), ("flips", True)):
-        probabilities = predict_with_flips(keras_model, images, flips=flips)
-        scores[view] = (balanced_accuracy(labels, probabilities.argmax(1)),
-                        float(roc_auc_score(melanoma, probabilities[:, CLASS_NAMES.index("mel")])))
+    return (balanced_accuracy(labels, probabilities.argmax(1)),
+            float(roc_auc_score(melanoma, probabilities[:, CLASS_NAMES.index("mel")])))
+
+
+def tta_row(keras_model, size: int, name: str, command: str) -> dict:
+    """Validation scores of a model without and with test-time flips."""
+    from lesionlib.tta import predict_with_flips
+
+    baseline = validation_scores(lambda x: predict_with_flips(keras_model, x, flips=False), size)
+    flips = validation_scores(lambda x: predict_with_flips(keras_model, x, flips=True), size)
     return {"lever": f"test-time flips (4 views) on {name}", "run": name, "status": "done",
-            "val_balanced_accuracy": scores["flips"][0], "val_melanoma_auc": scores["flips"][1],
-            "kept_epoch": "same model", "baseline": scores["none"], "command": command}
+            "val_balanced_accuracy": flips[0], "val_melanoma_auc": flips[1],
+            "kept_epoch": "same model", "baseline": baseline, "command": command}
+
+
+def resolution_row(model_id: str, weights: str, size: int) -> dict:
+    """Validation scores of a shipped model fed larger (or smaller) images than it was trained
+    on: the same weights in the same graph built at ``size`` (the backbone is convolutional
+    and pooled, so only the input side changes)."""
+    from lesionlib import registry
+    from lesionlib.architectures import build_classifier
+
+    card = registry.get_card(model_id, registry.discover(weights))
+    trained = registry.load_single(card).keras_model
+    resized = build_classifier(card.architecture, size, imagenet=False, colour_constancy=any(
+        layer.name == "colour_constancy" for layer in trained.layers))
+    resized.set_weights(trained.get_weights())
+    baseline = validation_scores(lambda x: trained.predict(x, batch_size=32, verbose=0),
+                                 card.input_size)
+    variant = validation_scores(lambda x: resized.predict(x, batch_size=32, verbose=0), size)
+    name = f"{model_id} v{card.version}"
+    return {"lever": f"test at {size} px (trained at {card.input_size} px) on {name}",
+            "run": f"{name} at {size} px", "status": "done",
+            "val_balanced_accuracy": variant[0], "val_melanoma_auc": variant[1],
+            "kept_epoch": "same model", "baseline": baseline,
+            "command": f"python scripts/ablation_report.py --resolution-model {model_id} "
+                       f"--sizes {size}"}
 
 
 def run_tta_row(run_dir: Path) -> dict:
@@ -181,7 +212,9 @@ def markdown(short: list[dict], full: list[dict], tta: list[dict]) -> str:
                      f" | {fmt(row.get('val_melanoma_auc'))} | {row.get('kept_epoch') or '—'} | "
                      f"`{row.get('command', '')}` |")
     if tta:
-        lines += ["", "## Test-time augmentation", "",
+        lines += ["", "## At test time only: flips and image size", "",
+                  "The same weights, scored as shipped (left of the arrow) and with the change "
+                  "(right). The app uses neither: it scores each image once, at the model's own size.", "",
                   "| model | val balanced acc. without → with | val melanoma AUC without → with | "
                   "command |", "|---|---|---|---|"]
         for row in tta:
@@ -198,6 +231,10 @@ def main() -> int:
     parser.add_argument("--tta", nargs="*", default=[], help="run folders to score with flips")
     parser.add_argument("--tta-model", nargs="*", default=[],
                         help="shipped model ids to score with flips")
+    parser.add_argument("--resolution-model", nargs="*", default=[],
+                        help="shipped model ids to score at the --sizes below")
+    parser.add_argument("--sizes", nargs="*", type=int, default=[256, 288],
+                        help="test image sides for --resolution-model (default 256 288)")
     parser.add_argument("--weights", default=str(REPO / "weights"))
     parser.add_argument("--out", default=str(REPO / "reports" / "ablation.md"))
     args = parser.parse_args()
@@ -208,7 +245,9 @@ def main() -> int:
             if (run / "state.json").is_file()] if full_dir.is_dir() else []
     full = shipped + [row for row in full if row is not None]
     tta = [run_tta_row(Path(run)) for run in args.tta] + [
-        model_tta_row(model_id, args.weights) for model_id in args.tta_model]
+        model_tta_row(model_id, args.weights) for model_id in args.tta_model] + [
+        resolution_row(model_id, args.weights, size) for model_id in args.resolution_model
+        for size in args.sizes]
     previous = Path(args.out).with_suffix(".json")
     if previous.is_file():  # keep the flip rows measured earlier (they cost a model run each)
         measured = {row["run"] for row in tta}
