@@ -91,28 +91,33 @@ def tta_row(keras_model, size: int, name: str, command: str) -> dict:
             "kept_epoch": "same model", "baseline": baseline, "command": command}
 
 
-def resolution_row(model_id: str, weights: str, size: int) -> dict:
+def resolution_rows(model_id: str, weights: str, sizes: list[int]) -> list[dict]:
     """Validation scores of a shipped model fed larger (or smaller) images than it was trained
-    on: the same weights in the same graph built at ``size`` (the backbone is convolutional
-    and pooled, so only the input side changes)."""
+    on, one row per size: the same weights in the same graph built at each size (the backbone
+    is convolutional and pooled, so only the input side changes). The model is loaded and
+    scored at its own size once."""
     from lesionlib import registry
     from lesionlib.architectures import build_classifier
 
     card = registry.get_card(model_id, registry.discover(weights))
     trained = registry.load_single(card).keras_model
-    resized = build_classifier(card.architecture, size, imagenet=False, colour_constancy=any(
-        layer.name == "colour_constancy" for layer in trained.layers))
-    resized.set_weights(trained.get_weights())
+    colour_constancy = any(layer.name == "colour_constancy" for layer in trained.layers)
     baseline = validation_scores(lambda x: trained.predict(x, batch_size=32, verbose=0),
                                  card.input_size)
-    variant = validation_scores(lambda x: resized.predict(x, batch_size=32, verbose=0), size)
     name = f"{model_id} v{card.version}"
-    return {"lever": f"test at {size} px (trained at {card.input_size} px) on {name}",
-            "run": f"{name} at {size} px", "status": "done",
-            "val_balanced_accuracy": variant[0], "val_melanoma_auc": variant[1],
-            "kept_epoch": "same model", "baseline": baseline,
-            "command": f"python scripts/ablation_report.py --resolution-model {model_id} "
-                       f"--sizes {size}"}
+    rows = []
+    for size in sizes:
+        resized = build_classifier(card.architecture, size, imagenet=False,
+                                   colour_constancy=colour_constancy)
+        resized.set_weights(trained.get_weights())
+        variant = validation_scores(lambda x: resized.predict(x, batch_size=32, verbose=0), size)
+        rows.append({"lever": f"test at {size} px (trained at {card.input_size} px) on {name}",
+                     "run": f"{name} at {size} px", "status": "done",
+                     "val_balanced_accuracy": variant[0], "val_melanoma_auc": variant[1],
+                     "kept_epoch": "same model", "baseline": baseline,
+                     "command": f"python scripts/ablation_report.py --resolution-model "
+                                f"{model_id} --sizes {size}"})
+    return rows
 
 
 def run_tta_row(run_dir: Path) -> dict:
@@ -246,8 +251,8 @@ def main() -> int:
     full = shipped + [row for row in full if row is not None]
     tta = [run_tta_row(Path(run)) for run in args.tta] + [
         model_tta_row(model_id, args.weights) for model_id in args.tta_model] + [
-        resolution_row(model_id, args.weights, size) for model_id in args.resolution_model
-        for size in args.sizes]
+        row for model_id in args.resolution_model
+        for row in resolution_rows(model_id, args.weights, args.sizes)]
     previous = Path(args.out).with_suffix(".json")
     if previous.is_file():  # keep the flip rows measured earlier (they cost a model run each)
         measured = {row["run"] for row in tta}

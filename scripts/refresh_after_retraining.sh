@@ -19,8 +19,4 @@ case "$had_index" in
      exit 2 ;;
 esac
 python -m lesionlib evaluate --summary-only
-if [ "$had_index" = "--had-index" ]; then
-  bash scripts/rebuild_derived.sh --had-index "$model"
-else
-  bash scripts/rebuild_derived.sh "$model"
-fi
+bash scripts/rebuild_derived.sh ${had_index:+"$had_index"} "$model"
