@@ -124,7 +124,10 @@ def map_figure(frame: pd.DataFrame, colour_by: str):
         labels={colour_by: embedding_map.COLOUR_OPTIONS[colour_by]}, height=560)
     figure.update_traces(marker=dict(size=6, opacity=0.8))
     figure.update_layout(xaxis=dict(visible=False), yaxis=dict(visible=False),
-                         margin=dict(l=0, r=0, t=10, b=0), dragmode="select")
+                         margin=dict(l=0, r=0, t=10, b=0),
+                         # "zoom", not "select": with the select drag mode a click selects
+                         # nothing in Streamlit, so clicking a point opened no case
+                         dragmode="zoom")
     return figure
 
 
@@ -196,6 +199,11 @@ def label_issues_section(model_id: str) -> None:
         audit = app_resources.label_audit(model_id)
     except ValueError as error:
         st.info(app_ui.error_message(error))
+        return
+    except Exception as error:  # noqa: BLE001 - a failed audit must not take the page down
+        st.warning("The label audit could not be computed for this model "
+                   f"({type(error).__name__}). The other tabs are unaffected; the offline report "
+                   "is `python scripts/label_audit_report.py`.")
         return
     suspects = audit.suspects
     st.markdown(f"**{len(suspects):,} suspects** among {len(audit.images):,} labelled images "

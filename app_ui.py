@@ -344,6 +344,15 @@ def output_allowed(report, key: str) -> bool:
     return st.checkbox(REVEAL_LABEL, key=f"{key}_reveal", value=False)
 
 
+def not_evaluated_banner(card) -> None:
+    """Said before the output of a model that ``evaluate`` has not calibrated."""
+    st.warning(f"**Not evaluated — {card.name} v{card.version} has no calibration.** It has not "
+               "been evaluated on the validation split: its confidence is the raw model output "
+               "(not a calibrated probability) and its melanoma threshold is the 50% default, "
+               "not one chosen on validation. Use it for research only. An admin can evaluate "
+               f"it: `python -m lesionlib evaluate --model {card.id}`.", icon="⚠️")
+
+
 def unreliable_banner() -> None:
     st.warning("**UNRELIABLE — shown on request.** This image failed the quality gate: do not "
                "base any decision on the output below.", icon="⚠️")
@@ -356,6 +365,8 @@ def prediction_summary(prediction, report=None, members=(), card=None,
     Returns whether the output was shown (``False`` while a gate failure withholds it).
     ``card`` adds how the melanoma threshold does on other clinics' images.
     """
+    if card is not None and not card.calibrated:
+        not_evaluated_banner(card)
     if not output_allowed(report, key):
         return False
     unreliable = report is not None and report.withheld
@@ -368,7 +379,9 @@ def prediction_summary(prediction, report=None, members=(), card=None,
     left.metric("Top diagnosis" + suffix, prediction.top_class,
                 help="The class with the highest calibrated probability.")
     left.caption(CLASS_LONG_NAMES[prediction.top_class])
-    right.metric("Calibrated confidence" + suffix, f"{100 * prediction.top_probability:.1f}%")
+    calibrated = card is None or card.calibrated
+    right.metric(("Calibrated confidence" if calibrated else "Confidence (NOT calibrated)")
+                 + suffix, f"{100 * prediction.top_probability:.1f}%")
     melanoma_box(prediction, card, unreliable)
     if members:
         tops = ", ".join(f"{member.model_id}: {member.top_class} "
@@ -383,9 +396,11 @@ def melanoma_box(prediction, card=None, unreliable: bool = False) -> None:
 
     melanoma = prediction.melanoma_probability
     threshold = prediction.melanoma_threshold
+    chosen = card is None or card.calibrated
     text = (f"{'UNRELIABLE — ' if unreliable else ''}Melanoma probability "
-            f"**{100 * melanoma:.1f}%** vs this model's operating threshold "
-            f"**{100 * threshold:.1f}%**")
+            f"**{100 * melanoma:.1f}%** vs "
+            + (f"this model's operating threshold **{100 * threshold:.1f}%**" if chosen else
+               f"the default threshold **{100 * threshold:.1f}%** (not chosen on validation)"))
     caveat = f" {melanoma_caveat(card)}" if card is not None else ""
     if prediction.melanoma_flag:
         st.error(f"⚠️ {text}: above the threshold — the model flags this lesion for a "

@@ -78,6 +78,14 @@ class ModelCard:
     folder: Path | None = dataclasses.field(default=None, compare=False)
 
     @property
+    def calibrated(self) -> bool:
+        """Whether ``evaluate`` fitted this model's temperature and melanoma threshold on the
+        HAM10000 validation split (it records its command and the metrics in the card); a model
+        only packaged (or imported) has neither: its
+        confidence is raw and its threshold the 50% default."""
+        return "evaluate" in self.reproduce and bool(self.metrics)
+
+    @property
     def label(self) -> str:
         """How the UI names the model: ``name (id, version)``."""
         return f"{self.name} ({self.id}, v{self.version})"

@@ -80,17 +80,33 @@ def _command_train(args) -> int:
                          colour_constancy=args.colour_constancy, augmentation=args.augmentation,
                          warmup_epochs=args.warmup_epochs, ema_momentum=args.ema,
                          weight_decay=args.weight_decay,
-                         extra_training_sets=tuple(args.extra_train or ()))
+                         extra_training_sets=tuple(args.extra_train or ()),
+                         extra_validation_sets=tuple(args.extra_val or ()),
+                         low_resolution_probability=args.low_resolution,
+                         initial_weights=args.init_from)
+    initial_model = None
+    if args.init_from:
+        if not Path(args.init_from).is_file():
+            print(f"error: --init-from {args.init_from}: no such model file.", file=sys.stderr)
+            return 2
+        if not (Path(args.run_dir) / "last.keras").exists():  # a resumed run has its own
+            import keras
+
+            from lesionlib import colour  # noqa: F401  (registers the colour layer)
+            initial_model = keras.models.load_model(args.init_from, compile=False,
+                                                    safe_mode=True)
     try:
         splits = data.training_arrays(folder, config.image_size, config.extra_training_sets,
-                                      log=lambda message: print(message, flush=True))
+                                      log=lambda message: print(message, flush=True),
+                                      extra_validation=config.extra_validation_sets)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
         best = train(config, *splits["train"], *splits["val"], Path(args.run_dir),
                      log=lambda message: print(prefix + message, flush=True),
-                     verbose=args.verbose, strategy=strategy)
+                     verbose=args.verbose, strategy=strategy, initial_model=initial_model,
+                     extra_validation=splits["extra_val"])
     except distributed.peer_failure_types() as error:
         if not prefix:
             raise
@@ -765,8 +781,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--ema", type=float, default=None, metavar="MOMENTUM",
                        help="keep an EMA of the weights in phase 2 (e.g. 0.998)")
     train.add_argument("--weight-decay", type=float, default=0.0)
-    train.add_argument("--extra-train", nargs="*", choices=("isic2017",),
-                       help="add these sets' train split (ISIC 2017: mel/sk/nv -> mel/bkl/nv)")
+    train.add_argument("--extra-train", nargs="*", choices=("isic2017", "bcn20000"),
+                       help="add these sets' train split (ISIC 2017: mel/sk/nv -> mel/bkl/nv; "
+                       "BCN20000: its seven HAM10000 classes)")
+    train.add_argument("--extra-val", nargs="*", choices=("bcn20000",),
+                       help="also score these sets' val split each epoch; the kept epoch is "
+                       "the best mean of their balanced accuracy and HAM10000's")
+    train.add_argument("--low-resolution", type=float, default=0.0, metavar="PROBABILITY",
+                       help="resolution augmentation: this share of training images is seen "
+                       "at 72-128 px and upsampled back (as BCN20000's 84x84 images are)")
+    train.add_argument("--init-from", metavar="MODEL.keras",
+                       help="start from this trained model's weights instead of ImageNet "
+                       "(e.g. weights/efficientnet_lite0.ham10000/model.keras); with "
+                       "--head-epochs 0 only the fine-tuning phase runs")
     train.add_argument("--verbose", type=int, default=1, help="Keras progress: 1 bar, 2 lines")
     train.add_argument("--workers", metavar="HOST:PORT,...",
                        help="train on several machines (MultiWorkerMirroredStrategy): every "

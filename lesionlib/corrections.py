@@ -43,13 +43,16 @@ class FixedSets:
 
 def fixed_sets(ham10000: Path | None, external: dict[str, Path | None]) -> FixedSets:
     """The fixed sets: HAM10000's val and test splits, and the evaluated part of each external
-    set (``evaluation.EVALUATION_SETS``: ISIC 2017 val+test, all of PH2). ISIC 2017's training
+    set (``evaluation.EVALUATION_SETS``: ISIC 2017 val+test, all of PH2, BCN20000 val+test).
+    ISIC 2017's and BCN20000's training
     split is not an evaluation set (the v2 recipe trains on it), so a correction on one of its
     images may enter training."""
     from lesionlib import data
     from lesionlib.evaluation import EVALUATION_SETS
 
-    splits = {folder: split for folder, split in EVALUATION_SETS.values()}
+    splits: dict[str, str] = {}  # folder -> every split of it that is evaluated ("val+test")
+    for folder, split in EVALUATION_SETS.values():
+        splits[folder] = f"{splits[folder]}+{split}" if folder in splits else split
     frames = []
     if ham10000 is not None:
         frames.append(data.select_split(data.load_labels(ham10000), "val+test"))

@@ -25,6 +25,8 @@ CACHE_DIR = Path(os.environ.get("LESIONLIB_CACHE", REPO_ROOT / ".cache"))
 DATA_ENV = "LESIONLIB_DATA"
 SPLIT_COLUMN = "split_lesion_grouped"
 EXTERNAL_SETS = ("isic2017", "ph2")
+CLINIC_SETS = ("bcn20000",)  # seven-class sets of other clinics, with train / val / test
+EXTRA_TRAINING_SETS = ("isic2017", "bcn20000")
 
 
 def resolve_data_dir(explicit: str | Path | None = None, name: str = "ham10000") -> Path | None:
@@ -136,10 +138,11 @@ def cached_images(frame: pd.DataFrame, size: int, tag: str) -> np.ndarray:
     return images
 
 
-def training_arrays(folder: Path, size: int, extra_sets: tuple[str, ...] = (), log=print
-                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{"train": (images, labels), "val": (...)}``: HAM10000's lesion-grouped train split plus
-    the ``train`` split of each extra set (its ``label_ham`` column), and HAM10000 validation.
+def training_arrays(folder: Path, size: int, extra_sets: tuple[str, ...] = (), log=print,
+                    extra_validation: tuple[str, ...] = ()) -> dict:
+    """``{"train": (images, labels), "val": (...), "extra_val": {name: (...)}}``: HAM10000's
+    lesion-grouped train split plus the ``train`` split of each extra set (its ``label_ham``
+    column), HAM10000 validation, and the ``val`` split of each ``extra_validation`` set.
 
     Raises:
         FileNotFoundError: an extra set's folder is missing.
@@ -162,6 +165,16 @@ def training_arrays(folder: Path, size: int, extra_sets: tuple[str, ...] = (), l
             images.append(np.asarray(cached_images(frame, size, tag)))
             targets.append(frame["label"].to_numpy("int32"))
         arrays[split] = (np.concatenate(images), np.concatenate(targets))
+    arrays["extra_val"] = {}
+    for name in extra_validation:
+        extra_folder = resolve_data_dir(name=name)
+        if extra_folder is None:
+            raise FileNotFoundError(f"Extra validation set {name!r} not found beside {folder}.")
+        frame = select_split(load_labels(extra_folder), "val")
+        frame = frame[frame["label"] >= 0].reset_index(drop=True)
+        log(f"Loading {len(frame)} {name}_val images at {size}px ...")
+        arrays["extra_val"][name] = (np.asarray(cached_images(frame, size, f"{name}_val")),
+                                     frame["label"].to_numpy("int32"))
     return arrays
 
 

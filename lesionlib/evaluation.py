@@ -36,7 +36,11 @@ EVALUATION_SETS = {
     "ham10000_test": ("ham10000", "test"),
     "isic2017": ("isic2017", "val+test"),
     "ph2": ("ph2", "all"),
+    # A second clinic (Hospital Clinic de Barcelona, 84x84 px): seven classes, its own split.
+    "bcn20000_val": ("bcn20000", "val"),
+    "bcn20000_test": ("bcn20000", "test"),
 }
+SEVEN_CLASS_PREFIXES = ("ham10000", "bcn20000")  # sets scored on all seven classes
 
 
 def predictions_path(card: ModelCard, set_name: str) -> Path:
@@ -105,7 +109,7 @@ def subgroup_report(frame: pd.DataFrame, column: str, threshold: float,
 
 def report_for_set(frame: pd.DataFrame, set_name: str, threshold: float) -> dict:
     probabilities = probabilities_of(frame)
-    if set_name.startswith("ham10000"):
+    if set_name.startswith(SEVEN_CLASS_PREFIXES):
         report = classification_report(frame["label"].to_numpy(), probabilities, threshold)
         if set_name == "ham10000_test":
             report["subgroups"] = {column: subgroup_report(frame, column, threshold)
@@ -155,7 +159,7 @@ def calibrate_and_score(uncalibrated: dict[str, pd.DataFrame]) -> Calibrated:
         stored["confidence"] = calibrated.max(axis=1)
         predictions[set_name] = stored
         metrics[set_name] = report_for_set(stored, set_name, threshold)
-        if set_name.startswith("ham10000"):
+        if set_name.startswith(SEVEN_CLASS_PREFIXES):
             labels = frame["label"].to_numpy()
             metrics[set_name]["ece_before_temperature"] = expected_calibration_error(
                 labels, probabilities_of(frame))
@@ -270,6 +274,17 @@ def summary_markdown(cards: list[ModelCard], command: str,
                      f"{_fmt(isic.get('melanoma_specificity'))} | {_fmt(ph2.get('melanoma_auc'))}"
                      f" | {_fmt(ph2.get('melanoma_sensitivity'))} | "
                      f"{_fmt(ph2.get('melanoma_specificity'))} |")
+    lines += ["", "## BCN20000 test split (a second clinic, 84x84 px, seven classes, 1,883 images)",
+              "", "| model | balanced acc. | melanoma AUC | mel. sens. | mel. spec. | "
+              + " | ".join(f"{name} recall" for name in CLASS_NAMES) + " |",
+              "|---|---|---|---|---|" + "---|" * len(CLASS_NAMES)]
+    for card in cards:
+        bcn = card.metrics.get("bcn20000_test", {})
+        recalls = [_fmt(bcn.get("per_class", {}).get(name, {}).get("recall"))
+                   for name in CLASS_NAMES]
+        lines.append(f"| {card.id} | {_fmt(bcn.get('balanced_accuracy'))} | "
+                     f"{_fmt(bcn.get('melanoma_auc'))} | {_fmt(bcn.get('melanoma_sensitivity'))}"
+                     f" | {_fmt(bcn.get('melanoma_specificity'))} | " + " | ".join(recalls) + " |")
     lines += ["", "## Per-class recall on the HAM10000 test split", "",
               "| model | " + " | ".join(CLASS_NAMES) + " |",
               "|---|" + "---|" * len(CLASS_NAMES)]

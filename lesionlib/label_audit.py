@@ -74,7 +74,10 @@ def find_suspects(frame: pd.DataFrame) -> pd.DataFrame:
                          f"{len(labels)} labelled images of {len(np.unique(labels))} class(es).")
     probabilities = labelled[list(CLASS_NAMES)].to_numpy("float64")
     probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
-    ranked = find_label_issues(labels, probabilities,
+    # One process: cleanlab's default forks one worker per core, and inside the dashboard's
+    # server those workers never exited (the page hung and the server ignored a normal stop).
+    # Single-process it takes well under a second on the ~3,000 stored predictions.
+    ranked = find_label_issues(labels, probabilities, n_jobs=1,
                                return_indices_ranked_by="self_confidence")
     suspects = labelled.iloc[ranked].reset_index(drop=True)
     suggested = probabilities[ranked].argmax(axis=1)

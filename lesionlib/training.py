@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -59,6 +60,10 @@ class TrainConfig:
     ema_momentum: float | None = None  # e.g. 0.998; None = no EMA
     weight_decay: float = 0.0  # decoupled (AdamW) when > 0
     extra_training_sets: tuple[str, ...] = ()  # e.g. ("isic2017",): their "train" split
+    # Added for version 3 recipes (a second clinic); the defaults reproduce version 2.
+    low_resolution_probability: float = 0.0  # share of images seen at 72-128 px, upsampled back
+    extra_validation_sets: tuple[str, ...] = ()  # e.g. ("bcn20000",): scored with HAM10000 val
+    initial_weights: str | None = None  # a model file to start from (lineage), not ImageNet
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -166,6 +171,22 @@ def no_augmentation(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 AUGMENTATIONS = {"basic": augment, "strong": augment_strong, "none": no_augmentation}
 
 
+def low_resolution(images: tf.Tensor, seed: tf.Tensor, probability: float) -> tf.Tensor:
+    """Resolution augmentation: with ``probability`` per image, downsample to one side drawn per
+    batch from 72-128 px (area) and upsample back (bilinear), as a second clinic's 84x84 images
+    reach the model. Float batch in [0, 255] in and out."""
+    if probability <= 0:
+        return images
+    batch, size = tf.shape(images)[0], tf.shape(images)[1]
+    seeds = tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(seed, 7919), num=2)
+    low = tf.random.stateless_uniform([], seeds[0], 72, 129, dtype=tf.int32)
+    small = tf.image.resize(images, tf.stack([low, low]), method="area")
+    blurred = tf.image.resize(small, tf.stack([size, size]), method="bilinear")
+    chosen = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[1]) < probability
+    return tf.where(chosen, blurred, images)
+
+
 def make_dataset(images: np.ndarray, labels: np.ndarray, config: TrainConfig,
                  epoch_seeds: list[int], weights: dict[int, float],
                  shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
@@ -191,7 +212,11 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, config: TrainConfig,
     if config.augmentation not in AUGMENTATIONS:
         raise ValueError(f"Unknown augmentation {config.augmentation!r}; expected one of "
                          f"{sorted(AUGMENTATIONS)}.")
-    augmentation = AUGMENTATIONS[config.augmentation]
+    chosen_augmentation = AUGMENTATIONS[config.augmentation]
+
+    def augmentation(batch_images, seed):
+        return low_resolution(chosen_augmentation(batch_images, seed), seed,
+                              config.low_resolution_probability)
     dataset = tf.data.Dataset.from_generator(generator, output_signature=(
         tf.TensorSpec((None, size, size, 3), tf.uint8), tf.TensorSpec((None,), tf.int32),
         tf.TensorSpec((None,), tf.float32), tf.TensorSpec((2,), tf.int64)))
@@ -265,25 +290,49 @@ def _start_ema_from_weights(model: keras.Model) -> None:
 class _Checkpoint(keras.callbacks.Callback):
     """Each epoch: validation balanced accuracy, keep the best model, save resume state."""
 
-    def __init__(self, run_dir: Path, phase: str, val_images, val_labels, state: dict, log):
+    def __init__(self, run_dir: Path, phase: str, val_images, val_labels, state: dict, log,
+                 extra_validation: dict | None = None):
         super().__init__()
         self.run_dir, self.phase, self.state, self.log = run_dir, phase, state, log
         self.val_images, self.val_labels = val_images, val_labels
+        self.extra_validation = extra_validation or {}
+        self.started = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.time()
+
+    def _score(self, images, labels) -> tuple[float, float]:
+        probabilities = _predict(self.model, images)
+        score = balanced_accuracy(labels, probabilities.argmax(axis=1))
+        melanoma = (labels == CLASS_NAMES.index("mel")).astype(int)
+        return score, float(roc_auc_score(melanoma, probabilities[:, CLASS_NAMES.index("mel")]))
 
     def on_epoch_end(self, epoch, logs=None):
+        epoch_seconds = time.time() - self.started
         swapped = _swap_ema(self.model)  # score and keep the EMA weights
         try:
-            probabilities = _predict(self.model, self.val_images)
-            score = balanced_accuracy(self.val_labels, probabilities.argmax(axis=1))
-            melanoma = (self.val_labels == CLASS_NAMES.index("mel")).astype(int)
-            auc = float(roc_auc_score(melanoma, probabilities[:, CLASS_NAMES.index("mel")]))
+            ham_score, auc = self._score(self.val_images, self.val_labels)
+            entry = {"phase": self.phase, "epoch": epoch + 1, "loss": float(logs["loss"]),
+                     "val_balanced_accuracy": ham_score, "val_melanoma_auc": auc,
+                     "ema": swapped, "time": time.time(), "epoch_seconds": epoch_seconds,
+                     "load_average": list(os.getloadavg()),
+                     "workers": worker_count(self.model.distribute_strategy)}
+            scores = [ham_score]
+            for name, (images, labels) in self.extra_validation.items():
+                extra_score, extra_auc = self._score(images, labels)
+                entry[f"{name}_val_balanced_accuracy"] = extra_score
+                entry[f"{name}_val_melanoma_auc"] = extra_auc
+                scores.append(extra_score)
+            # The kept epoch: HAM10000 validation BA, or its mean with the other clinics' val BA.
+            score = float(np.mean(scores))
+            entry["selection_score"] = score
             history = self.state.setdefault("history", [])
-            history.append({"phase": self.phase, "epoch": epoch + 1, "loss": float(logs["loss"]),
-                            "val_balanced_accuracy": score, "val_melanoma_auc": auc,
-                            "ema": swapped, "time": time.time(),
-                            "workers": worker_count(self.model.distribute_strategy)})
-            if score > self.state.get("best_val_balanced_accuracy", -1.0):
-                self.state["best_val_balanced_accuracy"] = score
+            history.append(entry)
+            best = self.state.get("best_selection_score",
+                                  self.state.get("best_val_balanced_accuracy", -1.0))
+            if score > best:
+                self.state["best_selection_score"] = score
+                self.state["best_val_balanced_accuracy"] = ham_score
                 self.state["best"] = {"phase": self.phase, "epoch": epoch + 1}
                 self.model.save(self.run_dir / "best.keras")
         finally:
@@ -292,9 +341,12 @@ class _Checkpoint(keras.callbacks.Callback):
         self.model.save(self.run_dir / "last.keras")
         self.state[f"{self.phase}_epochs_done"] = epoch + 1
         (self.run_dir / "state.json").write_text(json.dumps(self.state, indent=2))
+        extra = "".join(f", {name} val BA {entry[name + '_val_balanced_accuracy']:.4f} / AUC "
+                        f"{entry[name + '_val_melanoma_auc']:.4f}" for name in self.extra_validation)
         self.log(f"[{self.phase}] epoch {epoch + 1}: loss {logs['loss']:.4f}, "
-                 f"val balanced accuracy {score:.4f}, melanoma AUC {auc:.4f} "
-                 f"(best {self.state['best_val_balanced_accuracy']:.4f})")
+                 f"val balanced accuracy {ham_score:.4f}, melanoma AUC {auc:.4f}{extra}, "
+                 f"selection {score:.4f} (best {self.state['best_selection_score']:.4f}), "
+                 f"{epoch_seconds:.0f} s, load {entry['load_average'][0]:.2f}")
 
 
 def _predict(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -344,7 +396,8 @@ def _training_dataset(strategy, train_images, train_labels, config: TrainConfig,
 
 def train(config: TrainConfig, train_images, train_labels, val_images, val_labels,
           run_dir: Path, log=print, verbose: int = 2, strategy=None,
-          initial_model: keras.Model | None = None) -> Path:
+          initial_model: keras.Model | None = None,
+          extra_validation: dict | None = None) -> Path:
     """Train (or resume) a run in ``run_dir``; return the path of the best model (``best.keras``).
 
     Resume: a ``run_dir`` holding ``state.json`` and ``last.keras`` continues where it stopped.
@@ -353,6 +406,8 @@ def train(config: TrainConfig, train_images, train_labels, val_images, val_label
     writes ``run_dir``. None: this process alone.
     ``initial_model`` (e.g. the live model, for retraining; one process only) replaces the
     freshly built one when the run starts; it is trained in place.
+    ``extra_validation``: ``{name: (images, labels)}`` of other clinics' validation splits; the
+    kept epoch is then the best mean of their balanced accuracy and HAM10000's.
     """
     strategy = strategy or tf.distribute.get_strategy()
     _check_batches(len(train_labels), config.batch_size, worker_count(strategy))
@@ -401,7 +456,8 @@ def train(config: TrainConfig, train_images, train_labels, val_images, val_label
         model.optimizer.iterations.assign(steps * done)
         if done:
             _start_ema_from_weights(model)
-        checkpoint = _Checkpoint(output_dir, phase, val_images, val_labels, state, log)
+        checkpoint = _Checkpoint(output_dir, phase, val_images, val_labels, state, log,
+                                 extra_validation)
         # One fit call per phase: Keras folds the EMA into the weights when fit returns.
         dataset = _training_dataset(
             strategy, train_images, train_labels, config,

@@ -66,10 +66,14 @@ with tab_case:
                     st.caption("Diagnosis, melanoma flag and heatmap withheld.")
                     continue
                 app_ui.quality_warnings(result.report, failures=unreliable)
+                model_card = cards.cards[model_id]
+                if not model_card.calibrated:
+                    app_ui.not_evaluated_banner(model_card)
                 suffix = " (UNRELIABLE)" if unreliable else ""
                 st.metric("Top diagnosis" + suffix, prediction.top_class)
                 flag = "ABOVE" if prediction.melanoma_flag else "below"
-                st.caption(f"{suffix.strip()} {100 * prediction.top_probability:.1f}% calibrated "
+                calibrated = "calibrated" if model_card.calibrated else "NOT calibrated"
+                st.caption(f"{suffix.strip()} {100 * prediction.top_probability:.1f}% {calibrated} "
                            f"confidence · melanoma {100 * prediction.melanoma_probability:.1f}% "
                            f"({flag} its threshold {100 * prediction.melanoma_threshold:.1f}%)"
                            .strip())

@@ -144,3 +144,23 @@ def test_report_script_on_tiny_models(tiny_weights_dir, tmp_path, monkeypatch, c
                                       "--out", str(out), "--model", "nope"])
     assert label_audit_report.main() == 2
     assert "Unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_the_audit_runs_in_one_process_even_on_a_many_core_machine(monkeypatch):
+    """cleanlab forks a worker per physical core by default; inside the dashboard's server those
+    workers never exited and the Label issues tab hung. The audit must not start any."""
+    import multiprocessing
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("the label audit started worker processes")
+
+    try:
+        import psutil  # cleanlab counts physical cores with it when installed
+        monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 8)
+    except ImportError:
+        pass
+    monkeypatch.setattr(multiprocessing, "cpu_count", lambda: 8)
+    monkeypatch.setattr(multiprocessing, "Pool", no_pool)
+    frame, flipped = synthetic_predictions()
+    suspects = label_audit.find_suspects(frame)
+    assert flipped <= set(suspects["image_id"])

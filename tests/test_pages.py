@@ -545,3 +545,19 @@ def test_upload_keeps_its_file_name_as_the_case_reference(no_dataset):
     from lesionlib.feedback import FeedbackStore
 
     assert list(FeedbackStore().records()["case_id"]) == ["clinic 12_left arm.jpg"]
+
+
+def test_a_model_never_evaluated_is_marked_before_its_output(tmp_path, monkeypatch):
+    """A packaged model that `evaluate` never calibrated must not be offered as "calibrated":
+    Case review says so before the output, and labels the confidence and threshold plainly."""
+    weights = build_tiny_weights(tmp_path / "weights")  # packaged, never evaluated
+    use_page_environment(monkeypatch, weights, tmp_path)
+    app = open_page("case_review")
+    assert not app.exception, app.exception
+    content = texts(app)
+    assert "Not evaluated" in content and "has no calibration" in content
+    assert "Calibrated confidence" not in content
+    assert "Confidence (NOT calibrated)" in content
+    assert "not chosen on validation" in content
+    warnings = [str(warning.value) for warning in app.warning]
+    assert any("Not evaluated" in text for text in warnings)
