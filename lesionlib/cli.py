@@ -308,7 +308,7 @@ def _command_predict(args) -> int:
     if Path(args.images).resolve() == Path(args.out).resolve():
         raise UsageError(f"--out {args.out} is the --images list itself; choose another --out.")
     output = PredictionsFile(args.out, card.id, card.version)
-    todo = [item for item in inputs if item.name not in output.done]
+    todo = [item for item in inputs if not output.has_row_for(item.name)]
     if len(todo) < len(inputs):
         print(f"{args.out} already has rows for {len(inputs) - len(todo)} of the "
               f"{len(inputs)} inputs (skipped); scoring the other {len(todo)}.", file=sys.stderr)
@@ -597,6 +597,10 @@ def _write_similar_cases(card, catalogue, args) -> int:
     frame = pd.DataFrame(rows, columns=columns).fillna({"error": ""})
     frame["rank"] = frame["rank"].astype("Int64")
     frame["model_id"], frame["embedding_model_id"] = card.id, single_card.id
+    from lesionlib.plain_text import csv_cell
+
+    for column in ("file", "error"):  # one line per row, no spreadsheet formula
+        frame[column] = frame[column].map(csv_cell)
     frame.to_csv(args.out, index=False, float_format="%.6f")
     failed = int((frame["error"] != "").sum())
     print(f"Wrote {len(frame)} rows for {len(inputs)} images to {args.out} ({failed} unreadable). "

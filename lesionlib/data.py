@@ -181,11 +181,12 @@ def training_arrays(folder: Path, size: int, extra_sets: tuple[str, ...] = (), l
 def iter_image_files(folder: str | Path) -> Iterator[Path]:
     """Every file of a folder that ``predict --images FOLDER`` scores, sorted by name.
 
-    Whatever the name ends with: a file that is not an image gets its own error row downstream.
-    Hidden files (``.DS_Store``, ``._*``) and subfolders are left out.
+    Whatever the name ends with or is: a file that is not an image, a broken or looping symbolic
+    link, a FIFO or a socket gets its own error row downstream. Hidden files (``.DS_Store``,
+    ``._*``) and subfolders are left out.
     """
     for path in sorted(Path(folder).iterdir()):
-        if path.is_file() and not path.name.startswith("."):
+        if not path.name.startswith(".") and not path.is_dir():
             yield path
 
 

@@ -68,11 +68,23 @@ def safe_file_name(name, default: str = "upload") -> str:
     return cleaned or default
 
 
+def _not_a_file(path: Path) -> str:
+    """Why ``path`` (not a regular file) cannot be read, in a reviewer's words."""
+    if path.is_symlink():
+        return ("a symbolic link whose target is missing or loops back on itself; expected an "
+                "image file.")
+    if path.is_dir():
+        return "a folder; expected an image file."
+    if path.exists():
+        return "not a regular file (a FIFO, socket or device); expected an image file."
+    return "file not found."
+
+
 def _read_bytes(source) -> tuple[bytes, str]:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise ImageLoadError(f"{path.name}: file not found.")
+            raise ImageLoadError(f"{path.name}: {_not_a_file(path)}")
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise ImageLoadError(f"{path.name}: file is {size / 2**20:.1f} MiB; the limit is "

@@ -225,9 +225,10 @@ def read_image_list(path: Path) -> list[ImageInput]:
 
 def _folder_inputs(folder: Path) -> list[ImageInput]:
     from lesionlib.data import iter_image_files
+    from lesionlib.plain_text import printable_name
 
-    try:
-        return [ImageInput(file.name, file) for file in iter_image_files(folder)]
+    try:  # a name that is not UTF-8 is reported escaped (img_25\xff.jpg), and still scored
+        return [ImageInput(printable_name(file.name), file) for file in iter_image_files(folder)]
     except OSError as error:
         raise ImageListError(f"--images {folder}: the folder cannot be read "
                              f"({error.strerror or error}).") from None

@@ -8,6 +8,7 @@ on (CommonMark allows escaping any of them), so the text reads the same and does
 
 from __future__ import annotations
 
+import os
 import re
 
 _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>:$~=&\"'^])")
@@ -17,3 +18,32 @@ def escape_markdown(text) -> str:
     """``text`` as literal Markdown: punctuation escaped, line breaks and runs of spaces as one
     space (a line break could start a heading or a list)."""
     return _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def printable_name(name) -> str:
+    """A file name as text that any UTF-8 file or page can hold: bytes that are not UTF-8 (kept
+    by Python as surrogates, e.g. ``img_25\\xff.jpg`` on Linux) become ``\\xNN``; line breaks
+    and tabs become ``\\n``, ``\\r``, ``\\t``, so one name is always one line."""
+    text = str(name)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = os.fsencode(text).decode("utf-8", "backslashreplace")
+    return text.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text) -> str:
+    """``printable_name`` of ``text``, with a leading ``'`` where a spreadsheet would read the
+    cell as a formula (``=HYPERLINK(...)``, ``@SUM(1)``): OWASP's CSV-injection defence."""
+    text = printable_name(text)
+    return "'" + text if text[:1] in FORMULA_PREFIXES else text
+
+
+def literal(text) -> str:
+    """User-supplied text as inline code for Markdown: never a link (Streamlit's Markdown
+    auto-links ``https://...`` and ``www.`` even when escaped), never formatting."""
+    text = " ".join(printable_name(text).split()).replace("`", "'")
+    return f"`{text}`" if text else "``"

@@ -15,6 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from lesionlib.inference import OUTPUT_COLUMNS
+from lesionlib.plain_text import csv_cell
+
+TEXT_COLUMNS = ("file", "warning", "error")  # written through csv_cell: one line, no formula
 
 HEADER = ",".join(OUTPUT_COLUMNS) + "\n"
 
@@ -50,8 +53,17 @@ class PredictionsFile:
             header = self._complete_text.partition("\n")[0][:200]
             raise OutputFileError(f"--out {self.path} exists and is not a predictions file "
                                   f"(its header is {header!r}); choose another --out.")
-        frame = pd.read_csv(io.StringIO(self._complete_text), dtype=str,
-                            keep_default_na=False)
+        try:
+            frame = pd.read_csv(io.StringIO(self._complete_text), dtype=str,
+                                keep_default_na=False)
+        except (pd.errors.ParserError, ValueError) as error:
+            raise OutputFileError(
+                f"--out {self.path} cannot be read back as a predictions file "
+                f"({str(error).splitlines()[0][:160]}); choose another --out, or delete the "
+                "file to start over.") from None
+        if "file" not in frame.columns:
+            raise OutputFileError(f"--out {self.path} has no 'file' column; choose another "
+                                  "--out.")
         found = set(zip(frame["model_id"], frame["model_version"]))
         if found - {(self.model_id, self.model_version)}:
             models = ", ".join(f"{model} v{version}" for model, version in sorted(found))
@@ -60,6 +72,10 @@ class PredictionsFile:
                 f"{self.model_id} v{self.model_version}. Choose another --out (or delete the "
                 "file to start over): one file never mixes models.")
         return set(frame["file"])
+
+    def has_row_for(self, name: str) -> bool:
+        """Whether the file already holds the row of the input called ``name``."""
+        return csv_cell(name) in self.done
 
     def __enter__(self) -> "PredictionsFile":
         try:
@@ -75,8 +91,15 @@ class PredictionsFile:
         return self
 
     def append(self, frame: pd.DataFrame) -> None:
-        """Write one batch's rows (``OUTPUT_COLUMNS``) and flush them to the file."""
-        frame[list(OUTPUT_COLUMNS)].to_csv(self._handle, header=False, index=False,
+        """Write one batch's rows (``OUTPUT_COLUMNS``) and flush them to the file.
+
+        Text cells go through ``csv_cell``: a name that is not UTF-8 or holds a line break is
+        written escaped on one line (so resuming after a kill finds whole rows), and a name a
+        spreadsheet would run as a formula is defused."""
+        frame = frame[list(OUTPUT_COLUMNS)].copy()
+        for column in TEXT_COLUMNS:
+            frame[column] = frame[column].map(csv_cell)
+        frame.to_csv(self._handle, header=False, index=False,
                                            float_format="%.6f", lineterminator="\n")
         self._handle.flush()
         self.written += len(frame)

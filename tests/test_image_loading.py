@@ -84,7 +84,7 @@ def test_zero_bytes(tmp_path):
 def test_missing_file_and_folder(tmp_path):
     with pytest.raises(ImageLoadError, match="file not found"):
         load_image(tmp_path / "nope.jpg")
-    with pytest.raises(ImageLoadError, match="file not found"):
+    with pytest.raises(ImageLoadError, match="a folder; expected an image file"):
         load_image(tmp_path)
 
 

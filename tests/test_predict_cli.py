@@ -246,3 +246,93 @@ def test_shipped_ensemble_scores_the_sample_images(image_folder, tmp_path):
     assert (frame["error"] != "").sum() == 3
     blank = frame.set_index("file").loc["blank.png"]
     assert blank["prediction"] == "" and blank["warning"].startswith(WITHHELD_PREFIX)
+
+
+# ----------------------------------------------------------------------------- hostile names
+
+NOT_UTF8 = os.fsdecode(b"img_25\xff.jpg")  # a name Linux allows that is not UTF-8
+FORMULAS = ('=HYPERLINK("http---x","click").jpg', "@SUM(1).jpg")
+NEWLINE = "two\nlines.jpg"
+
+
+@pytest.fixture
+def hostile_folder(tmp_path):
+    """Valid images under hostile names, then more images after them, plus a symlink loop, a
+    dangling symlink and a FIFO."""
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    names = ["a_first.jpg", NOT_UTF8, *FORMULAS, NEWLINE, "z_after_1.jpg", "z_after_2.jpg"]
+    for index, name in enumerate(names):
+        shutil.copy(SAMPLES[index % len(SAMPLES)], folder / name)
+    (folder / "loop.jpg").symlink_to(folder / "loop.jpg")
+    (folder / "dangling.jpg").symlink_to(folder / "missing.jpg")
+    os.mkfifo(folder / "pipe.jpg")
+    return folder, names
+
+
+def _rows(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out, keep_default_na=False, dtype=str)
+
+
+def test_every_name_the_file_system_allows_gets_a_row(hostile_folder, tmp_path,
+                                                      tiny_weights_dir):
+    folder, names = hostile_folder
+    out = tmp_path / "out.csv"
+    assert _predict(tiny_weights_dir, folder, out, "--batch-size", "2") == 0
+    frame = _rows(out)
+    assert len(frame) == len(names) + 3
+    files = set(frame["file"])
+    assert "img_25\\xff.jpg" in files  # escaped, as given
+    assert "two\\nlines.jpg" in files  # one name, one line
+    assert {"'" + name for name in FORMULAS} <= files  # defused for spreadsheets
+    assert not any(name[:1] in "=+-@" for name in frame["file"])
+    scored = frame[frame["error"] == ""]
+    assert len(scored) == len(names)  # the images after the odd names were scored too
+    errors = dict(zip(frame["file"], frame["error"]))
+    assert "symbolic link" in errors["loop.jpg"] and "symbolic link" in errors["dangling.jpg"]
+    assert "not a regular file" in errors["pipe.jpg"]
+    # resumed: nothing is scored twice, nothing is lost
+    assert _predict(tiny_weights_dir, folder, out) == 0
+    assert len(_rows(out)) == len(names) + 3
+
+
+def test_a_csv_list_of_hostile_names_is_scored_and_resumed(hostile_folder, tmp_path,
+                                                          tiny_weights_dir, loads):
+    folder, names = hostile_folder
+    listing = folder / "list.csv"  # names relative to the list's folder, as written
+    pd.DataFrame({"file": [name for name in names if name != NOT_UTF8]}
+                 ).to_csv(listing, index=False)
+    out = tmp_path / "out.csv"
+    assert _predict(tiny_weights_dir, listing, out) == 0
+    assert len(_rows(out)) == len(names) - 1
+    assert not any(name[:1] in "=+-@" for name in _rows(out)["file"])
+    loads.clear()
+    assert _predict(tiny_weights_dir, listing, out) == 0
+    assert loads == []  # every row was found again, the newline and formula names included
+    assert len(_rows(out)) == len(names) - 1
+
+
+def test_resume_after_a_kill_inside_a_row_with_a_line_break(hostile_folder, tmp_path,
+                                                           tiny_weights_dir, capsys):
+    """A kill half-way through writing a row: the half row is dropped and the run resumes."""
+    folder, names = hostile_folder
+    out = tmp_path / "out.csv"
+    assert _predict(tiny_weights_dir, folder, out) == 0
+    text = out.read_text()
+    row_start = text.index("two\\nlines.jpg")
+    out.write_text(text[:row_start + 8])  # cut inside that row
+    assert _predict(tiny_weights_dir, folder, out) == 0
+    frame = _rows(out)
+    assert sorted(frame["file"]) == sorted(set(frame["file"]))
+    assert "two\\nlines.jpg" in set(frame["file"])
+
+
+def test_an_unreadable_predictions_file_is_one_message_and_exit_2(tmp_path, tiny_weights_dir,
+                                                                  image_folder, capsys):
+    from lesionlib.predictions_csv import HEADER
+
+    out = tmp_path / "out.csv"
+    out.write_text(HEADER + '"unterminated,0.1\nmore\n')
+    assert _predict(tiny_weights_dir, image_folder, out) == 2
+    error = capsys.readouterr().err
+    assert "cannot be read back" in error and "Traceback" not in error

@@ -102,6 +102,7 @@ def test_similar_cli_writes_rows_and_error_rows(indexed_weights, tmp_path, capsy
     for file in ("ISIC_0024904.jpg", "ISIC_0025250.jpg"):
         shutil.copy(SAMPLE_DIR / file, images / file)
     (images / "broken.jpg").write_bytes(b"not an image")
+    shutil.copy(SAMPLE_DIR / "ISIC_0024904.jpg", images / '=HYPERLINK("http---x","c").jpg')
     out = tmp_path / "similar.csv"
     code = main(["similar", "--model", "ensemble.ham10000", "--weights", str(indexed_weights),
                  "--images", str(images), "--k", "4", "--out", str(out)])
@@ -117,6 +118,8 @@ def test_similar_cli_writes_rows_and_error_rows(indexed_weights, tmp_path, capsy
         assert Path(file).stem not in set(rows["neighbour_id"])  # the query itself is left out
     assert set(frame["embedding_model_id"]) == {"tiny0.test"}
     assert "1 unreadable" in capsys.readouterr().out
+    assert not any(name[:1] in "=+-@" for name in frame["file"])  # no spreadsheet formula
+    assert (frame["file"] == "'=HYPERLINK(\"http---x\",\"c\").jpg").sum() == 4
 
 
 def test_similar_cli_without_index_or_data_says_what_is_needed(tiny_weights_dir, tmp_path,
