@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from lesionlib.classes import CLASS_NAMES
@@ -144,3 +145,27 @@ def _waiting_reason(group: pd.DataFrame, verdicts: dict[int, tuple[str, str]]) -
 
 
 __all__ = ["FixedSets", "fixed_sets", "select_corrections", "CONSENSUS_REVIEWERS"]
+
+
+def own_view(accepted: pd.DataFrame, excluded: pd.DataFrame, records: pd.DataFrame,
+             reviewer: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What ``reviewer`` (not an administrator) may see of ``select_corrections``' result: only
+    the cases that hold one of their own corrections, with only their own record ids and no
+    other reviewer's name. Case references (upload names) can carry patient identifiers, so a
+    reviewer never sees another reviewer's."""
+    own_ids = {int(value) for value in records.loc[records["reviewer"] == reviewer, "id"]}
+
+    def restricted(frame: pd.DataFrame) -> pd.DataFrame:
+        mine = np.array([bool(own_ids & set(ids)) for ids in frame["record_ids"]], dtype=bool)
+        frame = frame.loc[mine].copy()
+        frame["record_ids"] = [sorted(own_ids & set(ids)) for ids in frame["record_ids"]]
+        return frame.reset_index(drop=True)
+
+    accepted, excluded = restricted(accepted), restricted(excluded)
+    if not accepted.empty:
+        accepted["reviewers"] = [
+            [reviewer] + ([f"and {len(names) - 1} other reviewer(s)"] if len(names) > 1 else [])
+            for names in accepted["reviewers"]]
+        accepted["image_record_id"] = [value if value in own_ids else -1
+                                       for value in accepted["image_record_id"]]
+    return accepted, excluded

@@ -101,3 +101,20 @@ def test_a_running_job_shows_progress_and_refuses_a_second(no_dataset):
     finally:
         shutil.rmtree(folder)
     assert model_versions.history(weights, "tiny0.test")["status"].tolist() == ["live"]
+
+
+def test_a_reviewer_never_sees_another_reviewers_cases_or_names(no_dataset, reviewer):
+    """Upload names are case references and can carry patient identifiers: Bob sees his own
+    correction and nothing of Carol's, neither in the accepted cases nor in the excluded ones."""
+    store = FeedbackStore()
+    store.add(_correction("bob", "bob-case.jpg"))
+    carol = store.add(_correction("carol", "Patient-John-Smith-1970-03-02.jpg"))
+    store.add(_correction("carol", "shared.jpg"))
+    store.add(_correction("bob", "shared.jpg"))  # two reviewers agree: accepted
+    app = open_page("feedback")
+    assert_ok(app)
+    shown = texts(app) + "\n".join(str(frame.value) for frame in app.dataframe)
+    assert "John-Smith" not in shown and "carol" not in shown
+    assert "bob-case.jpg" in shown and "shared.jpg" in shown
+    assert str(carol) not in " ".join(str(frame.value["record_ids"].tolist())
+                                      for frame in app.dataframe if "record_ids" in frame.value)
