@@ -14,10 +14,19 @@ import re
 _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>:$~=&\"'^])")
 
 
+_WORD_JOINER = "\u2060"  # invisible; splits what GFM would auto-link
+_AUTOLINK_TRIGGERS = re.compile(r"(:)(?=//)|(?<=www)(\\?\.)|(@)", re.IGNORECASE)
+
+
 def escape_markdown(text) -> str:
     """``text`` as literal Markdown: punctuation escaped, line breaks and runs of spaces as one
-    space (a line break could start a heading or a list)."""
-    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(str(text).split()))
+    space (a line break could start a heading or a list), and never a link: Streamlit's Markdown
+    auto-links ``https://...``, ``www.`` names and e-mail addresses even when escaped, so an
+    invisible word joiner splits ``://``, ``www.`` and ``@``."""
+    escaped = _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(str(text).split()))
+    return _AUTOLINK_TRIGGERS.sub(
+        lambda match: "".join(group for group in match.groups() if group) + _WORD_JOINER
+        if match.group(1) or match.group(3) else _WORD_JOINER + match.group(2), escaped)
 
 
 def printable_name(name) -> str:

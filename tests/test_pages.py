@@ -561,3 +561,31 @@ def test_a_model_never_evaluated_is_marked_before_its_output(tmp_path, monkeypat
     assert "not chosen on validation" in content
     warnings = [str(warning.value) for warning in app.warning]
     assert any("Not evaluated" in text for text in warnings)
+
+
+@pytest.mark.parametrize("text", ["https://evil.example/login", "go to www.evil.example",
+                                  "mail me@evil.example", "HTTP://EVIL.EXAMPLE"])
+def test_user_supplied_text_is_never_a_link(text):
+    """GFM auto-links URLs, www. names and e-mail addresses even when their punctuation is
+    escaped: plain() splits each trigger with an invisible word joiner."""
+    import re
+
+    import app_ui
+
+    made_safe = app_ui.plain(text)
+    unescaped = re.sub(r"\\(.)", r"\1", made_safe)
+    assert "://" not in unescaped and not re.search("www[.]", unescaped, re.IGNORECASE)
+    assert not re.search(r"@\w", unescaped)
+    assert unescaped.replace("\u2060", "") == text  # reads the same
+
+
+def test_a_case_link_to_a_url_shows_no_link(app_env):
+    app = AppTest.from_file(DASHBOARD, default_timeout=TIMEOUT_S)
+    app.query_params["case"] = "https://evil.example/login"
+    app.run()
+    app.switch_page("pages/case_review.py")
+    app.run()
+    assert_ok(app)
+    errors = [str(error.value) for error in app.error]
+    assert any("evil" in error for error in errors)
+    assert not any("://" in error or "](" in error for error in errors)
