@@ -186,12 +186,14 @@ def _throttle_credentials(authenticator, store: FeedbackStore | None) -> None:
     method is wrapped instead (the library itself is not modified).
     """
     model = authenticator.authentication_controller.authentication_model
+    known = frozenset(normalise(name) for name in
+                      (getattr(model, "credentials", None) or {}).get("usernames", {}))
     model.check_credentials = functools.partial(_checked_credentials, model.check_credentials,
-                                                store)
+                                                store, known=known)
 
 
 def _checked_credentials(check, store: FeedbackStore | None, username: str,
-                         password: str) -> bool:
+                         password: str, known: frozenset = frozenset()) -> bool:
     throttle = sign_in_throttle()
     name = str(username or "")[:MAX_AUDITED_NAME_CHARS]
     remaining = throttle.locked_for(username)
@@ -204,7 +206,7 @@ def _checked_credentials(check, store: FeedbackStore | None, username: str,
         throttle.record_success(username)
         return True
     failures = throttle.failures(username) + 1
-    locked = throttle.record_failure(username)
+    locked = throttle.record_failure(username, known=normalise(username) in known)
     _audit(store, "sign-in-failed", name, f"failure {failures} of {throttle.max_failures}")
     if locked:
         st.session_state[_LOCKED_KEY] = locked

@@ -4,6 +4,11 @@
 ``max_failures``-th failure locks that username for ``lock_seconds``, during which no password is
 even checked. Usernames that do not exist are counted alike, so the answers do not tell which
 names exist. The state is per process: every session of one app server shares it.
+
+Memory is bounded without forgetting real users: failures of configured usernames (``known``)
+are kept apart and never evicted (there are only as many as the configuration has users); the
+made-up names an attacker can invent without end share ``MAX_TRACKED_NAMES`` places, oldest
+evicted first, so 10,000 made-up names cannot reset a real user's count.
 """
 
 from __future__ import annotations
@@ -49,26 +54,32 @@ class SignInThrottle:
         self.lock_seconds = float(lock_seconds)
         self.window_seconds = float(window_seconds)
         self._clock = clock
-        self._records: OrderedDict[str, _Record] = OrderedDict()
+        self._records: OrderedDict[str, _Record] = OrderedDict()  # made-up names, bounded
+        self._known: dict[str, _Record] = {}  # configured usernames, never evicted
         self._lock = threading.Lock()
 
     def locked_for(self, username: str) -> float:
         """Seconds left on ``username``'s lock (0 when it may try to sign in)."""
         with self._lock:
-            record = self._records.get(normalise(username))
+            record = self._lookup(normalise(username))
             return max(0.0, record.locked_until - self._clock()) if record else 0.0
 
     def failures(self, username: str) -> int:
         """Failures of ``username`` within the window (reset by a lock or a success)."""
         with self._lock:
-            record = self._records.get(normalise(username))
+            record = self._lookup(normalise(username))
             return len(self._recent(record)) if record else 0
 
-    def record_failure(self, username: str) -> float:
-        """Count a failed sign-in; returns the lock's length in seconds if this one locked it."""
+    def record_failure(self, username: str, known: bool = False) -> float:
+        """Count a failed sign-in; returns the lock's length in seconds if this one locked it.
+
+        ``known``: the username is one of the configured users (its count is never evicted).
+        """
         now = self._clock()
         with self._lock:
-            record = self._record(normalise(username))
+            key = normalise(username)
+            record = self._known.setdefault(key, self._records.pop(key, None) or _Record()) \
+                if known else self._record(key)
             record.failures = [*self._recent(record), now]
             if len(record.failures) < self.max_failures:
                 return 0.0
@@ -80,6 +91,10 @@ class SignInThrottle:
         """Forget ``username``'s failures after a good sign-in."""
         with self._lock:
             self._records.pop(normalise(username), None)
+            self._known.pop(normalise(username), None)
+
+    def _lookup(self, key: str) -> _Record | None:
+        return self._known.get(key) or self._records.get(key)
 
     def _recent(self, record: _Record) -> list[float]:
         cutoff = self._clock() - self.window_seconds

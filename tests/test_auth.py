@@ -373,3 +373,32 @@ def test_display_names_are_shown_as_text(tmp_path, feedback_url, monkeypatch):
                    if "Signed in as" in caption.value)
     assert "](" not in caption and "![" not in caption
     assert shown(caption) == "Signed in as **![x](https://example.org/x.png)** (reviewer)"
+
+
+def test_made_up_names_never_reset_a_real_users_count():
+    """After 4 failures for alice, 10,000+ failures for made-up names must not reset her count:
+    her next failure still locks her. Made-up names stay bounded in memory."""
+    from lesionlib import signin_throttle
+
+    throttle = SignInThrottle(max_failures=5, lock_seconds=60, window_seconds=600,
+                              clock=FakeClock())
+    for _ in range(4):
+        throttle.record_failure("alice", known=True)
+    for index in range(signin_throttle.MAX_TRACKED_NAMES + 500):
+        throttle.record_failure(f"made-up-{index}")
+    assert throttle.failures("alice") == 4
+    assert throttle.record_failure("alice", known=True) == 60
+    assert len(throttle._records) <= signin_throttle.MAX_TRACKED_NAMES
+
+
+def test_the_sign_in_wrapper_tells_the_throttle_which_names_are_configured():
+    import types
+
+    import app_auth
+
+    model = types.SimpleNamespace(credentials={"usernames": {"Alice": {}, "bob": {}}},
+                                  check_credentials=lambda username, password: False)
+    authenticator = types.SimpleNamespace(authentication_controller=types.SimpleNamespace(
+        authentication_model=model))
+    app_auth._throttle_credentials(authenticator, None)
+    assert model.check_credentials.keywords["known"] == frozenset({"alice", "bob"})
