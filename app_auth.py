@@ -35,6 +35,7 @@ import copy
 import dataclasses
 import functools
 import getpass
+import math
 import logging
 import os
 import secrets
@@ -285,7 +286,7 @@ def load_auth_config(path: str | Path) -> dict:
     """
     path = Path(path).expanduser()
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        config = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except OSError as error:
         raise AuthConfigError(f"cannot read {path.name} ({error.strerror or error}).") from None
     except yaml.YAMLError as error:
@@ -343,6 +344,25 @@ def _role_of(entry: dict, path: Path | None = None, username: str = "") -> str:
     return "admin" if "admin" in roles else "reviewer"
 
 
+MAX_EXPIRY_DAYS = 365
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the
+    last silently: ``bob: reviewer`` then ``bob: admin`` would make bob an admin)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice in one mapping (line "
+                    f"{key_node.start_mark.line + 1}); give each key once", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _checked_cookie(path: Path, cookie) -> dict:
     if not isinstance(cookie, dict):
         raise AuthConfigError(f"{path.name}: a 'cookie' mapping with 'name', 'key' and "
@@ -355,9 +375,11 @@ def _checked_cookie(path: Path, cookie) -> dict:
                               f"{' characters' if isinstance(key, str) else ''}.")
     if not isinstance(name, str) or not name.strip():
         raise AuthConfigError(f"{path.name}: cookie 'name' must be a non-empty string.")
-    if isinstance(days, bool) or not isinstance(days, (int, float)) or days < 0:
-        raise AuthConfigError(f"{path.name}: cookie 'expiry_days' must be a number >= 0 (0 means "
-                              f"no remembered sign-in); received {days!r}.")
+    if isinstance(days, bool) or not isinstance(days, (int, float)) or \
+            not math.isfinite(days) or not 0 <= days <= MAX_EXPIRY_DAYS:
+        raise AuthConfigError(f"{path.name}: cookie 'expiry_days' must be a number from 0 to "
+                              f"{MAX_EXPIRY_DAYS} (0 means no remembered sign-in); received "
+                              f"{days!r}.")
     return {"name": name, "key": key, "expiry_days": float(days)}
 
 

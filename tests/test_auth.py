@@ -402,3 +402,30 @@ def test_the_sign_in_wrapper_tells_the_throttle_which_names_are_configured():
         authentication_model=model))
     app_auth._throttle_credentials(authenticator, None)
     assert model.check_credentials.keywords["known"] == frozenset({"alice", "bob"})
+
+
+def test_a_key_given_twice_is_refused_at_start(auth_config_path, tmp_path):
+    """PyYAML keeps the last of two equal keys: `bob: reviewer` then `bob: admin` would have
+    made bob an admin without anyone seeing it."""
+    text = auth_config_path.read_text()
+    config = yaml.safe_load(text)
+    bob = yaml.safe_dump({"bob": config["credentials"]["usernames"]["bob"]}, indent=4)
+    doubled = text.replace("  usernames:\n", "  usernames:\n" + "".join(
+        "    " + line + "\n" for line in bob.splitlines()), 1)
+    assert yaml.safe_load(doubled) == config  # PyYAML alone accepts it silently
+    path = tmp_path / "twice.yaml"
+    path.write_text(doubled)
+    with pytest.raises(app_auth.AuthConfigError, match="'bob' appears twice"):
+        app_auth.load_auth_config(path)
+
+
+@pytest.mark.parametrize("days", [".nan", ".inf", "-.inf", "100000"])
+def test_an_impossible_cookie_expiry_is_refused_at_start(auth_config_path, tmp_path, days):
+    config = yaml.safe_load(auth_config_path.read_text())
+    text = yaml.safe_dump(config).replace(f"expiry_days: {config['cookie']['expiry_days']}",
+                                          f"expiry_days: {days}")
+    assert f"expiry_days: {days}" in text
+    path = tmp_path / "expiry.yaml"
+    path.write_text(text)
+    with pytest.raises(app_auth.AuthConfigError, match="expiry_days' must be a number from 0"):
+        app_auth.load_auth_config(path)
