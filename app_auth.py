@@ -122,6 +122,7 @@ def gate(store: FeedbackStore | None = None) -> User:
         auto_hash=False)
     _throttle_credentials(authenticator, store)
     _harden_cookie(authenticator)
+    _refuse_signed_out_cookies(authenticator, store, config["cookie"]["expiry_days"])
     st.session_state[_AUTHENTICATOR_KEY] = authenticator
     st.session_state.pop(_LOCKED_KEY, None)
     try:
@@ -224,6 +225,45 @@ def _harden_cookie(authenticator) -> None:
     manager = authenticator.cookie_controller.cookie_model.cookie_manager
     if not isinstance(manager.set, functools.partial):
         manager.set = functools.partial(manager.set, secure=is_https(), same_site="strict")
+
+
+def _refuse_signed_out_cookies(authenticator, store: FeedbackStore | None,
+                               expiry_days: float) -> None:
+    """Sign-out revokes the remember-me cookie on the server, not only in the browser.
+
+    The cookie is a signed token of the username and its expiry, valid until then wherever it is
+    replayed. It was issued ``expiry_days`` before its expiry; a cookie issued before that user's
+    last sign-out (from the audit log, so shared by every server process and kept across
+    restarts) is refused and the refusal audited.
+    """
+    model = authenticator.cookie_controller.cookie_model
+    if isinstance(model.get_cookie, functools.partial):
+        return
+    model.get_cookie = functools.partial(_unrevoked_cookie, model.get_cookie, store,
+                                         float(expiry_days))
+
+
+def _unrevoked_cookie(get_cookie, store: FeedbackStore | None, expiry_days: float):
+    token = get_cookie()
+    if not isinstance(token, dict) or "username" not in token or "exp_date" not in token:
+        return token
+    issued = float(token["exp_date"]) - expiry_days * 86_400
+    owned = store is None
+    try:
+        store = store or FeedbackStore()
+        signed_out = store.last_event_at("sign-out", str(token["username"]))
+    except FeedbackStoreError as error:
+        logger.error("Remembered sign-in refused: the audit log cannot be read (%s)", error)
+        return None  # cannot tell whether it was revoked: ask for the password
+    finally:
+        if owned and store is not None:
+            store.close()
+    if signed_out is not None and signed_out.timestamp() >= issued:
+        name = str(token["username"])[:MAX_AUDITED_NAME_CHARS]
+        _audit(store if not owned else None, "sign-in-revoked", name,
+               "remembered sign-in refused: the cookie was issued before this user signed out")
+        return None
+    return token
 
 
 def is_https() -> bool:

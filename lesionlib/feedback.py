@@ -41,7 +41,7 @@ DEFAULT_DATABASE_PATH = REPO_ROOT / "feedback.db"
 SOURCES = ("case_review", "error_browser")
 AUDIT_EVENTS = ("sign-in", "sign-out", "feedback", "export", "denied", "sign-in-failed",
                 "sign-in-locked", "approve-correction", "reject-correction", "retrain",
-                "rollback")
+                "rollback", "sign-in-revoked")
 CORRECTION_DECISIONS = ("approve", "reject")  # an administrator's verdict on a correction
 MAX_NOTE_CHARS = 20_000
 MAX_DETAIL_CHARS = 2_000
@@ -391,6 +391,21 @@ class FeedbackStore:
             raise ValueError(f"Record {record_id} is not a correction (the reviewer agreed or "
                              "named no corrected class); only corrections are approved.")
         return record
+
+    def last_event_at(self, event: str, username: str) -> datetime | None:
+        """When ``username`` last had an audit ``event`` (UTC), or ``None`` if never.
+
+        Raises:
+            FeedbackStoreError: the database could not be read.
+        """
+        query = sa.select(sa.func.max(_audit.c.created_at).label("latest")).where(
+            _audit.c.event == event, _audit.c.username == username)
+        rows = self._read(query, "read the audit log")
+        latest = rows[0]["latest"] if rows else None
+        if latest is None:
+            return None
+        latest = pd.Timestamp(latest)
+        return (latest.tz_localize("UTC") if latest.tzinfo is None else latest).to_pydatetime()
 
     def audit_log(self, limit: int = 500) -> pd.DataFrame:
         """The latest audit events, newest first, with the ``AUDIT_COLUMNS``."""

@@ -74,8 +74,9 @@ def auth_on(auth_config_path, feedback_url, monkeypatch):
 
 
 def shown(markdown: str) -> str:
-    """What a reader sees of escaped Markdown (user-supplied text is backslash-escaped)."""
-    return re.sub(r"\\(.)", r"\1", markdown)
+    """What a reader sees of escaped Markdown (user-supplied text is backslash-escaped; the
+    word joiners that keep it from being a link are invisible)."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
 
 
 def texts(app: AppTest) -> str:
@@ -429,3 +430,22 @@ def test_an_impossible_cookie_expiry_is_refused_at_start(auth_config_path, tmp_p
     path.write_text(text)
     with pytest.raises(app_auth.AuthConfigError, match="expiry_days' must be a number from 0"):
         app_auth.load_auth_config(path)
+
+
+def test_a_cookie_copied_before_sign_out_no_longer_signs_in(feedback_url):
+    """Sign-out revokes server-side: a remembered-sign-in token issued before bob's sign-out is
+    refused (and audited); one issued after it, by a new sign-in, is accepted."""
+    import time as clock
+
+    from lesionlib.feedback import FeedbackStore
+
+    expiry_days = 1.0
+    before = {"username": "bob", "exp_date": clock.time() - 5 + expiry_days * 86_400}
+    store = FeedbackStore(feedback_url)
+    store.audit("sign-out", "bob")
+    after = {"username": "bob", "exp_date": clock.time() + 5 + expiry_days * 86_400}
+    assert app_auth._unrevoked_cookie(lambda: before, None, expiry_days) is None
+    assert app_auth._unrevoked_cookie(lambda: after, None, expiry_days) == after
+    other = {"username": "alice", "exp_date": before["exp_date"]}
+    assert app_auth._unrevoked_cookie(lambda: other, None, expiry_days) == other
+    assert ("sign-in-revoked", "bob") in audit_events(feedback_url)
