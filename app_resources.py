@@ -285,6 +285,37 @@ def image_paths() -> tuple[dict[str, str], str]:
     return _image_index(str(SAMPLE_DIR)), "the 21 bundled sample images (HAM10000 test split)"
 
 
+def quiz_pool(model_id: str, set_name: str):
+    """The teaching quiz's case pool for ``model_id`` on ``set_name``: ``(pool, paths,
+    origin)``, or ``None`` when the model stores no predictions there.
+
+    Built once per process for each set of model versions (the fingerprints of the quiz model
+    and of every single model whose disagreement marks hard cases) and data folder: a class of
+    students clicking "Commit my answer" used to rebuild it on every click (~60% of server
+    time). The pool is shared between sessions: read it, never change it in place.
+    """
+    cards = current_catalogue()
+    singles = tuple(sorted(other for other, card in cards.cards.items() if card.kind == "single"))
+    versions = tuple(fingerprint(other, cards) for other in (model_id, *singles))
+    return _quiz_pool(model_id, set_name, singles, versions, weights_dir(),
+                      str(dataset_dir() or SAMPLE_DIR))
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _quiz_pool(model_id: str, set_name: str, singles: tuple, versions: tuple, weights: str,
+               images: str):
+    from lesionlib import teaching
+
+    predictions = stored_predictions(model_id, set_name)
+    if predictions is None:
+        return None
+    others = {other: stored_predictions(other, set_name) for other in singles}
+    paths, origin = image_paths()
+    pool = teaching.case_pool(predictions, {key: frame for key, frame in others.items()
+                                            if frame is not None}, set(paths))
+    return pool, paths, origin
+
+
 def sample_labels() -> pd.DataFrame:
     return _sample_labels(str(SAMPLE_DIR / "labels.csv"))
 

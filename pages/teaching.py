@@ -30,22 +30,16 @@ for name, default in zip(KEYS, (None, 0, [], False, None, 0)):
 
 def available_pool():
     """The quiz model's test-split cases whose images are here, or ``None`` (with a message)."""
-    predictions = app_resources.stored_predictions(model_id, TEST_SET)
-    if predictions is None:
+    loaded = app_resources.quiz_pool(model_id, TEST_SET)  # built once per model version
+    if loaded is None:
         st.warning(f"`{model_id}` has no stored test-split predictions, which the quiz draws its "
                    f"cases from. Run `python -m lesionlib evaluate --model {model_id}`.")
         return None
-    cards = app_resources.current_catalogue().cards
-    others = {other: app_resources.stored_predictions(other, TEST_SET)
-              for other, card in sorted(cards.items()) if card.kind == "single"}
-    paths, origin = app_resources.image_paths()
     if app_resources.dataset_dir() is None:
         st.info("The HAM10000 images are not here: rounds use the 21 bundled sample images "
                 "(HAM10000 test split). Put the dataset in `../shared/data/ham10000` or set "
                 "`LESIONLIB_DATA` for all 1,509 test cases.")
-    pool = teaching.case_pool(predictions, {key: frame for key, frame in others.items()
-                                            if frame is not None}, set(paths))
-    return pool, paths, origin
+    return loaded
 
 
 def start_round(pool) -> None:

@@ -145,3 +145,21 @@ def test_models_page_shows_retrieval_beside_the_classifier(no_dataset):
     rows = "\n".join(tables[0]["on the HAM10000 test split"])
     assert "majority-vote balanced accuracy" in rows and "precision@5" in rows
     assert "No usable similar-case index" in texts(app)  # tiny1 has none
+
+
+def test_the_case_pool_is_built_once_not_on_every_click(no_dataset, monkeypatch):
+    """A class of students made every "Commit my answer" rebuild the pool (~60% of server
+    time, 17-43 s per commit with 5 students); it is built once per model version."""
+    from lesionlib import teaching
+
+    builds = []
+    real = teaching.case_pool
+    monkeypatch.setattr(teaching, "case_pool",
+                        lambda *args, **kwargs: builds.append(1) or real(*args, **kwargs))
+    app = open_page("teaching")
+    start_round(app, 2)
+    commit(app, "mel")
+    next(button for button in app.button if button.label == "Next case").click()
+    app.run()
+    commit(app, "nv")
+    assert len(builds) <= 1, f"the pool was rebuilt {len(builds)} times in one round"
