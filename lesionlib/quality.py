@@ -331,6 +331,15 @@ NO_GATE = Finding("no_gate", "This model has no quality gate (quality_gate.npz):
                   "input. Run `python -m lesionlib fit-gate --model {model}`.")
 
 
+# The gate is unsure, not sure: a real melanoma from another clinic can lie this far out too
+# (PH2 IMD058). Say what was measured and what it may mean, never that the image is not
+# dermoscopic.
+UNFAMILIAR_MESSAGE = ("The model's features of this image lie far from those of the images it "
+                      "was trained on: it may be an unusual lesion, another device, framing or "
+                      "clinic, or not a dermoscopic image at all. The model cannot vouch for "
+                      "its output on it.")
+
+
 class QualityChecker:
     """Runs a classifier's own gate (an ensemble's combines its members' gates).
 
@@ -420,8 +429,7 @@ class QualityChecker:
         for index, image in enumerate(images):
             findings = self.gate.image_findings(image)
             if distances[index] > self.gate.distance_threshold:
-                findings.append(Finding("not_dermoscopic", "The image looks unlike the "
-                                        "dermoscopic images the model was trained on."))
+                findings.append(Finding("not_dermoscopic", UNFAMILIAR_MESSAGE))
             findings += self.gate.prediction_findings(
                 probabilities[index],
                 [member[index:index + 1] for member in members] if members else None)

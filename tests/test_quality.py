@@ -231,3 +231,12 @@ def test_gate_samples_every_training_set_of_the_model(tmp_path):
     card.training["recipe"]["extra_training_sets"] = ["nowhere"]
     with pytest.raises(UsageError, match="also trained on 'nowhere'"):
         _extra_gate_samples(card, args)
+
+
+def test_the_unfamiliar_image_finding_does_not_claim_the_image_is_not_dermoscopic():
+    """A real PH2 melanoma (IMD058) was withheld as "looks unlike the dermoscopic images": the
+    gate is only unsure, so its words must not assert what the image is."""
+    from lesionlib.quality import UNFAMILIAR_MESSAGE
+
+    assert "unlike the dermoscopic" not in UNFAMILIAR_MESSAGE
+    assert "may be" in UNFAMILIAR_MESSAGE and "not a dermoscopic image" in UNFAMILIAR_MESSAGE
