@@ -198,6 +198,20 @@ def write_card(card: ModelCard, folder: str | Path) -> Path:
     return path
 
 
+REPRODUCE_ORDER = ("train", "package", "ensemble", "export", "evaluate", "fit-gate")
+
+
+def reproduce_steps(card: ModelCard) -> list[tuple[str, str]]:
+    """Every step that rebuilds ``card``'s model, in order: the recorded commands, plus the
+    gate fit (``fit-gate`` writes no command into the card) where the model has a gate."""
+    steps = dict(card.reproduce)
+    if card.kind in ("single", "ensemble") and "fit-gate" not in steps:
+        steps["fit-gate"] = f"python -m lesionlib fit-gate --model {card.id}"
+    ordered = sorted(steps, key=lambda step: (REPRODUCE_ORDER.index(step)
+                                              if step in REPRODUCE_ORDER else len(REPRODUCE_ORDER)))
+    return [(step, steps[step]) for step in ordered]
+
+
 def shell_command(argv: list[str]) -> str:
     """The command line a user can paste to run ``argv`` (e.g. ``sys.argv``) again."""
     return normalise_command(shlex.join(argv))

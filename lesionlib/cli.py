@@ -166,7 +166,8 @@ def _read_run_state(run_dir: Path) -> dict:
 def _command_package(args) -> int:
     from lesionlib.architectures import get_architecture
     from lesionlib.cards import sha256_of, shell_command
-    from lesionlib.packaging import install_model, lineage_for, single_card_data, train_command
+    from lesionlib.packaging import (SameVersionError, install_model, lineage_for,
+                                     refuse_same_version, single_card_data, train_command)
     from lesionlib.registry import default_weights_dir
 
     run_dir = Path(args.run_dir)
@@ -174,12 +175,18 @@ def _command_package(args) -> int:
     config = state["config"]
     architecture = get_architecture(config["architecture"])
     folder = Path(args.weights or default_weights_dir()) / args.id
+    try:
+        refuse_same_version(folder, args.version)
+    except SameVersionError as error:
+        raise UsageError(str(error)) from None
     training = {"recipe": config, "best_epoch": state.get("best"),
                 "best_val_balanced_accuracy": state.get("best_val_balanced_accuracy"),
                 "fine_tune_from": state.get("fine_tune_from"),
                 "class_weights": state.get("class_weights"), "history": state.get("history"),
-                "initialisation": architecture.imagenet_source if config["imagenet"]
-                else "random (trained from scratch)"}
+                "initialisation": (f"the weights of {config['initial_weights']} (fine-tuned "
+                                   "further)" if config.get("initial_weights")
+                                   else architecture.imagenet_source if config["imagenet"]
+                                   else "random (trained from scratch)")}
     # the run folder and its checkpoint's digest: which training run a card came from, exactly
     # (model.keras is re-saved without the optimizer, so its own digest differs)
     training["run"] = {"folder": str(args.run_dir),
@@ -201,7 +208,8 @@ def _command_package(args) -> int:
 
 def _command_ensemble(args) -> int:
     from lesionlib.cards import shell_command
-    from lesionlib.packaging import ensemble_card_data, lineage_for, write_ensemble
+    from lesionlib.packaging import (SameVersionError, ensemble_card_data, lineage_for,
+                                     refuse_same_version, write_ensemble)
     from lesionlib.registry import default_weights_dir, discover
 
     catalogue = discover(args.weights)
@@ -214,6 +222,10 @@ def _command_ensemble(args) -> int:
         raise UsageError(f"--id {args.id!r} is an installed single model; choose a new id for "
                          "the ensemble.")
     folder = Path(args.weights or default_weights_dir()) / args.id
+    try:
+        refuse_same_version(folder, args.version)
+    except SameVersionError as error:
+        raise UsageError(str(error)) from None
     card_data = ensemble_card_data(args.id, args.name, args.members,
                                    reproduce={"ensemble": shell_command(sys.argv)},
                                    version=args.version, description=args.description,

@@ -31,7 +31,14 @@ EXTRA_TRAINING_DATA = {
                  "and test come from the same archive, so they are a less independent external "
                  "set than PH2"),
 }
+EXTRA_TRAINING_DATA["bcn20000"] = (
+    "BCN20000 training split (Hospital Clinic de Barcelona, the non-HAM10000 part of ISIC 2019: "
+    "8,639 images of 2,499 lesions at 84x84 px, seven classes, lesion-grouped split of "
+    "../shared/data/bcn20000); its validation split was scored beside HAM10000's to keep an "
+    "epoch, its test split is a seven-class test on another clinic's images")
 EXTRA_LICENCE = {
+    "bcn20000": (" Also trained on BCN20000 (CC BY-NC 4.0; cite Combalia et al., \"BCN20000: "
+                 "Dermoscopic Lesions in the Wild\", arXiv:1908.02288, 2019, and ISIC 2019)."),
     "isic2017": (" Also trained on ISIC 2017 challenge images (cite Codella et al., ISBI 2017, "
                  "arXiv:1710.05006), distributed for non-commercial research with attribution."),
 }
@@ -43,7 +50,9 @@ _TRAIN_FLAGS = (("--fine-tune-lr", "fine_tune_learning_rate"), ("--seed", "seed"
                 ("--class-weight-power", "class_weight_power"),
                 ("--label-smoothing", "label_smoothing"), ("--augmentation", "augmentation"),
                 ("--warmup-epochs", "warmup_epochs"), ("--ema", "ema_momentum"),
-                ("--weight-decay", "weight_decay"))
+                ("--weight-decay", "weight_decay"),
+                ("--low-resolution", "low_resolution_probability"),
+                ("--init-from", "initial_weights"))
 
 
 def training_data(recipe: dict) -> str:
@@ -68,6 +77,8 @@ def train_command(recipe: dict, run_dir: str) -> str:
         parts.append("--colour-constancy")
     if recipe.get("extra_training_sets"):
         parts.append("--extra-train " + " ".join(recipe["extra_training_sets"]))
+    if recipe.get("extra_validation_sets"):
+        parts.append("--extra-val " + " ".join(recipe["extra_validation_sets"]))
     return " ".join(parts)
 
 
@@ -132,6 +143,34 @@ def lineage_for(folder: Path, changes: str) -> dict | None:
     except CardError:
         return None
     return parent_record(parent, changes)
+
+
+class SameVersionError(ValueError):
+    """Installing a model over the live folder under the version it already has."""
+
+
+def refuse_same_version(folder: Path, version: str) -> None:
+    """Refuse to install ``version`` into ``folder`` when it already holds that version: that
+    would make the live model its own parent and drop its stored predictions, calibration and
+    gate (what a pasted "Reproduce" command used to do to the default ensemble).
+
+    Raises:
+        SameVersionError: the folder's card has ``version``.
+    """
+    from lesionlib.cards import CardError, read_card
+
+    if not (Path(folder) / "card.json").is_file():
+        return
+    try:
+        live = read_card(folder)
+    except CardError:
+        return  # an unreadable folder is replaced as before (its card names no version)
+    if live.version == version:
+        raise SameVersionError(
+            f"{folder} already holds {live.id} version {version}, the live model; installing "
+            f"version {version} again would replace it with itself and drop its stored "
+            "predictions, calibration and quality gate. Give a new --version to replace it, "
+            "or --weights another folder to reproduce it beside the live one.")
 
 
 def save_for_inference(keras_file: Path, target: Path) -> Path:

@@ -10,7 +10,7 @@ import app_retraining
 import app_teaching
 import app_ui
 from lesionlib import edge, views
-from lesionlib.cards import normalise_command
+from lesionlib.cards import normalise_command, reproduce_steps
 
 user = app_ui.require_user()
 st.title("Models")
@@ -78,7 +78,11 @@ for model_id, card in sorted(cards.cards.items()):
         st.markdown(f"**Licence.** {card.licence}")
         st.markdown("**Reproduce** (from the repository root)")
         if card.reproduce:
-            for step, command in card.reproduce.items():
+            st.caption(f"Every step, in order. Pasted as they are, `package` and `ensemble` "
+                       f"refuse to overwrite the live version {card.version}: add `--version` "
+                       "with a new number to replace it, or `--weights <another folder>` to "
+                       "every step to rebuild it beside the live model.")
+            for step, command in reproduce_steps(card):
                 st.caption(step)
                 st.code(normalise_command(command) if isinstance(command, str)
                         else json.dumps(command), language="bash")

@@ -152,3 +152,35 @@ def test_interrupt_is_one_line_and_exit_130(monkeypatch, capsys):
     monkeypatch.setattr(lesionlib.cli, "_command_architectures", interrupted)
     assert main(["architectures"]) == 130
     assert capsys.readouterr().err.strip() == "Interrupted."
+
+
+def test_a_pasted_reproduce_command_never_overwrites_the_live_version(weights, capsys):
+    """The Models page's "Reproduce" command of the ensemble, pasted in the checkout, used to
+    delete its stored predictions and gate, reset its calibration and make the live version its
+    own parent. Installing the version a folder already holds is refused, the folder untouched."""
+    from lesionlib.cards import read_card, reproduce_steps
+
+    folder = weights / "ensemble.ham10000"
+    before = {path.name: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    live = read_card(folder)
+    _fails_with(capsys, ["ensemble", "--weights", str(weights), "--id", "ensemble.ham10000",
+                         "--name", "again", "--members", "tiny0.test", "tiny1.test",
+                         "--version", live.version],
+                "already holds", f"version {live.version}", "--version", "--weights")
+    after = {path.name: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    assert after == before
+    steps = [step for step, _ in reproduce_steps(live)]
+    assert steps[-1] == "fit-gate"  # every step is listed, the gate's too
+
+
+def test_packaging_the_live_version_again_is_refused(weights, tmp_path, capsys):
+    import json as json_module
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "state.json").write_text(json_module.dumps({"config": {
+        "architecture": "small_cnn", "image_size": 32, "imagenet": False, "head_epochs": 1,
+        "fine_tune_epochs": 1, "batch_size": 8}}))
+    (run / "best.keras").write_bytes(b"")
+    _fails_with(capsys, ["package", "--weights", str(weights), "--run-dir", str(run), "--id",
+                         "tiny0.test", "--name", "x", "--version", "1.0.0"], "already holds")
