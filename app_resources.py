@@ -281,7 +281,7 @@ def image_paths() -> tuple[dict[str, str], str]:
     """
     folder = dataset_dir()
     if folder is not None:
-        return _image_index(str(folder)), f"HAM10000 images in {folder}"
+        return _image_index(str(folder)), "the HAM10000 image folder"  # no server path
     return _image_index(str(SAMPLE_DIR)), "the 21 bundled sample images (HAM10000 test split)"
 
 

@@ -401,7 +401,8 @@ def melanoma_box(prediction, card=None, unreliable: bool = False) -> None:
             f"**{100 * melanoma:.1f}%** vs "
             + (f"this model's operating threshold **{100 * threshold:.1f}%**" if chosen else
                f"the default threshold **{100 * threshold:.1f}%** (not chosen on validation)"))
-    caveat = f" {melanoma_caveat(card)}" if card is not None else ""
+    caveat = (f" {melanoma_caveat(card, above=prediction.melanoma_flag)}" if card is not None
+              else "")
     if prediction.melanoma_flag:
         st.error(f"⚠️ {text}: above the threshold — the model flags this lesion for a "
                  f"melanoma work-up.{caveat}")

@@ -77,7 +77,8 @@ with tab_case:
                            f"confidence · melanoma {100 * prediction.melanoma_probability:.1f}% "
                            f"({flag} its threshold {100 * prediction.melanoma_threshold:.1f}%)"
                            .strip())
-                st.caption(caveats.melanoma_caveat(cards.cards[model_id]))
+                st.caption(caveats.melanoma_caveat(cards.cards[model_id],
+                                                   above=prediction.melanoma_flag))
                 st.plotly_chart(app_ui.probability_figure(prediction, height=260),
                                 key=f"compare_probabilities_{model_id}")
                 app_ui.show_heatmap(case, model_id, method, class_name, opacity,

@@ -21,8 +21,9 @@ if not cards.cards:
     st.stop()
 
 default = cards.default_id()
-st.caption(f"{len(cards.cards)} models in `{app_resources.weights_dir()}`. The dashboard uses "
-           f"**{default}** by default.")
+# The server's folders are for administrators; a reviewer needs only the count.
+where = f" in `{app_resources.weights_dir()}`" if app_ui.is_admin(user) else " installed"
+st.caption(f"{len(cards.cards)} models{where}. The dashboard uses **{default}** by default.")
 summary = views.metrics_table(list(cards.cards.values()), "ham10000_test")
 if summary.shape[1] > 3:
     st.markdown("**At a glance, on the HAM10000 test split**")

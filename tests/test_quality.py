@@ -240,3 +240,19 @@ def test_the_unfamiliar_image_finding_does_not_claim_the_image_is_not_dermoscopi
 
     assert "unlike the dermoscopic" not in UNFAMILIAR_MESSAGE
     assert "may be" in UNFAMILIAR_MESSAGE and "not a dermoscopic image" in UNFAMILIAR_MESSAGE
+
+
+def test_a_flagged_case_is_not_told_about_below_the_threshold():
+    """Above the threshold the caveat ends on what a flag means; BCN20000 counts as another
+    clinic."""
+    from types import SimpleNamespace
+
+    from lesionlib.caveats import melanoma_caveat
+
+    card = SimpleNamespace(metrics={
+        "isic2017": {"melanoma_sensitivity": 0.66, "n_melanoma": 147},
+        "bcn20000_test": {"melanoma_sensitivity": 0.5, "n_melanoma": 449}})
+    above = melanoma_caveat(card, above=True)
+    assert "below the threshold" not in above and "not a diagnosis" in above
+    assert "50% of melanomas on BCN20000 (n=449)" in above
+    assert "does not mean benign" in melanoma_caveat(card, above=False)

@@ -118,3 +118,15 @@ def test_a_reviewer_never_sees_another_reviewers_cases_or_names(no_dataset, revi
     assert "bob-case.jpg" in shown and "shared.jpg" in shown
     assert str(carol) not in " ".join(str(frame.value["record_ids"].tolist())
                                       for frame in app.dataframe if "record_ids" in frame.value)
+
+
+def test_a_reviewer_sees_no_server_folder(no_dataset, reviewer, page_weights):
+    """"8 models in /srv/.../weights" told a signed-in reviewer where the server keeps its
+    files; only administrators see the folders."""
+    for page in ("models", "explorer", "teaching"):
+        app = open_page(page)
+        assert_ok(app)
+        assert str(page_weights) not in texts(app), page
+    import lesionlib.data
+
+    assert str(lesionlib.data.SHARED_DATA) not in texts(open_page("explorer"))
