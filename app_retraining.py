@@ -43,7 +43,8 @@ def corrections_panel(store, admin_name: str, admin: bool) -> None:
     if not admin:  # a reviewer sees only the cases of their own corrections
         accepted, excluded = corrections.own_view(accepted, excluded, records, admin_name)
         st.caption("Only your own corrections are listed.")
-    st.markdown(f"**{len(accepted)} cases would enter retraining**, {len(excluded)} would not.")
+    st.markdown(f"**{app_ui.count(len(accepted), 'case')} would enter retraining**, "
+                f"{len(excluded)} would not.")
     if not accepted.empty:
         st.dataframe(accepted.drop(columns=["case_key", "image_record_id"]), hide_index=True)
     if not excluded.empty:

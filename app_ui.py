@@ -121,6 +121,11 @@ def is_admin(user=None) -> bool:
     return user is not None and app_auth.is_admin(user)
 
 
+def count(number: int, noun: str) -> str:
+    """``1 record``, ``2 records``, ``1,508 images``: a number with its noun in plain English."""
+    return f"{number:,} {noun if number == 1 else noun + 's'}"
+
+
 def plain(text) -> str:
     """``text`` made safe for Streamlit Markdown (``st.markdown``, ``st.error``, captions):
     shown as typed, never as a link, image or icon. For file names, notes, usernames."""

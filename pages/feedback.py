@@ -49,8 +49,9 @@ except (FeedbackStoreError, ValueError) as error:
     st.error(f"Could not read the feedback: {app_ui.store_error_message(error, admin)}")
     st.stop()
 
-st.markdown(f"**{len(records):,} records**" + (
-    f" — {int((~records['agree']).sum())} disagreements" if len(records) else ""))
+disagreements = int((~records["agree"]).sum()) if len(records) else 0
+st.markdown(f"**{app_ui.count(len(records), 'record')}**" + (
+    f" — {app_ui.count(disagreements, 'disagreement')}" if len(records) else ""))
 if records.empty:
     st.info("No feedback matches. Reviewers add feedback on the Case review and "
             "Performance and error audit pages.")

@@ -43,7 +43,7 @@ def test_admin_approves_a_correction(no_dataset):
     assert_ok(app)
     assert f"Record {record_id}: approve recorded" in texts(app)
     assert list(store.correction_decisions()["admin"]) == ["local"]
-    assert "1 cases would enter retraining" in texts(open_page("feedback"))
+    assert "1 case would enter retraining" in texts(open_page("feedback"))  # not "1 cases"
 
 
 def test_admin_cannot_approve_own_correction(no_dataset):
@@ -130,3 +130,10 @@ def test_a_reviewer_sees_no_server_folder(no_dataset, reviewer, page_weights):
     import lesionlib.data
 
     assert str(lesionlib.data.SHARED_DATA) not in texts(open_page("explorer"))
+
+
+def test_counts_read_as_plain_english(no_dataset, reviewer):
+    FeedbackStore().add(_correction("bob"))
+    content = texts(open_page("feedback"))
+    assert "1 record" in content and "1 records" not in content
+    assert "1 disagreement" in content and "1 disagreements" not in content
