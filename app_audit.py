@@ -271,3 +271,35 @@ def suspect_gallery(suspects: pd.DataFrame) -> None:
         st.caption(f"{missing} of the first {len(suspects)} suspects' images are not available "
                    "here (they need the HAM10000 folder in `../shared/data/` or "
                    "`LESIONLIB_DATA`).")
+
+
+# ----------------------------------------------------------------------------- robustness
+
+def robustness_section(card) -> None:
+    """The stress test of ``card``'s model (``reports/robustness.json``), if it was run."""
+    from lesionlib import robustness
+
+    st.caption("The HAM10000 test split scored unchanged and under everyday image changes "
+               "(framing, rotation, zoom, focus, JPEG, exposure, white balance, resolution). A "
+               f"drop above {robustness.TARGET_DROP:.2f} balanced accuracy means the model's "
+               "answers depend on how the image was taken, not only on the lesion.")
+    entry = robustness.load_report(app_resources.REPO_ROOT / "reports").get(card.id)
+    if entry is None:
+        st.info(f"{card.name} has not been stress-tested. An administrator can run "
+                f"`python -m lesionlib stress-test --model {card.id}` (needs the dataset).")
+        return
+    if entry.get("version") != card.version:
+        st.warning(f"These figures are of version {entry.get('version')}, not the live "
+                   f"version {card.version}: run the stress test again.")
+    table = pd.DataFrame(entry["rows"]).rename(columns={
+        "condition": "image change", "balanced_accuracy": "balanced accuracy",
+        "ba_drop": "drop", "melanoma_auc": "melanoma AUC", "auc_drop": "AUC drop",
+        "melanoma_sensitivity": "melanoma sensitivity", "within_target": "within target"})
+    st.dataframe(table, hide_index=True, column_config={
+        column: st.column_config.NumberColumn(format="%.3f")
+        for column in ("balanced accuracy", "drop", "melanoma AUC", "AUC drop",
+                       "melanoma sensitivity")})
+    failing = table.loc[~table["within target"], "image change"].tolist()
+    if failing:
+        st.warning("Beyond the target: " + ", ".join(failing) + ".")
+    st.caption(f"{entry.get('set', '')}; reproduce with `{entry.get('command', '')}`.")

@@ -22,6 +22,8 @@ SET_TITLES = {
     "ham10000_test": "HAM10000 test split",
     "isic2017": "ISIC 2017 val+test (external)",
     "ph2": "PH2 (external)",
+    "bcn20000_val": "BCN20000 validation split (another clinic, 84x84 px)",
+    "bcn20000_test": "BCN20000 test split (another clinic, 84x84 px)",
 }
 SUBGROUP_TITLES = {"age_band": "Age band", "sex": "Sex", "localization": "Body site",
                    "dx_type": "How the diagnosis was confirmed"}

@@ -37,7 +37,8 @@ st.markdown(f"**{card.label}** on **{views.SET_TITLES.get(set_name, set_name)}**
             f"({card.threshold_method}).")
 
 tabs = st.tabs(["Confusion matrix", "Per class", "ROC curves", "Calibration", "Subgroups",
-                "Error browser", "Heatmaps on the lesion", "Embedding map", "Label issues"])
+                "Error browser", "Heatmaps on the lesion", "Embedding map", "Label issues",
+                "Robustness"])
 
 with tabs[6]:  # heatmap faithfulness on PH2
     app_faithfulness.audit_section(card, app_resources.current_catalogue().cards,
@@ -62,7 +63,7 @@ with tabs[1]:
     st.caption("Recall is sensitivity for that class; support is the number of true cases.")
 
 with tabs[2]:
-    has_all_classes = set_name.startswith("ham10000")
+    has_all_classes = set_name.startswith(evaluation.SEVEN_CLASS_PREFIXES)
     roc = views.roc_table(frame, CLASS_NAMES if has_all_classes else ("mel",))
     if roc.empty:
         st.info("This set has a single outcome, so no ROC curve can be drawn.")
@@ -180,3 +181,6 @@ with tabs[7]:
 
 with tabs[8]:
     app_audit.label_issues_section(model_id)
+
+with tabs[9]:
+    app_audit.robustness_section(card)

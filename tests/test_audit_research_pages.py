@@ -86,3 +86,32 @@ def test_selected_point_is_read_from_the_selection_event():
     assert app_audit.selected_image_id({"selection": {"points": []}}) is None
     assert app_audit.selected_image_id(None) is None
     assert app_audit.selected_image_id({"selection": {"points": [{"x": 1}]}}) is None
+
+
+def test_robustness_tab_shows_the_stress_test_or_how_to_run_it(research_weights, tmp_path,
+                                                               monkeypatch):
+    import numpy as np
+
+    from lesionlib import robustness
+
+    use_page_environment(monkeypatch, research_weights, tmp_path)
+    monkeypatch.setattr(robustness, "load_report", lambda folder: {})
+    content = texts(open_page("audit"))
+    assert "has not been stress-tested" in content
+    assert "stress-test --model ensemble.ham10000" in content
+
+    def predict(batch):
+        return np.tile([0.1, 0.1, 0.1, 0.1, 0.3, 0.2, 0.1], (len(batch), 1))
+
+    images = [np.full((20, 30, 3), 100, np.uint8)] * 4
+    frame = robustness.stress_test(predict, images, np.array([4, 5, 4, 5]), 0.5)
+    frame.loc[3, "ba_drop"], frame.loc[3, "within_target"] = 0.2, False
+    report = {"ensemble.ham10000": {"version": "1.0.0", "command": "python -m lesionlib "
+                                    "stress-test --model ensemble.ham10000", "set": "tiny",
+                                    "rows": frame.to_dict("records")}}
+    monkeypatch.setattr(robustness, "load_report", lambda folder: report)
+    app = open_page("audit")
+    assert_ok(app)
+    content = texts(app)
+    assert f"Beyond the target: {frame.loc[3, 'condition']}" in content
+    assert any("image change" in frame.value.columns for frame in app.dataframe)
