@@ -252,7 +252,9 @@ def _command_ensemble(args) -> int:
                                    # the widest terms among the members' (each extra data set
                                    # adds its own sentence to the base licence)
                                    licence=max((catalogue.cards[member].licence
-                                                for member in args.members), key=len))
+                                                for member in args.members), key=len),
+                                   member_versions={member: catalogue.cards[member].version
+                                                    for member in args.members})
     card = write_ensemble(folder, card_data)
     print(f"Wrote ensemble {card.id} of {', '.join(card.members)}; run `evaluate` next.")
     return 0

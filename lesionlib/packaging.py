@@ -112,8 +112,12 @@ def ensemble_card_data(model_id: str, name: str, members: list[str], temperature
                        melanoma_threshold: float = 0.5, metrics: dict | None = None,
                        reproduce: dict | None = None, version: str = "1.0.0",
                        description: str = "", lineage: dict | None = None,
-                       licence: str = LICENCE) -> dict:
+                       licence: str = LICENCE, member_versions: dict | None = None) -> dict:
+    """The card of an ensemble. ``member_versions`` (member id -> version) records what it was
+    built with: a catalogue refuses the ensemble once a live member has another version."""
     training = {"data": "the training data of each member (see their cards)", "members": members}
+    if member_versions:
+        training["member_versions"] = dict(member_versions)
     if lineage:
         training["lineage"] = lineage
     return {

@@ -68,7 +68,35 @@ def discover(weights_dir: str | Path | None = None) -> Catalogue:
                 continue
             cards[card.id] = card
             seals[card.id] = seal_digest
+    for model_id, reason in stale_ensembles(cards).items():
+        problems[model_id] = reason
+        cards.pop(model_id)
     return Catalogue(cards, problems, seals)
+
+
+def stale_ensembles(cards: dict[str, ModelCard]) -> dict[str, str]:
+    """Ensembles whose live members are not the versions they were built and calibrated with
+    (``training.member_versions``; older cards do not record them), with the reason.
+
+    Such an ensemble's temperature, threshold, gate and stored predictions describe other
+    members (e.g. after a promotion was killed half-way), so it is refused, not served.
+    """
+    stale = {}
+    for card in cards.values():
+        recorded = card.training.get("member_versions") if card.kind == "ensemble" else None
+        if not isinstance(recorded, dict):
+            continue
+        differing = [f"{member} v{version} (live: "
+                     f"{'missing' if member not in cards else 'v' + cards[member].version})"
+                     for member, version in sorted(recorded.items())
+                     if member not in cards or cards[member].version != version]
+        if differing:
+            stale[card.id] = (
+                f"ensemble {card.id} v{card.version} was built and calibrated with "
+                f"{', '.join(differing)}; its calibration, threshold and gate do not describe the "
+                "live members. Finish or repeat the promotion (run the same retrain command "
+                "again), or rebuild the ensemble with `ensemble` and `evaluate`.")
+    return stale
 
 
 def read_verified_card(folder: Path) -> ModelCard:

@@ -24,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -268,6 +270,8 @@ def run(options: Options, store, log=print, progress=None) -> dict:
     """
     progress = progress or (lambda stage, **details: None)
     weights_dir = Path(options.weights_dir)
+    if finish_promotion(weights_dir, log):  # a kill interrupted the last one: finish it first
+        log("finished the promotion a kill had interrupted")
     catalogue = registry.discover(weights_dir)
     try:
         card = registry.get_card(options.model_id, catalogue)
@@ -364,6 +368,12 @@ def judge(options: Options, candidate: Path, store, log=print) -> dict:
     if not (folder / "card.json").is_file():
         raise RetrainingError(f"{candidate}: no {options.model_id}/card.json inside; expected "
                               "a folder under weights.retraining/candidates/<id>/.")
+    interrupted = pending_promotion(options.weights_dir)
+    if interrupted is not None:
+        ensembles = finish_promotion(options.weights_dir, log)
+        if Path(interrupted["candidate"]).resolve() == folder.resolve():
+            return _record_finished_promotion(options, candidate, interrupted, ensembles, store,
+                                              log)
     card = registry.get_card(options.model_id, registry.discover(options.weights_dir))
     previous_file = candidate / model_versions.DECISION_FILE
     previous = json.loads(previous_file.read_text()) if previous_file.is_file() else {}
@@ -385,6 +395,24 @@ def judge(options: Options, candidate: Path, store, log=print) -> dict:
                     judged_again={"at": _now(), "by": options.user},
                     earlier_verdicts=earlier)
     return decide(card, folder, decision, options, store, log)
+
+
+def _record_finished_promotion(options: Options, candidate: Path, journal: dict,
+                               ensembles: list[str], store, log) -> dict:
+    """The decision of a promotion finished from its journal, written and audited."""
+    path = candidate / model_versions.DECISION_FILE
+    decision = json.loads(path.read_text()) if path.is_file() else {
+        "model_id": journal["model_id"], "version": journal["version"],
+        "candidate": str(candidate), "passed": True}
+    decision.update(promoted=True, ensembles=ensembles, finished_at=_now(),
+                    reason=decision.get("reason") or "promotion interrupted, then finished",
+                    finished_after_interruption={"at": _now(), "by": options.user})
+    path.write_text(json.dumps(decision, indent=2, default=str))
+    store.audit("retrain", options.user, f"{journal['model_id']} v{journal['version']} promoted "
+                "(an interrupted promotion was finished)")
+    log(f"{journal['model_id']} v{journal['version']} promoted: the interrupted promotion was "
+        f"finished ({', '.join(ensembles) or 'no ensemble'})")
+    return decision
 
 
 def ensemble_checks(weights_dir: Path, model_id: str, challenger_folder: Path,
@@ -498,63 +526,152 @@ def _gate_file() -> str:
     return GATE_FILE
 
 
+PROMOTION_JOURNAL = "promotion.json"
+
+
 def promote(weights_dir: Path, model_id: str, candidate_folder: Path,
-            ham10000: Path | None = None, log=print) -> list[str]:
-    """Archive the live version, make the candidate live, refresh the ensembles containing it;
-    returns the ensembles' new ``id vVERSION``."""
+            ham10000: Path | None = None, log=print, changes: str | None = None) -> list[str]:
+    """Make the candidate live together with a refreshed version of every ensemble containing
+    it, as one step; returns the ensembles' new ``id vVERSION``.
+
+    Atomic in effect: each ensemble's new version is built, evaluated and gated in a staging
+    folder beside the archive (with the candidate as its member) while nothing live changes;
+    only then a journal is written and the folders are swapped in, each by a rename. A kill
+    before the journal leaves the old state whole; a kill after it leaves a journal that
+    ``finish_promotion`` (run by the same command again) completes. Meanwhile a half-swapped
+    ensemble is refused by the catalogue, since its recorded member versions differ.
+    """
+    weights_dir = Path(weights_dir)
+    pending = pending_promotion(weights_dir)
+    if pending is not None:  # the same command again after a kill: finish, do not restart
+        finished = finish_promotion(weights_dir, log)
+        if Path(pending["candidate"]).resolve() == Path(candidate_folder).resolve():
+            return finished
     old_version = read_card(weights_dir / model_id).version
-    model_versions.archive_current(weights_dir, model_id)
-    model_versions.install_folder(candidate_folder, weights_dir, model_id)
-    new_version = read_card(weights_dir / model_id).version
-    return refresh_ensembles(weights_dir, model_id,
-                             f"member {model_id} v{old_version} -> v{new_version}", ham10000, log)
+    candidate = read_card(candidate_folder)
+    changes = changes or f"member {model_id} v{old_version} -> v{candidate.version}"
+    staging = model_versions.retraining_root(weights_dir) / "promotion" / f"{model_id}-v{candidate.version}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staged = _stage_ensembles(weights_dir, model_id, Path(candidate_folder), staging, changes,
+                              ham10000, log)
+    journal = {"model_id": model_id, "candidate": str(Path(candidate_folder).resolve()),
+               "version": candidate.version, "ensembles": staged, "changes": changes}
+    journal_path = model_versions.retraining_root(weights_dir) / PROMOTION_JOURNAL
+    _write_atomically(journal_path, json.dumps(journal, indent=2))
+    return finish_promotion(weights_dir, log)
+
+
+def pending_promotion(weights_dir: Path) -> dict | None:
+    """The journal of a promotion that a kill interrupted during its swap, or ``None``."""
+    path = model_versions.retraining_root(weights_dir) / PROMOTION_JOURNAL
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def finish_promotion(weights_dir: Path, log=print) -> list[str]:
+    """Complete a promotion whose journal is left (a kill during the swap); a no-op without one.
+    Returns the ensembles made live (``id vVERSION``). Each step can be repeated safely."""
+    weights_dir = Path(weights_dir)
+    journal_path = model_versions.retraining_root(weights_dir) / PROMOTION_JOURNAL
+    if not journal_path.is_file():
+        return []
+    journal = json.loads(journal_path.read_text())
+    model_id = journal["model_id"]
+    # Ensembles first: a new ensemble beside the old member is refused by the catalogue (its
+    # recorded member versions differ), whereas an old ensemble beside the new member may not
+    # record its members' versions (cards before version 3) and would be served silently.
+    steps = [(entry["id"], Path(entry["folder"]), entry["version"])
+             for entry in journal["ensembles"]] + [
+        (model_id, Path(journal["candidate"]), journal["version"])]
+    for folder_id, source, version in steps:
+        live = weights_dir / folder_id
+        if (live / "card.json").is_file() and read_card(live).version == version:
+            continue  # swapped in before the kill
+        if live.is_dir():
+            model_versions.archive_current(weights_dir, folder_id)
+        model_versions.install_folder(source, weights_dir, folder_id)
+        log(f"{folder_id}: version {version} is live ({journal['changes']})")
+    journal_path.unlink()
+    shutil.rmtree(model_versions.retraining_root(weights_dir) / "promotion", ignore_errors=True)
+    return [f"{entry['id']} v{entry['version']}" for entry in journal["ensembles"]]
+
+
+def _stage_ensembles(weights_dir: Path, model_id: str, candidate_folder: Path, staging: Path,
+                     changes: str, ham10000: Path | None, log) -> list[dict]:
+    """Build each ensemble containing ``model_id`` anew under ``staging`` (a weights folder whose
+    members link to the live folders, and ``model_id`` to the candidate): card, evaluation and
+    gate; returns ``[{"id", "folder", "version"}]``. Nothing live is touched."""
+    from lesionlib.packaging import ensemble_card_data, lineage_for, write_ensemble
+
+    catalogue = registry.discover(weights_dir)
+    ensembles = [card for card in sorted(catalogue.cards.values(), key=lambda each: each.id)
+                 if card.kind == "ensemble" and model_id in card.members]
+    if not ensembles:
+        return []
+    staged_weights = staging / "weights"
+    staged_weights.mkdir(parents=True)
+    members = {member for card in ensembles for member in card.members}
+    for member in sorted(members):
+        source = candidate_folder if member == model_id else weights_dir / member
+        (staged_weights / member).symlink_to(Path(source).resolve(), target_is_directory=True)
+    staged_catalogue = registry.discover(staged_weights)
+    staged = []
+    for card in ensembles:
+        had_gate = (card.folder / _gate_file()).is_file()
+        version = model_versions.next_version(weights_dir, card.id, card.version)
+        folder = staged_weights / card.id
+        write_ensemble(folder, ensemble_card_data(
+            card.id, card.name, list(card.members), version=version,
+            description=card.description, lineage=lineage_for(card.folder, changes),
+            licence=card.licence, reproduce=card.reproduce,
+            member_versions={member: staged_catalogue.cards[member].version
+                             for member in card.members}))
+        frames = evaluation.ensemble_uncalibrated(
+            [registry.get_card(member, staged_catalogue) for member in card.members])
+        if "ham10000_val" in frames:
+            evaluation.finish_evaluation(read_card(folder), frames, "retrain: ensemble refresh")
+            if had_gate and ham10000 is not None:
+                _fit_gate(staged_weights, card.id, ham10000)
+            elif had_gate:
+                log(f"warning: {card.id} has no quality gate now: run `python -m lesionlib "
+                    f"fit-gate --model {card.id}`")
+        staged.append({"id": card.id, "folder": str(folder), "version": version})
+        log(f"{card.id}: version {version} staged ({changes})")
+    return staged
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    temporary.replace(path)
 
 
 def rollback(weights_dir: Path, model_id: str, version: str, user: str, store,
              ham10000: Path | None = None, log=print) -> list[str]:
-    """Make archived ``version`` live again, audited; ensembles containing it are refreshed.
+    """Make archived ``version`` live again, audited, with every ensemble containing it
+    refreshed in the same atomic promotion (``promote``); the live version stays archived.
 
     Raises:
-        KeyError: no such archived version (the message lists the archived ones).
+        KeyError: no such archived version (the message lists the archived ones), or it is the
+            live one.
     """
-    old, new = model_versions.rollback(weights_dir, model_id, version)
-    store.audit("rollback", user, f"{model_id} v{old} -> v{new}")
-    log(f"{model_id}: rolled back from v{old} to v{new}")
-    return refresh_ensembles(Path(weights_dir), model_id,
-                             f"member {model_id} rolled back v{old} -> v{new}", ham10000, log)
-
-
-def refresh_ensembles(weights_dir: Path, model_id: str, changes: str,
-                      ham10000: Path | None = None, log=print) -> list[str]:
-    """Give every ensemble containing ``model_id`` a new version, re-evaluated from its members'
-    stored predictions (and its gate refitted when it had one and ``ham10000`` is given); the
-    old one is archived."""
-    from lesionlib.packaging import ensemble_card_data, lineage_for, write_ensemble
-
-    catalogue = registry.discover(weights_dir)
-    refreshed = []
-    for card in sorted(catalogue.cards.values(), key=lambda each: each.id):
-        if card.kind != "ensemble" or model_id not in card.members:
-            continue
-        had_gate = (card.folder / _gate_file()).is_file()
-        model_versions.archive_current(weights_dir, card.id)
-        version = model_versions.next_version(weights_dir, card.id, card.version)
-        write_ensemble(card.folder, ensemble_card_data(
-            card.id, card.name, list(card.members), version=version,
-            description=card.description, lineage=lineage_for(card.folder, changes),
-            licence=card.licence, reproduce=card.reproduce))
-        written = read_card(card.folder)
-        frames = evaluation.ensemble_uncalibrated(
-            [registry.get_card(member, catalogue) for member in card.members])
-        if "ham10000_val" in frames:
-            evaluation.finish_evaluation(written, frames, "retrain: ensemble refresh")
-            if had_gate and ham10000 is not None:
-                _fit_gate(weights_dir, card.id, ham10000)
-            elif had_gate:
-                log(f"warning: {card.id} has no quality gate now: run `python -m lesionlib "
-                    f"fit-gate --model {card.id}`")
-        refreshed.append(f"{card.id} v{version}")
-        log(f"{card.id}: new version {version} ({changes})")
+    weights_dir = Path(weights_dir)
+    finish_promotion(weights_dir, log)
+    available = model_versions.archived_versions(weights_dir, model_id)
+    if version not in available:
+        raise KeyError(f"No archived version {version!r} of {model_id!r}; archived: "
+                       f"{available or 'none'} (in {model_versions.retraining_root(weights_dir)}).")
+    old = read_card(weights_dir / model_id).version
+    if old == version:
+        raise KeyError(f"{model_id!r} v{version} is already the live version.")
+    refreshed = promote(weights_dir, model_id,
+                        model_versions.archived_folder(weights_dir, model_id, version), ham10000,
+                        log, changes=f"member {model_id} rolled back v{old} -> v{version}")
+    store.audit("rollback", user, f"{model_id} v{old} -> v{version}")
+    log(f"{model_id}: rolled back from v{old} to v{version}")
     return refreshed
 
 
@@ -574,5 +691,6 @@ def _now() -> str:
 
 
 __all__ = ["GATES", "Options", "RetrainingError", "run", "compare", "promote",
-           "refresh_ensembles", "rollback", "correction_additions", "new_image_additions",
+           "finish_promotion", "pending_promotion",
+           "rollback", "correction_additions", "new_image_additions",
            "challenger_config"]

@@ -270,3 +270,80 @@ def test_command_line_errors_are_one_line(tiny_weights_dir, tmp_path, capsys):
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "No archived version '0.9.0'" in error
     assert not retraining_job.status(tiny_weights_dir).running  # the lock was released
+
+
+PROMOTE_SCRIPT = """
+import sys
+from pathlib import Path
+from lesionlib import retraining
+print("START", flush=True)
+retraining.promote(Path(sys.argv[1]), "tiny0.test", Path(sys.argv[2]), None, log=print)
+print("DONE", flush=True)
+"""
+
+
+def _candidate_copy(weights: Path, target: Path, version: str) -> Path:
+    """The live tiny0.test as a sealed candidate of another version (its predictions kept)."""
+    import dataclasses
+    import shutil
+
+    from lesionlib.cards import read_card, write_card
+    from lesionlib.integrity import seal
+
+    folder = target / "tiny0.test"
+    shutil.copytree(weights / "tiny0.test", folder)
+    write_card(dataclasses.replace(read_card(folder), version=version), folder)
+    seal(folder)
+    return folder
+
+
+def _state(weights: Path) -> tuple[str | None, str | None, dict]:
+    catalogue = registry.discover(weights)
+    member = catalogue.cards.get("tiny0.test")
+    ensemble = catalogue.cards.get("ensemble.ham10000")
+    return (member.version if member else None, ensemble.version if ensemble else None,
+            catalogue.problems)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, 0.15, 0.3, 0.6, 1.2])
+def test_a_kill_during_promotion_leaves_a_whole_state_and_a_rerun_finishes_it(
+        world, tmp_path, delay):
+    """SIGKILL at several moments of a promotion: the old state is whole, or the ensemble is
+    refused (never served with members it was not built with), and running the same promotion
+    again finishes it."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO_ROOT
+
+    weights = tmp_path / "weights"
+    shutil.copytree(world["weights"], weights)
+    before = _state(weights)
+    candidate = _candidate_copy(weights, tmp_path / "candidate", "7.0.0")
+    command = [sys.executable, "-c", PROMOTE_SCRIPT, str(weights), str(candidate)]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert process.stdout.readline().strip() == "START"
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    member, ensemble, problems = _state(weights)
+    catalogue = registry.discover(weights)
+    if "ensemble.ham10000" in catalogue.cards:  # served: built with the live member, or old
+        built = catalogue.cards["ensemble.ham10000"].training.get("member_versions")
+        assert (built or {}).get("tiny0.test", member) == member
+        if built is None:  # the old ensemble (records no versions): the old member with it
+            assert member == before[0]
+    else:
+        assert "ensemble.ham10000" in problems and "Finish or repeat" in problems[
+            "ensemble.ham10000"]
+    subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    member, ensemble, problems = _state(weights)
+    assert member == "7.0.0" and ensemble not in (None, before[1]) and not problems
+    assert retraining.pending_promotion(weights) is None
