@@ -140,6 +140,9 @@ def _start(model_id: str, command: str, options: list[str], user_name: str | Non
     except retraining_job.JobRunning as error:
         st.error(str(error))
         return
+    except ValueError as error:  # RetrainingError: e.g. a signed deployment
+        st.error(app_ui.error_message(error))
+        return
     st.success(f"Started `{command}` of {model_id} in the background (process {pid}); its "
                "progress and log appear below. The page is free meanwhile.")
 

@@ -58,6 +58,30 @@ DEFAULT_EPOCHS = 2
 DEFAULT_LEARNING_RATE = 2e-5
 
 
+def check_can_promote() -> None:
+    """Refuse, before any training, a retraining that could never be promoted here.
+
+    Design: the private signing key stays off the server (docs/deploying.md). With
+    ``$LESIONLIB_TRUSTED_KEYS`` set every model folder must carry an administrator's signature,
+    and a candidate (with the refreshed ensembles it brings) is new, unsigned content that this
+    server cannot sign, so it could never be made live. Rather than train for the whole run and
+    then refuse its own challenger, this says so at once and what to do instead.
+
+    Raises:
+        RetrainingError: signatures are required here.
+    """
+    from lesionlib.integrity import TRUSTED_KEYS_ENV
+
+    if os.environ.get(TRUSTED_KEYS_ENV, "").strip():
+        raise RetrainingError(
+            f"This deployment requires signed models ({TRUSTED_KEYS_ENV} is set) and the "
+            "signing key is kept off the server, so a retrained model could never be made live "
+            "here: nothing was trained. Retrain on a staging copy without "
+            f"{TRUSTED_KEYS_ENV} (python -m lesionlib retrain --weights <copy>), sign the "
+            "promoted folders there with the offline key (python -m lesionlib sign), and "
+            "deploy them (docs/deploying.md, \"Retraining in a signed deployment\").")
+
+
 class RetrainingError(ValueError):
     """A retraining run cannot start or go on; the message says why and what to do."""
 
@@ -269,6 +293,7 @@ def run(options: Options, store, log=print, progress=None) -> dict:
         RetrainingError: not a single model, not evaluated yet, or nothing to train on.
     """
     progress = progress or (lambda stage, **details: None)
+    check_can_promote()  # before anything is trained
     weights_dir = Path(options.weights_dir)
     if finish_promotion(weights_dir, log):  # a kill interrupted the last one: finish it first
         log("finished the promotion a kill had interrupted")

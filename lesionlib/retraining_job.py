@@ -126,9 +126,14 @@ def start(weights_dir, model_id: str, user: str, options: list[str] | None = Non
 
     Raises:
         JobRunning: a run is going already.
+        RetrainingError: a retraining that could never be promoted here (signed deployment).
     """
     if command not in COMMANDS:
         raise ValueError(f"Unknown job {command!r}; expected one of {COMMANDS}.")
+    if command == "retrain":
+        from lesionlib.retraining import check_can_promote
+
+        check_can_promote()  # a signed deployment: refused now, not after the whole run
     token = acquire(weights_dir, model_id, user, own=False)
     folder = job_dir(weights_dir)
     (folder / PROGRESS_FILE).unlink(missing_ok=True)

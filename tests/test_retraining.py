@@ -347,3 +347,21 @@ def test_a_kill_during_promotion_leaves_a_whole_state_and_a_rerun_finishes_it(
     member, ensemble, problems = _state(weights)
     assert member == "7.0.0" and ensemble not in (None, before[1]) and not problems
     assert retraining.pending_promotion(weights) is None
+
+
+def test_a_signed_deployment_refuses_retraining_before_training(world, monkeypatch, tmp_path):
+    """With LESIONLIB_TRUSTED_KEYS set the server cannot sign a candidate, so a run used to
+    train for 43 minutes and then refuse its own challenger. It is refused before anything is
+    trained, from the command line and from the dashboard's background job alike."""
+    from lesionlib import retraining_job
+    from lesionlib.integrity import TRUSTED_KEYS_ENV
+
+    monkeypatch.setenv(TRUSTED_KEYS_ENV, str(tmp_path / "admin.pub"))
+    trained = []
+    monkeypatch.setattr(retraining, "_train_candidate",
+                        lambda *args, **kwargs: trained.append(1))
+    with pytest.raises(retraining.RetrainingError, match="signed models.*nothing was trained"):
+        retraining.run(_options(world, WIDE), world["store"])
+    with pytest.raises(retraining.RetrainingError, match="signed deployment"):
+        retraining_job.start(world["weights"], "tiny0.test", "boss")
+    assert trained == [] and retraining_job.read_lock(world["weights"]) is None
