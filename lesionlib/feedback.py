@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import hashlib
 import functools
 import os
 import threading
@@ -222,6 +223,7 @@ class FeedbackStore:
 
         def insert(connection) -> SavedFeedback:
             same_review = _same_review(record)
+            _lock_review(connection, record)  # another process revising it waits here
             earlier = connection.execute(
                 sa.select(_feedback.c.id, _feedback.c.revision)
                 .where(*same_review, _feedback.c.superseded_by.is_(None))).all()
@@ -459,6 +461,23 @@ def _create_and_migrate(connection) -> None:
     if "superseded_by" not in present:
         sa.Index("ix_feedback_superseded_by", _feedback.c.superseded_by).create(
             connection, checkfirst=True)
+
+
+def _lock_review(connection, record: FeedbackRecord) -> None:
+    """Serialise revisions of one review across processes, before its current revision is read.
+
+    Without it two servers revising the same review at once both read revision 1 as current and
+    both wrote a "current" revision 2. PostgreSQL: a transaction-scoped advisory lock on the
+    review's key. SQLite: a no-op write takes the database's write lock now (the default
+    deferred transaction would take it only at the insert, after the read).
+    """
+    if connection.dialect.name == "postgresql":
+        key = hashlib.sha256("\x1f".join((record.case_id, record.model_id, record.reviewer,
+                                            record.image_sha256 or "")).encode()).digest()
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                           {"key": int.from_bytes(key[:8], "big", signed=True)})
+    elif connection.dialect.name == "sqlite":
+        connection.execute(_feedback.update().where(sa.false()).values(revision=0))
 
 
 def _same_review(record: FeedbackRecord) -> list:

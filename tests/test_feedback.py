@@ -502,3 +502,39 @@ def test_a_database_from_before_revisions_is_migrated(database_url):
     reopened = FeedbackStore(database_url)  # a second opening migrates nothing again
     assert list(reopened.records()["note"]) == ["border looks regular"]
     reopened.close()
+
+
+def test_two_processes_revising_one_review_leave_exactly_one_current(database_url):
+    """Two servers revising the same reviews at once left two "current" revisions numbered 2
+    (17 of 60 cases on SQLite, 47 of 60 on PostgreSQL). Each case keeps exactly one current
+    revision, and revision numbers run 1..N without repeats."""
+    FeedbackStore(database_url).close()  # tables first
+    script = textwrap.dedent(f"""
+        import sys
+        from lesionlib.feedback import FeedbackRecord, FeedbackStore
+        store = FeedbackStore({database_url!r}, timeout_s=10)
+        print("READY", flush=True)
+        sys.stdin.readline()  # both start together
+        for round in range(15):
+            for case in range(4):
+                store.save(FeedbackRecord(f"case-{{case}}", "case_review", "m.a", "1", "nv",
+                                          False, "mel", f"round {{round}}", "bob"))
+    """)
+    environment = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    writers = [subprocess.Popen([sys.executable, "-c", script], env=environment, text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+               for _ in range(2)]
+    for writer in writers:
+        assert writer.stdout.readline().strip() == "READY"
+    for writer in writers:
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+    for writer in writers:
+        assert writer.wait(timeout=120) == 0
+    store = FeedbackStore(database_url)
+    current = store.records()
+    every = store.records(include_superseded=True)
+    store.close()
+    assert sorted(current["case_id"]) == [f"case-{case}" for case in range(4)]
+    for case, revisions in every.groupby("case_id")["revision"]:
+        assert sorted(revisions) == list(range(1, 31)), case
