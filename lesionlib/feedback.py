@@ -459,8 +459,10 @@ def _create_and_migrate(connection) -> None:
         if column not in present:
             connection.execute(sa.text(statement))
     if "superseded_by" not in present:
-        sa.Index("ix_feedback_superseded_by", _feedback.c.superseded_by).create(
-            connection, checkfirst=True)
+        # Raw DDL: an sa.Index built on the column would attach itself to the table for good,
+        # and every later create_all on a fresh database (same process) would emit it twice.
+        connection.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_feedback_superseded_by "
+                                   "ON feedback (superseded_by)"))
 
 
 def _lock_review(connection, record: FeedbackRecord) -> None:
