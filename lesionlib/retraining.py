@@ -415,10 +415,14 @@ def judge(options: Options, candidate: Path, store, log=print) -> dict:
     if "reason" in previous:
         earlier.append({"at": previous.get("finished_at"), "promoted": previous.get("promoted"),
                         "reason": previous["reason"]})
+    # Recomputed, never trusted: the card's metrics are only what was written into a folder
+    # that anyone with access to it could have edited and re-sealed.
+    log(f"re-evaluating {challenger.id} v{challenger.version} from its weights ...")
+    challenger = _evaluate_candidate(folder, options, log)
     decision.update(model_id=card.id, version=challenger.version,
                     parent_version=card.version, candidate=str(candidate),
                     judged_again={"at": _now(), "by": options.user},
-                    earlier_verdicts=earlier)
+                    earlier_verdicts=earlier, challenger=_headline(challenger.metrics))
     return decide(card, folder, decision, options, store, log)
 
 

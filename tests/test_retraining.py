@@ -14,6 +14,7 @@ import pytest
 
 from conftest import build_tiny_weights
 from lesionlib import cli, corrections, model_versions, registry, retraining, retraining_job
+from lesionlib.cards import read_card
 from lesionlib.feedback import FeedbackRecord, FeedbackStore
 from lesionlib.integrity import verify_folder
 from retraining_fixtures import build_tiny_data, image_bytes
@@ -365,3 +366,30 @@ def test_a_signed_deployment_refuses_retraining_before_training(world, monkeypat
     with pytest.raises(retraining.RetrainingError, match="signed deployment"):
         retraining_job.start(world["weights"], "tiny0.test", "boss")
     assert trained == [] and retraining_job.read_lock(world["weights"]) is None
+
+
+@pytest.mark.slow
+def test_judge_recomputes_the_candidates_metrics_instead_of_trusting_its_card(world, tmp_path):
+    """A candidate whose card was edited (and re-sealed) to claim better figures is judged on
+    figures recomputed from its weights."""
+    import dataclasses
+    import shutil
+
+    from lesionlib.cards import write_card
+    from lesionlib.integrity import seal
+
+    weights = tmp_path / "weights"
+    shutil.copytree(world["weights"], weights)
+    candidate = tmp_path / "candidates" / "20260101T000000Z-v5.0.0"
+    folder = _candidate_copy(weights, candidate, "5.0.0")
+    honest = read_card(folder).metrics["ham10000_test"]["balanced_accuracy"]
+    card = read_card(folder)
+    forged = {name: {**values, "balanced_accuracy": 0.99} for name, values in card.metrics.items()}
+    write_card(dataclasses.replace(card, metrics=forged), folder)
+    seal(folder)
+    options = _options(world, WIDE)
+    options.weights_dir = weights
+    decision = retraining.judge(options, candidate, world["store"])
+    assert read_card(folder).metrics["ham10000_test"]["balanced_accuracy"] == \
+        pytest.approx(honest)
+    assert decision["challenger"]["ham10000_test/balanced_accuracy"] != 0.99
