@@ -293,7 +293,10 @@ def _candidate_copy(weights: Path, target: Path, version: str) -> Path:
 
     folder = target / "tiny0.test"
     shutil.copytree(weights / "tiny0.test", folder)
-    write_card(dataclasses.replace(read_card(folder), version=version), folder)
+    live = read_card(folder)
+    lineage = {**live.training.get("lineage", {}), "parent_version": live.version}
+    write_card(dataclasses.replace(live, version=version,
+                                   training={**live.training, "lineage": lineage}), folder)
     seal(folder)
     return folder
 
