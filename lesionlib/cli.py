@@ -420,23 +420,37 @@ def _command_fit_gate(args) -> int:
         raise UsageError(f"{card.id!r} (or a member) has no stored validation predictions; run "
                          "`python -m lesionlib evaluate` first.")
     val_images = [data.load_image(path) for path in val["path"]]
+    # The image checks judge image quality, not the model's familiarity: their reference is
+    # every clinic's validation images at hand (BCN20000's dark vignette corners are ordinary
+    # dermoscopy; with HAM10000's alone 30% of them read "much darker" and were withheld).
+    clinic_val = _clinic_val_samples(args)
+    quality_images = val_images + [data.load_image(path) for frame, _ in clinic_val
+                                   for path in frame["path"]]
 
     def val_features(member_card):
         model = registry.load_single(member_card)
-        return extract_features(feature_extractor(model.keras_model), data.cached_images(
-            val, member_card.input_size, "ham10000_val"))
+        extractor = feature_extractor(model.keras_model)
+        member_sets = set(((member_card.training.get("recipe") or {})
+                           .get("extra_training_sets") or ())
+                          if isinstance(member_card.training.get("recipe"), dict) else ())
+        # the distance threshold: the validation images of every clinic the model learned from
+        frames = [(val, "ham10000_val"), *[(frame, tag) for frame, tag in clinic_val
+                                           if tag.split("_")[0] in member_sets]]
+        return np.concatenate([extract_features(extractor, data.cached_images(
+            frame, member_card.input_size, tag)) for frame, tag in frames])
 
     if args.thresholds_only:
-        gate = dataclasses.replace(load_gate(card), **image_thresholds(val_images))
+        gate = dataclasses.replace(load_gate(card), **image_thresholds(quality_images))
     elif card.kind == "ensemble":
         gate = fit_ensemble_gate(card.members, [load_gate(member) for member in member_cards],
-                                 [val_features(member) for member in member_cards], val_images)
+                                 [val_features(member) for member in member_cards],
+                                 quality_images)
     else:
         extractor = feature_extractor(registry.load_single(card).keras_model)
         train_features = np.concatenate([extract_features(extractor, data.cached_images(
             frame, card.input_size, tag)) for frame, tag in [(train, "gate_train_balanced"),
                                                              *_extra_gate_samples(card, args)]])
-        gate = fit_gate(train_features, val_features(card), val_images)
+        gate = fit_gate(train_features, val_features(card), quality_images)
     entropy, disagreement, correct = selective.stored_scores(stored[0], stored[1:] or None)
     thresholds = selective.select_thresholds(entropy, disagreement, correct,
                                              args.max_flag_rate, args.min_error_ratio)
@@ -472,6 +486,20 @@ def _gate_samples(folder: Path, per_class: int):
     # Class-balanced sample: rare classes (vasc, df) shape the feature subspace as much as nv.
     return train.groupby("label", group_keys=False).apply(
         lambda group: group.sample(min(len(group), per_class), random_state=0)), val
+
+
+def _clinic_val_samples(args) -> list:
+    """``[(frame, tag)]``: the validation split of each other clinic's seven-class set present
+    beside the HAM10000 folder in use (BCN20000), for the gate's thresholds."""
+    from lesionlib import data
+
+    samples = []
+    for name in data.CLINIC_SETS:
+        beside = _data_folder(args.data).parent / name
+        if (beside / "labels.csv").is_file():
+            frame = data.select_split(data.load_labels(beside), "val")
+            samples.append((frame[frame["label"] >= 0].reset_index(drop=True), f"{name}_val"))
+    return samples
 
 
 def _extra_gate_samples(card, args) -> list:
