@@ -41,7 +41,7 @@ SKIMAGE_PHOTOS = ("astronaut", "brick", "camera", "chelsea", "clock", "coffee", 
                   "immunohistochemistry", "logo", "microaneurysms", "moon", "page", "retina",
                   "rocket", "text")
 GATE_SETS = {"ham10000_test": ("ham10000", "test"), "isic2017": ("isic2017", "val+test"),
-             "ph2": ("ph2", "all")}
+             "ph2": ("ph2", "all"), "bcn20000_test": ("bcn20000", "test")}
 FLAG_SETS = ("ham10000_val", "ham10000_test", "isic2017", "ph2")
 BATCH = 64
 

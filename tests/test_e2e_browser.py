@@ -57,9 +57,12 @@ def weights_folder(tmp_path_factory) -> Path:
         return REPO_ROOT / "weights"
     from test_retrieval import build_sample_index
 
+    from test_embedding_map import build_sample_map
+
     folder = build_tiny_weights(tmp_path_factory.mktemp("e2e_weights"))
     add_fake_predictions(folder)
     build_sample_index(folder)
+    build_sample_map(folder)  # the audit page's embedding map (tiny0 features)
     return folder
 
 
@@ -198,6 +201,27 @@ def test_teaching_round_and_similar_cases(browser_page, server, screenshot_dir):
     page.get_by_text("similarity").first.wait_for()
     _wait_until_idle(page)
     _assert_no_exception(page)
+
+
+def test_clicking_a_point_on_the_embedding_map_opens_its_case(browser_page, server):
+    """The README promises "click a point to open the case"; with the chart's old "select"
+    drag mode a click selected nothing (90 s, no case)."""
+    page = browser_page
+    page.goto(f"{server}/audit")
+    page.get_by_role("heading", name="Performance and error audit").first.wait_for()
+    _wait_until_idle(page)
+    page.get_by_role("tab", name="Embedding map").click()
+    chart = page.locator("[data-testid='stPlotlyChart']").filter(
+        has=page.locator(".scatterlayer")).last
+    point = chart.locator(".scatterlayer .points path").first
+    point.wait_for()
+    box = point.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.get_by_text("in Case review").first.wait_for(timeout=60_000)
+    _wait_until_idle(page)
+    _assert_no_exception(page)
+    assert page.get_by_text("opened from the embedding map").count() >= 1 or \
+        page.get_by_role("link", name="in Case review").count() >= 1
 
 
 @pytest.fixture
