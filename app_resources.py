@@ -373,6 +373,18 @@ def dataset_image(image_id: str) -> dataset_cases.DatasetImage:
     return dataset_cases.find_image(image_id, folders, labels)
 
 
+def is_training_image(sha256: str) -> bool:
+    """Whether these exact bytes are an image of a training split of a set present here."""
+    folders = dataset_folders()
+    return sha256.lower() in _training_digests(tuple(sorted(
+        (name, str(folder)) for name, folder in folders.items() if folder)))
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _training_digests(folders: tuple) -> frozenset:
+    return dataset_cases.training_digests({name: Path(folder) for name, folder in folders})
+
+
 def subgroup_frame(model_id: str, set_name: str) -> pd.DataFrame | None:
     """A model's labelled stored predictions on a set, with the set's metadata joined when the
     stored file lacks it and the dataset is here (ISIC 2017's age and sex)."""

@@ -309,6 +309,8 @@ def sample_metadata(case: app_resources.CaseImage) -> dict:
             return app_resources.dataset_image(case.case_id).metadata
         except (ValueError, KeyError, FileNotFoundError):
             return {}
+    if case.source == "upload":  # named anything: recognised by its bytes
+        return {"in_training_split": True} if app_resources.is_training_image(case.sha256) else {}
     if case.source != "sample":
         return {}
     labels = app_resources.sample_labels()

@@ -14,10 +14,26 @@ from pathlib import Path
 
 import pandas as pd
 
-DATASETS = {"ham10000": "HAM10000", "isic2017": "ISIC 2017", "ph2": "PH2"}
+DATASETS = {"ham10000": "HAM10000", "isic2017": "ISIC 2017", "ph2": "PH2",
+            "bcn20000": "BCN20000"}
 IMAGE_ID = re.compile(r"^(ISIC_\d{7}|IMD\d{3})$")
 _EXTENSIONS = re.compile(r"\.(jpe?g|png|bmp)$", re.IGNORECASE)
-TRAINING_SPLITS = {"ham10000": ("split_lesion_grouped", "train"), "isic2017": ("split", "train")}
+TRAINING_SPLITS = {"ham10000": ("split_lesion_grouped", "train"), "isic2017": ("split", "train"),
+                   "bcn20000": ("split_lesion_grouped", "train")}
+
+
+def training_digests(folders: Mapping[str, Path | None]) -> frozenset[str]:
+    """The sha256 of every image in a training split of the sets present (``labels.csv``'s
+    ``sha256`` column): an upload with one of them is a training image, whatever its name."""
+    digests: set[str] = set()
+    for name, (column, value) in TRAINING_SPLITS.items():
+        folder = folders.get(name)
+        if folder is None or not (Path(folder) / "labels.csv").is_file():
+            continue
+        labels = pd.read_csv(Path(folder) / "labels.csv", dtype=str, keep_default_na=False)
+        if "sha256" in labels.columns and column in labels.columns:
+            digests.update(labels.loc[labels[column] == value, "sha256"].str.lower())
+    return frozenset(digests)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,8 +30,8 @@ with image_column:
              width="stretch")
     metadata = app_ui.sample_metadata(case)
     if metadata.get("in_training_split"):
-        st.warning("This image is in a training split (HAM10000 train or ISIC 2017 train): the "
-                   "models may have learned it, so their output on it is no test of them.")
+        st.warning("This image is in a training split (HAM10000, ISIC 2017 or BCN20000 train): "
+                   "the models may have learned it, so their output on it is no test of them.")
     with st.expander("Case details (optional)"):
         st.caption("The models read the image only; these details are saved with your feedback.")
         known_age = metadata.get("age")

@@ -590,3 +590,23 @@ def test_a_case_link_to_a_url_shows_no_link(app_env):
     errors = [str(error.value) for error in app.error]
     assert any("evil" in error for error in errors)
     assert not any("://" in error or "](" in error for error in errors)
+
+
+def test_an_uploaded_training_image_is_recognised_by_its_bytes(app_env):
+    """Opened by id an ISIC 2017 training image was marked "in a training split"; uploaded
+    under another name it was not."""
+    import pandas as pd
+
+    import lesionlib.data
+
+    isic = lesionlib.data.SHARED_DATA / "isic2017"
+    if not (isic / "labels.csv").is_file():
+        pytest.skip("needs ../shared/data/isic2017")
+    labels = pd.read_csv(isic / "labels.csv")
+    row = labels[labels["split"] == "train"].iloc[0]
+    app = open_page("case_review")
+    app.radio(key="case_review_source").set_value("Upload").run()
+    app.file_uploader[0].set_value(("renamed-by-the-clinic.jpg", (isic / row["file"]).read_bytes(),
+                                    "image/jpeg")).run()
+    assert_ok(app)
+    assert any("training split" in warning.value for warning in app.warning)
