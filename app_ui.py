@@ -121,6 +121,10 @@ def is_admin(user=None) -> bool:
     return user is not None and app_auth.is_admin(user)
 
 
+DX_TYPE_WORDS = {"histo": "histopathology", "follow_up": "follow-up (unchanged)",
+                 "consensus": "expert consensus", "confocal": "in-vivo confocal microscopy"}
+
+
 def count(number: int, noun: str) -> str:
     """``1 record``, ``2 records``, ``1,508 images``: a number with its noun in plain English."""
     return f"{number:,} {noun if number == 1 else noun + 's'}"

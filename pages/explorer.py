@@ -102,14 +102,19 @@ if opened in paths:
     with st.container(border=True):
         left, right = st.columns([2, 3])
         opened_image = app_resources.thumbnail(paths[opened], 600)
-        if opened_image is not None:
-            left.image(opened_image, caption=opened, width="stretch")
-        right.markdown(f"**Case {opened}** · lesion {row['lesion_id']} · "
+        revealed = right.toggle("Reveal the diagnosis", key=f"explorer_reveal_{opened}") or reveal
+        if opened_image is not None:  # the id can be looked up, so it waits for the reveal too
+            left.image(opened_image, caption=opened if revealed else "diagnosis hidden",
+                       width="stretch")
+        right.markdown(f"**Case {opened if revealed else '(id hidden until the reveal)'}** · "
                        f"{case_details(row)}")
-        if right.toggle("Reveal the diagnosis", key=f"explorer_reveal_{opened}") or reveal:
+        if revealed:
             right.success(f"**{app_ui.class_label(row['dx'])}**, confirmed by "
-                          f"{row['dx_type']}.")
+                          f"{app_ui.DX_TYPE_WORDS.get(row['dx_type'], row['dx_type'])}; "
+                          f"lesion {row['lesion_id']}.")
             right.caption(CLASS_DESCRIPTIONS[row["dx"]])
+            right.page_link("pages/case_review.py", label=f"Open {opened} in Case review",
+                            query_params={"case": opened})
         if right.button("Close", key="explorer_close"):
             st.session_state.pop("explorer_open", None)
             st.rerun()

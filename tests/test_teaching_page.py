@@ -129,9 +129,13 @@ def test_explorer_gallery_hides_diagnoses_until_revealed_and_opens_a_case(no_dat
     image_id = opener.key.removeprefix("explorer_open_")
     opener.click().run()
     assert_ok(app)
-    assert f"Case {image_id}" in texts(app) and "confirmed by" not in texts(app)
+    # before the reveal neither the diagnosis nor the id (which can be looked up) is shown
+    assert "id hidden until the reveal" in texts(app) and "confirmed by" not in texts(app)
+    assert image_id not in texts(app)
     app.toggle(key=f"explorer_reveal_{image_id}").set_value(True).run()
-    assert "confirmed by" in texts(app)
+    assert "confirmed by" in texts(app) and f"Case {image_id}" in texts(app)
+    links = [link for link in app.get("page_link") if image_id in str(link.proto)]
+    assert links and "case_review" in str(links[0].proto)
     app.button(key="explorer_close").click().run()
     assert f"Case {image_id}" not in texts(app)
 
