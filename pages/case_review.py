@@ -72,9 +72,20 @@ app_ui.show_heatmap(case, model_id, method, class_name, opacity)
 st.caption(f"About {class_name}: {CLASS_DESCRIPTIONS[class_name]}")
 
 st.subheader("Feedback")
-details = "; ".join(f"{name}={value}" for name, value in
-                    (("age", age), ("sex", sex), ("body_site", site.strip()))
-                    if value not in (None, "", "unknown"))
+# Pre-filled details came from the dataset's record, not from the reviewer: say which is which.
+known_details = {"age": metadata.get("age"), "sex": metadata.get("sex"),
+                 "body_site": metadata.get("localization")}
+entered, recorded = [], []
+for name, value in (("age", age), ("sex", sex), ("body_site", site.strip())):
+    if value in (None, "", "unknown"):
+        continue
+    prefilled = known_details[name]
+    same = prefilled is not None and (str(value) == str(prefilled) or (
+        name == "age" and isinstance(prefilled, float) and value == int(prefilled)))
+    (recorded if same else entered).append(f"{name}={value}")
+details = "; ".join(part for part in (
+    f"entered by the reviewer: {', '.join(entered)}" if entered else "",
+    f"from the dataset's record: {', '.join(recorded)}" if recorded else "") if part)
 gate_note = ("Shown despite a failed quality gate: "
              + ", ".join(finding.code for finding in result.report.gate_failures)
              if unreliable else "")

@@ -610,3 +610,24 @@ def test_an_uploaded_training_image_is_recognised_by_its_bytes(app_env):
                                     "image/jpeg")).run()
     assert_ok(app)
     assert any("training split" in warning.value for warning in app.warning)
+
+
+def test_pre_filled_case_details_are_not_saved_as_typed_by_the_reviewer(no_dataset):
+    """A sample's age, sex and site are pre-filled from its record; saved untouched they are
+    noted as the dataset's, and only a changed value as the reviewer's."""
+    from lesionlib.feedback import FeedbackStore
+
+    app = open_page("case_review")
+    assert_ok(app)
+    submit = next(button for button in app.button
+                  if "FormSubmitter:case_review_feedback" in str(button.key))
+    submit.click().run()
+    assert_ok(app)
+    note = FeedbackStore().records()["note"].iloc[-1]
+    assert "from the dataset's record" in note and "entered by the reviewer" not in note
+    site = next(box for box in app.text_input if str(box.key).startswith("case_site_"))
+    site.input("left forearm").run()
+    next(button for button in app.button
+         if "FormSubmitter:case_review_feedback" in str(button.key)).click().run()
+    note = FeedbackStore().records()["note"].iloc[-1]
+    assert "entered by the reviewer: body_site=left forearm" in note
