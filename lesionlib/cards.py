@@ -7,7 +7,6 @@ refused unless its sha256 matches the card.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -257,17 +256,13 @@ def _relative_path(token: str) -> str:
 
 def _regroup_single_values(arguments: list[str]) -> list[str]:
     """Join the words that follow a single-valued option of the subcommand into one value."""
-    from lesionlib.cli import build_parser  # lazy: the parser is only needed here
+    from lesionlib.command_options import SINGLE_VALUED_OPTIONS
 
     if not arguments:
         return arguments
-    subparsers = next((action for action in build_parser()._actions
-                       if isinstance(action, argparse._SubParsersAction)), None)
-    parser = subparsers.choices.get(arguments[0]) if subparsers else None
-    if parser is None:
+    single = SINGLE_VALUED_OPTIONS.get(arguments[0])
+    if single is None:
         return arguments
-    single = {option for action in parser._actions if action.nargs is None
-              for option in action.option_strings}
     grouped, index = [arguments[0]], 1
     while index < len(arguments):
         token = arguments[index]

@@ -392,74 +392,19 @@ def _print_predict_summary(out: str, card, written: int) -> None:
 def _command_fit_gate(args) -> int:
     """Fit a model's quality gate on its own features, and its "review carefully" thresholds on
     its stored validation predictions; an ensemble's gate combines its members' gates."""
-    import dataclasses
+    from lesionlib.gate_fitting import GateFitError, fit_model_gate
 
-    import numpy as np
-
-    from lesionlib import data, evaluation, registry, selective
-    from lesionlib.integrity import seal
-    from lesionlib.quality import (GATE_FILE, extract_features, feature_extractor,
-                                   fit_ensemble_gate, fit_gate, image_thresholds, load_gate)
-
-    catalogue = registry.discover(args.weights)
-    card = _card(args.model, catalogue)
-    member_cards = [_card(member, catalogue) for member in card.members]
-    unfitted = [member.id for member in member_cards if load_gate(member) is None]
-    if unfitted:
-        raise UsageError(f"Ensemble {card.id!r} combines its members' gates; fit them first: "
-                         + "; ".join(f"python -m lesionlib fit-gate --model {member}"
-                                     for member in unfitted))
-    if args.thresholds_only and load_gate(card) is None:
-        raise UsageError(f"--thresholds-only keeps {card.id!r}'s feature model, but it has no "
-                         f"{GATE_FILE} yet; run fit-gate without it.")
-    if args.per_class < 1:
-        raise UsageError(f"--per-class must be at least 1; received {args.per_class}.")
-    train, val = _gate_samples(_data_folder(args.data), args.per_class)
-    stored = [evaluation.load_predictions(each, "ham10000_val") for each in (card, *member_cards)]
-    if any(frame is None for frame in stored):
-        raise UsageError(f"{card.id!r} (or a member) has no stored validation predictions; run "
-                         "`python -m lesionlib evaluate` first.")
-    val_images = [data.load_image(path) for path in val["path"]]
-    # The image checks judge image quality, not the model's familiarity: their reference is
-    # every clinic's validation images at hand (BCN20000's dark vignette corners are ordinary
-    # dermoscopy; with HAM10000's alone 30% of them read "much darker" and were withheld).
-    clinic_val = _clinic_val_samples(args)
-    quality_images = val_images + [data.load_image(path) for frame, _ in clinic_val
-                                   for path in frame["path"]]
-
-    def val_features(member_card):
-        model = registry.load_single(member_card)
-        extractor = feature_extractor(model.keras_model)
-        member_sets = set(((member_card.training.get("recipe") or {})
-                           .get("extra_training_sets") or ())
-                          if isinstance(member_card.training.get("recipe"), dict) else ())
-        # the distance threshold: the validation images of every clinic the model learned from
-        frames = [(val, "ham10000_val"), *[(frame, tag) for frame, tag in clinic_val
-                                           if tag.split("_")[0] in member_sets]]
-        return np.concatenate([extract_features(extractor, data.cached_images(
-            frame, member_card.input_size, tag)) for frame, tag in frames])
-
-    if args.thresholds_only:
-        gate = dataclasses.replace(load_gate(card), **image_thresholds(quality_images))
-    elif card.kind == "ensemble":
-        gate = fit_ensemble_gate(card.members, [load_gate(member) for member in member_cards],
-                                 [val_features(member) for member in member_cards],
-                                 quality_images)
-    else:
-        extractor = feature_extractor(registry.load_single(card).keras_model)
-        train_features = np.concatenate([extract_features(extractor, data.cached_images(
-            frame, card.input_size, tag)) for frame, tag in [(train, "gate_train_balanced"),
-                                                             *_extra_gate_samples(card, args)]])
-        gate = fit_gate(train_features, val_features(card), quality_images)
-    entropy, disagreement, correct = selective.stored_scores(stored[0], stored[1:] or None)
-    thresholds = selective.select_thresholds(entropy, disagreement, correct,
-                                             args.max_flag_rate, args.min_error_ratio)
-    path = gate.with_uncertainty(thresholds).save(card.folder / GATE_FILE)
-    seal(card.folder)  # integrity: the new gate is part of the model folder's manifest
-    print(f"Quality gate written to {path}: distance threshold {gate.distance_threshold:.2f}"
-          f"{' (members combined)' if gate.members else ''}, min grey std "
-          f"{gate.min_gray_std:.1f}, min sharpness {gate.min_sharpness:.1f}, brightness "
-          f"{gate.min_brightness:.0f}-{gate.max_brightness:.0f}, min colourfulness "
+    try:
+        fitted = fit_model_gate(args.model, args.weights, _data_folder(args.data),
+                                args.per_class, args.thresholds_only, args.max_flag_rate,
+                                args.min_error_ratio)
+    except GateFitError as error:
+        raise UsageError(str(error)) from None
+    gate, thresholds = fitted.gate, fitted.thresholds
+    print(f"Quality gate written to {fitted.path}: distance threshold "
+          f"{gate.distance_threshold:.2f}{' (members combined)' if gate.members else ''}, min "
+          f"grey std {gate.min_gray_std:.1f}, min sharpness {gate.min_sharpness:.1f}, "
+          f"brightness {gate.min_brightness:.0f}-{gate.max_brightness:.0f}, min colourfulness "
           f"{gate.min_colourfulness:.1f}")
     if not thresholds.meets_rule:
         print(f"warning: no uncertainty threshold flags at most {args.max_flag_rate:.0%} of "
@@ -467,59 +412,11 @@ def _command_fit_gate(args) -> int:
               "'review carefully' flag is off for this model.", file=sys.stderr)
         return 0
     print(f"Review-carefully flag: entropy > {thresholds.entropy:.3f}"
-          + (f" or disagreement > {thresholds.disagreement:.3f}" if disagreement is not None
+          + (f" or disagreement > {thresholds.disagreement:.3f}" if fitted.has_disagreement
              else "")
           + f"; on validation {thresholds.flag_rate:.1%} flagged, error rate "
           f"{thresholds.error_ratio:.2f}x the unflagged cases'")
     return 0
-
-
-def _gate_samples(folder: Path, per_class: int):
-    """HAM10000 rows the gate is fitted on: a class-balanced train sample, and validation."""
-    from lesionlib import data
-
-    try:
-        labels = data.load_labels(folder)
-        train, val = data.select_split(labels, "train"), data.select_split(labels, "val")
-    except ValueError as error:
-        raise UsageError(f"{folder}: {error}") from None
-    # Class-balanced sample: rare classes (vasc, df) shape the feature subspace as much as nv.
-    return train.groupby("label", group_keys=False).apply(
-        lambda group: group.sample(min(len(group), per_class), random_state=0)), val
-
-
-def _clinic_val_samples(args) -> list:
-    """``[(frame, tag)]``: the validation split of each other clinic's seven-class set present
-    beside the HAM10000 folder in use (BCN20000), for the gate's thresholds."""
-    from lesionlib import data
-
-    samples = []
-    for name in data.CLINIC_SETS:
-        beside = _data_folder(args.data).parent / name
-        if (beside / "labels.csv").is_file():
-            frame = data.select_split(data.load_labels(beside), "val")
-            samples.append((frame[frame["label"] >= 0].reset_index(drop=True), f"{name}_val"))
-    return samples
-
-
-def _extra_gate_samples(card, args) -> list:
-    """Class-balanced samples of the other training sets the model learned from (its recipe's
-    ``extra_training_sets``, e.g. ISIC 2017 train), so that its gate knows their images too."""
-    from lesionlib import data
-
-    recipe = card.training.get("recipe") if isinstance(card.training.get("recipe"), dict) else {}
-    samples = []
-    for name in recipe.get("extra_training_sets") or ():
-        beside = _data_folder(args.data).parent / name  # next to the HAM10000 folder in use
-        folder = beside if (beside / "labels.csv").is_file() else data.resolve_data_dir(name=name)
-        if folder is None:
-            raise UsageError(f"{card.id!r} was also trained on {name!r}, whose folder was not "
-                             f"found beside {_data_folder(args.data)}; its gate needs it.")
-        frame = data.select_split(data.load_labels(folder), "train")
-        frame = frame[frame["label"] >= 0]
-        balanced = frame.sample(frac=1.0, random_state=0).groupby("label").head(args.per_class)
-        samples.append((balanced.sort_index(), f"gate_{name}_balanced"))
-    return samples
 
 
 def _evaluate_edge(card, catalogue, command: str, latency_runs: int = 50):

@@ -542,11 +542,9 @@ def _evaluate_candidate(folder: Path, options: Options, log):
 
 
 def _fit_gate(weights: Path, model_id: str, ham10000: Path) -> None:
-    from lesionlib import cli
+    from lesionlib.gate_fitting import fit_model_gate
 
-    arguments = cli.build_parser().parse_args(["fit-gate", "--model", model_id, "--weights",
-                                               str(weights), "--data", str(ham10000)])
-    arguments.handler(arguments)
+    fit_model_gate(model_id, weights, ham10000)
 
 
 def _gate_file() -> str:

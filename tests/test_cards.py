@@ -133,3 +133,19 @@ def test_written_cards_hold_pasteable_reproduce_commands(weights_copy):
     assert written.startswith("python -m lesionlib package ")
     assert shlex.split(written)[3:] == ["package", "--run-dir", "runs/x", "--name",
                                         "Lite0's (new)", "--description", ""]
+
+
+def test_the_single_valued_options_table_matches_the_parser():
+    """cards.normalise_command reads which options take one value from data (so the cards do
+    not import the command line); the table must say what the parser says."""
+    import argparse
+
+    from lesionlib.cli import build_parser
+    from lesionlib.command_options import SINGLE_VALUED_OPTIONS
+
+    commands = next(action for action in build_parser()._actions
+                    if isinstance(action, argparse._SubParsersAction)).choices
+    from_parser = {name: frozenset(option for action in parser._actions if action.nargs is None
+                                   for option in action.option_strings)
+                   for name, parser in commands.items()}
+    assert SINGLE_VALUED_OPTIONS == from_parser

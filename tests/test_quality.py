@@ -208,12 +208,11 @@ def test_melanoma_caveat_comes_from_the_card():
 
 def test_gate_samples_every_training_set_of_the_model(tmp_path):
     """A model trained on HAM10000 + ISIC 2017 gets its gate fitted on both (class-balanced)."""
-    import argparse
     import types
 
     import pandas as pd
 
-    from lesionlib.cli import UsageError, _extra_gate_samples
+    from lesionlib.gate_fitting import GateFitError, extra_gate_samples
 
     ham, isic = tmp_path / "ham10000", tmp_path / "isic2017"
     for folder in (ham, isic):
@@ -222,15 +221,14 @@ def test_gate_samples_every_training_set_of_the_model(tmp_path):
         ham / "labels.csv", index=False)
     pd.DataFrame({"file": [f"{i}.jpg" for i in range(9)], "label_ham": [4, 4, 4, 4, 2, 5, 5, 5, None],
                   "split": ["train"] * 8 + ["test"]}).to_csv(isic / "labels.csv", index=False)
-    args = argparse.Namespace(data=str(ham), per_class=2)
     card = types.SimpleNamespace(id="m", training={"recipe": {"extra_training_sets": ["isic2017"]}})
-    [(frame, tag)] = _extra_gate_samples(card, args)
+    [(frame, tag)] = extra_gate_samples(card, ham, 2)
     assert tag == "gate_isic2017_balanced"
     assert sorted(frame["label"]) == [2, 4, 4, 5, 5] and (frame["split"] == "train").all()
-    assert _extra_gate_samples(types.SimpleNamespace(id="m", training={}), args) == []
+    assert extra_gate_samples(types.SimpleNamespace(id="m", training={}), ham, 2) == []
     card.training["recipe"]["extra_training_sets"] = ["nowhere"]
-    with pytest.raises(UsageError, match="also trained on 'nowhere'"):
-        _extra_gate_samples(card, args)
+    with pytest.raises(GateFitError, match="also trained on 'nowhere'"):
+        extra_gate_samples(card, ham, 2)
 
 
 def test_the_unfamiliar_image_finding_does_not_claim_the_image_is_not_dermoscopic():
