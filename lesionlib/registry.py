@@ -21,6 +21,7 @@ from lesionlib.cards import CardError, ModelCard, read_card, verify_weights
 from lesionlib.imaging import frame_square
 from lesionlib.integrity import MANIFEST_FILE, manifest_digest, verify_folder
 from lesionlib.metrics import apply_temperature
+from lesionlib.scores import Scores
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS_DIR = REPO_ROOT / "weights"
@@ -112,16 +113,6 @@ def read_verified_card(folder: Path) -> ModelCard:
     if (folder / GATE_FILE).is_file():
         load_model_gate(folder)
     return card
-
-
-@dataclasses.dataclass(frozen=True)
-class Scores:
-    """One pass of a classifier over images: calibrated probabilities, each member's calibrated
-    probabilities and each member's pooled gate features (``None`` where not computed)."""
-
-    probabilities: np.ndarray
-    member_probabilities: list[np.ndarray]
-    member_features: list[np.ndarray | None]
 
 
 class SingleModel:
@@ -296,7 +287,7 @@ def load_classifier(model_id: str, weights_dir: str | Path | None = None,
     if card.kind == "single":
         return load_single(card)
     if card.kind == "edge":  # a TensorFlow Lite export (lesionlib.edge)
-        from lesionlib.edge import load_edge
+        from lesionlib.edge_model import load_edge
 
         return load_edge(card)
     members = []
