@@ -9,6 +9,9 @@ import streamlit as st
 
 import app_auth
 import app_ui
+from lesionlib import server_logging
+
+server_logging.install()  # a browser dropping an upload is one log line, not a traceback
 
 st.set_page_config(page_title="Skin-lesion review", page_icon=":material/biotech:",
                    layout="wide")

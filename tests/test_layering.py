@@ -33,3 +33,34 @@ def test_the_import_contracts_hold():
     result = subprocess.run([command], cwd=LIBRARY.parent, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+def test_a_client_disconnect_is_one_log_line_not_a_traceback(caplog):
+    """Fast uploads left 14 `starlette.requests.ClientDisconnect` tracebacks in the server log."""
+    import logging
+
+    from starlette.requests import ClientDisconnect
+
+    from lesionlib import server_logging
+
+    server_logging.install()
+    server_logging.install()  # once per process, however often the page script runs
+    logger = logging.getLogger("uvicorn.error")
+    assert sum(isinstance(each, server_logging.DisconnectFilter) for each in logger.filters) == 1
+    try:
+        try:
+            raise ClientDisconnect()
+        except ClientDisconnect as inner:
+            raise ExceptionGroup("task group", [inner])
+    except ExceptionGroup:
+        with caplog.at_level(logging.INFO, logger="uvicorn.error"):
+            logger.error("Exception in ASGI application\n", exc_info=True)
+    [record] = caplog.records
+    assert record.getMessage() == server_logging.DISCONNECT_MESSAGE
+    assert record.levelname == "WARNING" and "Traceback" not in caplog.text
+    try:
+        raise ValueError("a real bug")
+    except ValueError:
+        with caplog.at_level(logging.INFO, logger="uvicorn.error"):
+            logger.error("Exception in ASGI application\n", exc_info=True)
+    assert "Traceback" in caplog.text  # real errors keep theirs
