@@ -63,8 +63,8 @@ def case_panel(row: pd.Series, model_id: str, set_name: str, key: str, context: 
                                             "lesion_id") if name in row.index}
     info_column, image_column = st.columns([2, 3])
     with info_column:
-        st.json({name: (value.item() if hasattr(value, "item") else value)
-                 for name, value in details.items()})
+        st.markdown("\n".join(f"- **{label}**: {app_ui.plain(value)}"
+                               for label, value in views.case_detail_lines(details)))
         st.markdown("**Every model's stored output on this image**")
         frames = {other: app_resources.stored_predictions(other, set_name)
                   for other in app_resources.current_catalogue().cards}

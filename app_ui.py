@@ -121,8 +121,7 @@ def is_admin(user=None) -> bool:
     return user is not None and app_auth.is_admin(user)
 
 
-DX_TYPE_WORDS = {"histo": "histopathology", "follow_up": "follow-up (unchanged)",
-                 "consensus": "expert consensus", "confocal": "in-vivo confocal microscopy"}
+DX_TYPE_WORDS = views.DX_TYPE_WORDS  # how each diagnosis was confirmed, in words
 
 
 def count(number: int, noun: str) -> str:

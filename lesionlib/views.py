@@ -325,3 +325,34 @@ def card_per_class(card, set_name: str = "ham10000_test") -> pd.DataFrame:
     per_class = card.metrics.get(set_name, {}).get("per_class", {})
     return pd.DataFrame([{"class": name, "diagnosis": CLASS_LONG_NAMES.get(name, name), **values}
                          for name, values in per_class.items()])
+
+
+CASE_DETAIL_LABELS = {"true_class": "Reference diagnosis", "prediction": "Model's answer",
+                      "confidence": "Model's confidence", "age": "Age", "sex": "Sex",
+                      "localization": "Body site", "dx_type": "Diagnosis confirmed by",
+                      "dataset": "Source collection", "lesion_id": "Lesion"}
+DX_TYPE_WORDS = {"histo": "histopathology", "follow_up": "follow-up (unchanged)",
+                 "consensus": "expert consensus", "confocal": "in-vivo confocal microscopy"}
+
+
+def case_detail_lines(details: dict) -> list[tuple[str, str]]:
+    """A case's details as ``(label, value)`` in plain words: no raw keys, no "None"/"nan"."""
+    lines = []
+    for key, label in CASE_DETAIL_LABELS.items():
+        if key not in details:
+            continue
+        value = details[key]
+        value = value.item() if hasattr(value, "item") else value
+        if value is None or (isinstance(value, float) and value != value) or value == "":
+            text = "unknown"
+        elif key == "confidence":
+            text = f"{100 * float(value):.1f}%"
+        elif key == "age":
+            text = f"{float(value):.0f}"
+        elif key == "dx_type":
+            text = DX_TYPE_WORDS.get(str(value), str(value))
+        else:
+            text = str(value)
+        lines.append((label, text))
+    return lines
+

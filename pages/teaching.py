@@ -163,7 +163,9 @@ def results() -> None:
     columns[3].metric("Model's accuracy", f"{scores['model_accuracy']:.2f}")
     st.caption(f"{scores['cases']} cases. Balanced accuracy is the mean recall over the classes "
                "in the round, so rare classes count as much as nevi.")
-    st.dataframe(teaching.per_class_recall(frame).round(2), hide_index=True,
+    st.dataframe(teaching.per_class_recall(frame).round(2).rename(columns={
+                     "class": "class", "cases": "cases", "student_recall": "your recall",
+                     "model_recall": "model's recall"}), hide_index=True,
                  key="teaching_per_class")
     left, right = st.columns(2)
     for column, who, label in ((left, "student", "You"), (right, "model", model)):

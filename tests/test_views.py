@@ -162,3 +162,16 @@ def test_operating_point_lies_on_the_melanoma_roc_curve(frame):
     assert (on_curve["false_positive_rate"], on_curve["true_positive_rate"]) == pytest.approx(
         (point["false_positive_rate"], point["true_positive_rate"]))
     assert views.operating_point(labelled[~melanomas], 0.5) is None
+
+
+def test_case_details_read_as_words_not_raw_json():
+    import numpy as np
+
+    from lesionlib.views import case_detail_lines
+
+    lines = dict(case_detail_lines({"true_class": "mel", "confidence": np.float64(0.873),
+                                    "age": 45.0, "sex": None, "dx_type": "histo",
+                                    "localization": float("nan")}))
+    assert lines == {"Reference diagnosis": "mel", "Model's confidence": "87.3%", "Age": "45",
+                     "Sex": "unknown", "Body site": "unknown",
+                     "Diagnosis confirmed by": "histopathology"}
