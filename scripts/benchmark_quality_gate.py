@@ -202,9 +202,10 @@ def markdown(results: dict) -> str:
              "`python -m lesionlib fit-gate --model ID` on training/validation data only.", "",
              "## Image gate (withholds the diagnosis)", "",
              "Detection on unusable images; false alarms on dermoscopic sets (HAM10000 test is "
-             "the target set; ISIC 2017 val+test and PH2 come from other clinics).", "",
-             "| model | detection (unusable) | false alarms HAM10000 test | ISIC 2017 | PH2 |",
-             "|---|---|---|---|---|"]
+             "the target set; ISIC 2017 val+test, PH2 and BCN20000 test come from other "
+             "clinics).", "",
+             "| model | detection (unusable) | false alarms HAM10000 test | ISIC 2017 | PH2 | "
+             "BCN20000 test |", "|---|---|---|---|---|---|"]
     for model_id, entry in sorted(results.items()):
         gate = entry["gate"]
         lines.append(f"| `{model_id}` v{entry['model_version']} | "
