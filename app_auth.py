@@ -43,8 +43,17 @@ import sys
 from pathlib import Path
 
 import streamlit as st
-import streamlit_authenticator as stauth
-import yaml
+
+if __name__ == "__main__":  # the command line: no "missing ScriptRunContext" noise before --help
+    from streamlit import logger as _streamlit_logger
+
+    _streamlit_logger.set_log_level("error")
+    # a filter, not a level: Streamlit sets its loggers' levels again as its config loads
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
+        lambda record: "missing ScriptRunContext" not in record.getMessage())
+
+import streamlit_authenticator as stauth  # noqa: E402
+import yaml  # noqa: E402
 from sqlalchemy.engine import url as sa_url
 
 from lesionlib.feedback import FEEDBACK_URL_ENV, FeedbackStore, FeedbackStoreError

@@ -449,3 +449,15 @@ def test_a_cookie_copied_before_sign_out_no_longer_signs_in(feedback_url):
     other = {"username": "alice", "exp_date": before["exp_date"]}
     assert app_auth._unrevoked_cookie(lambda: other, None, expiry_days) == other
     assert ("sign-in-revoked", "bob") in audit_events(feedback_url)
+
+
+def test_the_command_line_help_is_not_preceded_by_streamlit_warnings():
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    result = subprocess.run([sys.executable, "-m", "app_auth", "--help"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert (result.stderr + result.stdout).lstrip().startswith("usage:"), result.stderr[:500]
