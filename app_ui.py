@@ -456,15 +456,15 @@ def heatmap_layers(model_id: str) -> str:
     if card is None:
         return "an unknown layer"
     if card.kind == "single":
-        return f"the last convolution at or before layer `{card.cam_layer}`"
+        return f"the model's final image features (layer `{card.cam_layer}`)"
     if card.kind == "edge":
         parent = cards.get(card.edge["parent"])
-        return (f"its parent's last convolution at or before `{parent.cam_layer}`" if parent
+        return (f"its parent model's final image features (layer `{parent.cam_layer}`)" if parent
                 else "its parent model")
     layers = [f"{member}: `{cards[member].cam_layer}`" if member in cards else member
               for member in card.members]
-    return ("the mean of its members' maps, each from the last convolution at or before "
-            + "; ".join(layers))
+    return ("the mean of its members' maps, each from that member's final image features "
+            "(layers " + "; ".join(layers) + ")")
 
 
 def heatmap_legend() -> None:

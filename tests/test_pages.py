@@ -393,7 +393,8 @@ def test_every_heatmap_has_a_legend_and_names_its_layer(no_dataset):
     assert "tiny0.test: `top_activation`" in overlay and "tiny1.test" in overlay
     assert "blue = low → red = high" in captions(app)
     app.selectbox(key="case_review_model").set_value("tiny0.test").run()
-    assert "from the last convolution at or before layer `top_activation`" in captions(app)
+    assert "from the model's final image features (layer `top_activation`)" in captions(app)
+    assert "convolution at or before" not in captions(app)  # plain words, the layer for experts
 
 
 def test_over_limit_upload_is_refused_visibly_and_clears_the_old_result(no_dataset):
