@@ -93,26 +93,21 @@ def install_folder(source: Path, weights_dir: Path, model_id: str) -> Path:
     return live
 
 
-def rollback(weights_dir: str | Path, model_id: str, version: str) -> tuple[str, str]:
-    """Make archived ``version`` of ``model_id`` live again; returns (old, new) versions.
-
-    The live version is archived first, so a rollback can itself be undone.
+def check_rollback(weights_dir: Path, model_id: str, version: str) -> str:
+    """The live version of ``model_id``, after checking that ``version`` can replace it.
 
     Raises:
-        KeyError: ``version`` is not archived for this model (the message lists those that are).
-        IntegrityError: the archived or the live folder fails its manifest.
+        KeyError: ``version`` is not archived for this model (the message lists those that are),
+            or it is the live version already.
     """
-    weights_dir = Path(weights_dir)
     available = archived_versions(weights_dir, model_id)
     if version not in available:
         raise KeyError(f"No archived version {version!r} of {model_id!r}; archived: "
                        f"{available or 'none'} (in {retraining_root(weights_dir)}).")
-    current = read_card(weights_dir / model_id).version
+    current = read_card(Path(weights_dir) / model_id).version
     if current == version:
         raise KeyError(f"{model_id!r} v{version} is already the live version.")
-    archive_current(weights_dir, model_id)
-    install_folder(archived_folder(weights_dir, model_id, version), weights_dir, model_id)
-    return current, version
+    return current
 
 
 def candidate_decisions(weights_dir: Path, model_id: str) -> list[dict]:
@@ -169,4 +164,4 @@ def _card_row(folder: Path, status: str) -> dict:
 
 
 __all__ = ["retraining_root", "archive_current", "archived_versions", "next_version",
-           "install_folder", "rollback", "candidate_decisions", "history"]
+           "install_folder", "check_rollback", "candidate_decisions", "history"]

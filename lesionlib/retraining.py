@@ -687,13 +687,7 @@ def rollback(weights_dir: Path, model_id: str, version: str, user: str, store,
     """
     weights_dir = Path(weights_dir)
     finish_promotion(weights_dir, log)
-    available = model_versions.archived_versions(weights_dir, model_id)
-    if version not in available:
-        raise KeyError(f"No archived version {version!r} of {model_id!r}; archived: "
-                       f"{available or 'none'} (in {model_versions.retraining_root(weights_dir)}).")
-    old = read_card(weights_dir / model_id).version
-    if old == version:
-        raise KeyError(f"{model_id!r} v{version} is already the live version.")
+    old = model_versions.check_rollback(weights_dir, model_id, version)
     refreshed = promote(weights_dir, model_id,
                         model_versions.archived_folder(weights_dir, model_id, version), ham10000,
                         log, changes=f"member {model_id} rolled back v{old} -> v{version}")
