@@ -121,9 +121,6 @@ def is_admin(user=None) -> bool:
     return user is not None and app_auth.is_admin(user)
 
 
-DX_TYPE_WORDS = views.DX_TYPE_WORDS  # how each diagnosis was confirmed, in words
-
-
 def count(number: int, noun: str) -> str:
     """``1 record``, ``2 records``, ``1,508 images``: a number with its noun in plain English."""
     return f"{number:,} {noun if number == 1 else noun + 's'}"

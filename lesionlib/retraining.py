@@ -58,6 +58,10 @@ DEFAULT_EPOCHS = 2
 DEFAULT_LEARNING_RATE = 2e-5
 
 
+class RetrainingError(ValueError):
+    """A retraining run cannot start or go on; the message says why and what to do."""
+
+
 def check_can_promote() -> None:
     """Refuse, before any training, a retraining that could never be promoted here.
 
@@ -80,10 +84,6 @@ def check_can_promote() -> None:
             f"{TRUSTED_KEYS_ENV} (python -m lesionlib retrain --weights <copy>), sign the "
             "promoted folders there with the offline key (python -m lesionlib sign), and "
             "deploy them (docs/deploying.md, \"Retraining in a signed deployment\").")
-
-
-class RetrainingError(ValueError):
-    """A retraining run cannot start or go on; the message says why and what to do."""
 
 
 @dataclasses.dataclass

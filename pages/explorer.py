@@ -110,7 +110,7 @@ if opened in paths:
                        f"{case_details(row)}")
         if revealed:
             right.success(f"**{app_ui.class_label(row['dx'])}**, confirmed by "
-                          f"{app_ui.DX_TYPE_WORDS.get(row['dx_type'], row['dx_type'])}; "
+                          f"{views.DX_TYPE_WORDS.get(row['dx_type'], row['dx_type'])}; "
                           f"lesion {row['lesion_id']}.")
             right.caption(CLASS_DESCRIPTIONS[row["dx"]])
             right.page_link("pages/case_review.py", label=f"Open {opened} in Case review",
