@@ -2,13 +2,12 @@
 
 Pages are listed explicitly (``st.navigation`` disables automatic ``pages/`` discovery). Every
 page shares the sidebar notice drawn here. Logic lives in ``lesionlib``; cached resources in
-``app_resources``; shared drawing helpers in ``app_ui``.
+``app.resources``; shared drawing helpers in ``app.ui``.
 """
 
 import streamlit as st
 
-import app_auth
-import app_ui
+from app import auth, ui
 from lesionlib import server_logging
 
 server_logging.install()  # a browser dropping an upload is one log line, not a traceback
@@ -35,10 +34,10 @@ PAGES = {
 # st.navigation must run on EVERY run, before the sign-in gate: a run that stops without calling
 # it makes Streamlit fall back to discovering pages/ and serve /audit, /feedback... directly,
 # without the gate. The menu stays hidden until the user is signed in.
-navigation = st.navigation(PAGES, position="sidebar" if app_ui.may_show_menu() else "hidden")
-user = app_auth.gate()  # stops here until signed in (the local user when sign-in is off)
-app_auth.logout_button(user)
+navigation = st.navigation(PAGES, position="sidebar" if ui.may_show_menu() else "hidden")
+user = auth.gate()  # stops here until signed in (the local user when sign-in is off)
+auth.logout_button(user)
 st.session_state["user"] = user
-app_ui.follow_deep_link()  # a page asked for before this script first ran (a fresh server)
-app_ui.sidebar_notice()
-app_ui.run_page(navigation)  # an unexpected error: a short notice here, the details in the log
+ui.follow_deep_link()  # a page asked for before this script first ran (a fresh server)
+ui.sidebar_notice()
+ui.run_page(navigation)  # an unexpected error: a short notice here, the details in the log

@@ -345,7 +345,7 @@ class FeedbackStore:
 
         Only a verdict of ``"approve"`` lets a correction alone into retraining
         (``lesionlib.corrections``); a later verdict replaces an earlier one. Callers check that
-        ``admin`` is an administrator (``app_auth``).
+        ``admin`` is an administrator (``app.auth``).
 
         Raises:
             ValueError: ``decision`` is unknown, the record is not a correction (it agrees or

@@ -4,22 +4,19 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-import app_audit
-import app_faithfulness
-import app_resources
-import app_ui
+from app import audit_panels, faithfulness_panels, resources, ui
 from lesionlib import evaluation, subgroups, views
 from lesionlib.classes import CLASS_NAMES
 
-app_ui.require_user()
+ui.require_user()
 st.title("Performance and error audit")
 st.caption("Computed from the predictions stored with each model on data it never trained or was "
            "calibrated on; no model is run except for heatmaps in the error browser.")
 
-model_id = app_ui.model_picker("Model", key="audit_model", container=st.sidebar)
+model_id = ui.model_picker("Model", key="audit_model", container=st.sidebar)
 if model_id is None:
     st.stop()
-card = app_resources.current_catalogue().cards[model_id]
+card = resources.current_catalogue().cards[model_id]
 sets = evaluation.available_prediction_sets(card)
 if not sets:
     st.warning(f"`{model_id}` ships no stored predictions (`predictions/<set>.csv` in its "
@@ -29,7 +26,7 @@ if not sets:
 set_name = st.sidebar.selectbox("Evaluation set", sets, key="audit_set",
                                 index=sets.index("ham10000_test") if "ham10000_test" in sets else 0,
                                 format_func=lambda name: views.SET_TITLES.get(name, name))
-frame = app_resources.stored_predictions(model_id, set_name)
+frame = resources.stored_predictions(model_id, set_name)
 labelled = views.labelled(frame)
 st.markdown(f"**{card.label}** on **{views.SET_TITLES.get(set_name, set_name)}**: "
             f"{len(frame):,} images, {len(labelled):,} with one of the seven classes as "
@@ -41,8 +38,8 @@ tabs = st.tabs(["Confusion matrix", "Per class", "ROC curves", "Calibration", "S
                 "Robustness"])
 
 with tabs[6]:  # heatmap faithfulness on PH2
-    app_faithfulness.audit_section(card, app_resources.current_catalogue().cards,
-                                   key=f"audit_faithfulness_{model_id}")
+    faithfulness_panels.audit_section(card, resources.current_catalogue().cards,
+                                      key=f"audit_faithfulness_{model_id}")
 
 with tabs[0]:
     counts = views.confusion_counts(frame)
@@ -110,7 +107,7 @@ with tabs[3]:
                        f"scaling (T = {card.temperature:.2f}).")
 
 with tabs[4]:
-    subgroup_frame = app_resources.subgroup_frame(model_id, set_name)
+    subgroup_frame = resources.subgroup_frame(model_id, set_name)
     columns = subgroups.available(subgroup_frame)
     if not columns:
         st.info("No patient metadata (age, sex, body site) is available for this set here. "
@@ -119,8 +116,8 @@ with tabs[4]:
     else:
         column = st.selectbox("Subgroup", columns, key="audit_subgroup",
                               format_func=lambda name: views.SUBGROUP_TITLES.get(name, name))
-        table = app_resources.subgroup_table(model_id, set_name, column,
-                                             card.melanoma_threshold)
+        table = resources.subgroup_table(model_id, set_name, column,
+                                         card.melanoma_threshold)
         st.dataframe(subgroups.readable_table(table), hide_index=True)
         metric = st.selectbox("Chart", list(subgroups.METRICS), key="audit_subgroup_metric",
                               format_func=subgroups.METRICS.get)
@@ -164,7 +161,7 @@ with tabs[5]:
     # keyed by the filters, so a new list starts with no row selected
     selection = st.dataframe(
         export, hide_index=True, height=260, on_select="rerun", selection_mode="single-row",
-        key=app_ui.error_table_key(model_id, set_name, true_classes, predicted_classes, sort_by))
+        key=ui.error_table_key(model_id, set_name, true_classes, predicted_classes, sort_by))
     st.download_button("Export the error list (CSV)", export.to_csv(index=False).encode(),
                        f"errors_{model_id}_{set_name}.csv", "text/csv", key="audit_export")
     chosen = [index for index in selection.selection.rows if 0 <= index < len(errors)]
@@ -174,13 +171,13 @@ with tabs[5]:
     if chosen:
         row = errors.iloc[chosen[0]]
         st.subheader(f"Case {row['image_id']}")
-        app_audit.case_panel(row, model_id, set_name, key="audit")
+        audit_panels.case_panel(row, model_id, set_name, key="audit")
 
 with tabs[7]:
-    app_audit.embedding_map_section(model_id)
+    audit_panels.embedding_map_section(model_id)
 
 with tabs[8]:
-    app_audit.label_issues_section(model_id)
+    audit_panels.label_issues_section(model_id)
 
 with tabs[9]:
-    app_audit.robustness_section(card)
+    audit_panels.robustness_section(card)

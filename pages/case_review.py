@@ -2,33 +2,31 @@
 
 import streamlit as st
 
-import app_resources
-import app_teaching
-import app_ui
+from app import resources, teaching_panels, ui
 from lesionlib import imaging
 from lesionlib.classes import CLASS_DESCRIPTIONS
 
-app_ui.require_user()
+ui.require_user()
 st.title("Case review")
-st.caption(app_ui.DISCLAIMER)
+st.caption(ui.DISCLAIMER)
 
-app_ui.open_linked_case("case_review")
-model_id = app_ui.model_picker("Model", key="case_review_model", container=st.sidebar)
-case = app_ui.case_picker("case_review")
+ui.open_linked_case("case_review")
+model_id = ui.model_picker("Model", key="case_review_model", container=st.sidebar)
+case = ui.case_picker("case_review")
 if model_id is None or case is None:
     st.stop()
 
-result = app_ui.run_model(case, model_id)
+result = ui.run_model(case, model_id)
 if result is None:
     st.stop()
 prediction = result.prediction
-card = app_resources.current_catalogue().cards[model_id]
+card = resources.current_catalogue().cards[model_id]
 
 image_column, prediction_column = st.columns([2, 3])
 with image_column:
     st.image(case.image, caption=f"{case.name} ({case.image.shape[1]}x{case.image.shape[0]} px)",
              width="stretch")
-    metadata = app_ui.sample_metadata(case)
+    metadata = ui.sample_metadata(case)
     if metadata.get("in_training_split"):
         st.warning("This image is in a training split (HAM10000, ISIC 2017 or BCN20000 train): "
                    "the models may have learned it, so their output on it is no test of them.")
@@ -46,17 +44,17 @@ with image_column:
                              key=f"case_site_{case.sha256[:12]}")
     if metadata.get("dx"):
         with st.expander("Reveal the reference diagnosis (teaching)"):
-            st.markdown(f"**{app_ui.class_label(metadata['dx'])}**, confirmed by "
+            st.markdown(f"**{ui.class_label(metadata['dx'])}**, confirmed by "
                         f"{metadata.get('dx_type') or 'unknown'}.")
             st.caption(CLASS_DESCRIPTIONS.get(metadata["dx"], ""))
 
 with prediction_column:
     st.subheader(f"Prediction of {card.name}")
-    app_ui.model_identity(card)
-    shown = app_ui.prediction_summary(prediction, result.report, result.members, card=card,
-                                      key=f"case_review_{case.sha256[:12]}_{model_id}")
+    ui.model_identity(card)
+    shown = ui.prediction_summary(prediction, result.report, result.members, card=card,
+                                  key=f"case_review_{case.sha256[:12]}_{model_id}")
     if shown:
-        st.plotly_chart(app_ui.probability_figure(prediction), key="case_review_probabilities")
+        st.plotly_chart(ui.probability_figure(prediction), key="case_review_probabilities")
 if not shown:
     st.info("The heatmap and the feedback form follow the diagnosis: they appear when you ask "
             "to see the model's output.")
@@ -65,10 +63,10 @@ unreliable = result.report.withheld
 
 st.subheader("What drove the prediction")
 if unreliable:
-    app_ui.unreliable_banner()
-method, class_name, opacity = app_ui.heatmap_controls(
+    ui.unreliable_banner()
+method, class_name, opacity = ui.heatmap_controls(
     "case_review", prediction.top_class, context=f"{case.sha256[:12]}_{model_id}")
-app_ui.show_heatmap(case, model_id, method, class_name, opacity)
+ui.show_heatmap(case, model_id, method, class_name, opacity)
 st.caption(f"About {class_name}: {CLASS_DESCRIPTIONS[class_name]}")
 
 st.subheader("Feedback")
@@ -89,7 +87,7 @@ details = "; ".join(part for part in (
 gate_note = ("Shown despite a failed quality gate: "
              + ", ".join(finding.code for finding in result.report.gate_failures)
              if unreliable else "")
-app_ui.feedback_form(
+ui.feedback_form(
     case.case_id, prediction, "case_review",
     key=f"case_review_feedback_{case.sha256[:12]}_{model_id}",
     image_sha256=case.sha256,
@@ -98,4 +96,4 @@ app_ui.feedback_form(
                                         gate_note) if part))
 
 st.subheader("Similar training cases")
-app_teaching.similar_cases_panel(case, model_id, key="case_review")
+teaching_panels.similar_cases_panel(case, model_id, key="case_review")

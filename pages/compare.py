@@ -3,21 +3,20 @@
 import plotly.express as px
 import streamlit as st
 
-import app_resources
-import app_ui
+from app import resources, ui
 from lesionlib import caveats, evaluation, views
 from lesionlib.classes import CLASS_NAMES
 
-app_ui.require_user()
+ui.require_user()
 st.title("Compare models")
-st.caption(app_ui.DISCLAIMER)
+st.caption(ui.DISCLAIMER)
 
-cards = app_resources.current_catalogue()
+cards = resources.current_catalogue()
 if not cards.cards:
-    st.error(app_ui.NO_MODELS.format(folder=app_resources.weights_dir()))
-    app_ui.show_catalogue_problems(cards)
+    st.error(ui.NO_MODELS.format(folder=resources.weights_dir()))
+    ui.show_catalogue_problems(cards)
     st.stop()
-app_ui.show_catalogue_problems(cards)
+ui.show_catalogue_problems(cards)
 options = sorted(cards.cards)
 model_ids = st.multiselect("Models to compare (two or more)", options, default=options[:4],
                            key="compare_models",
@@ -29,9 +28,9 @@ if len(model_ids) < 2:
 tab_case, tab_record = st.tabs(["Same image, several models", "Record on the test split"])
 
 with tab_case:
-    case = app_ui.case_picker("compare")
+    case = ui.case_picker("compare")
     if case is not None:
-        results = {model_id: app_ui.run_model(case, model_id) for model_id in model_ids}
+        results = {model_id: ui.run_model(case, model_id) for model_id in model_ids}
         usable = {model_id: result for model_id, result in results.items() if result is not None}
         withheld = [model_id for model_id, result in usable.items() if result.report.withheld]
         if withheld:
@@ -41,18 +40,18 @@ with tab_case:
                      f"failed their quality gate:** {reasons}", icon="⛔")
         shown = {model_id: result for model_id, result in usable.items()
                  if model_id not in withheld}
-        if withheld and st.checkbox(app_ui.REVEAL_LABEL, key=f"compare_reveal_{case.sha256[:12]}"):
-            app_ui.unreliable_banner()
+        if withheld and st.checkbox(ui.REVEAL_LABEL, key=f"compare_reveal_{case.sha256[:12]}"):
+            ui.unreliable_banner()
             shown = usable
         agree, chosen = views.agreement([result.prediction for result in shown.values()])
         marker = " (includes UNRELIABLE outputs)" if withheld and len(shown) == len(usable) else ""
         if shown and agree:
-            agreed = app_ui.class_label(next(iter(chosen)))
+            agreed = ui.class_label(next(iter(chosen)))
             st.success(f"All {len(shown)} models shown agree: **{agreed}**{marker}.")
         elif shown:
             st.error("The models DISAGREE" + marker + ": " + "; ".join(
                 f"**{name}** by {', '.join(models)}" for name, models in chosen.items()))
-        method, class_name, opacity = app_ui.heatmap_controls(
+        method, class_name, opacity = ui.heatmap_controls(
             "compare", next(iter(shown.values())).prediction.top_class if shown else "mel",
             context=case.sha256[:12])
         for column, (model_id, result) in zip(st.columns(len(usable) or 1), usable.items()):
@@ -62,13 +61,13 @@ with tab_case:
                             f"v{prediction.model_version}")
                 unreliable = model_id in withheld
                 if unreliable and model_id not in shown:
-                    app_ui.quality_warnings(result.report)
+                    ui.quality_warnings(result.report)
                     st.caption("Diagnosis, melanoma flag and heatmap withheld.")
                     continue
-                app_ui.quality_warnings(result.report, failures=unreliable)
+                ui.quality_warnings(result.report, failures=unreliable)
                 model_card = cards.cards[model_id]
                 if not model_card.calibrated:
-                    app_ui.not_evaluated_banner(model_card)
+                    ui.not_evaluated_banner(model_card)
                 suffix = " (UNRELIABLE)" if unreliable else ""
                 st.metric("Top diagnosis" + suffix, prediction.top_class)
                 flag = "ABOVE" if prediction.melanoma_flag else "below"
@@ -79,10 +78,10 @@ with tab_case:
                            .strip())
                 st.caption(caveats.melanoma_caveat(cards.cards[model_id],
                                                    above=prediction.melanoma_flag))
-                st.plotly_chart(app_ui.probability_figure(prediction, height=260),
+                st.plotly_chart(ui.probability_figure(prediction, height=260),
                                 key=f"compare_probabilities_{model_id}")
-                app_ui.show_heatmap(case, model_id, method, class_name, opacity,
-                                    side_by_side=False)
+                ui.show_heatmap(case, model_id, method, class_name, opacity,
+                                side_by_side=False)
 
 with tab_record:
     set_name = st.selectbox("Evaluation set", list(evaluation.EVALUATION_SETS),
@@ -102,7 +101,7 @@ with tab_record:
                                category_orders={"class": list(CLASS_NAMES)},
                                title="Per-class recall (sensitivity)", range_y=[0, 1]),
                         key="compare_recall")
-    frames = {model_id: app_resources.stored_predictions(model_id, set_name)
+    frames = {model_id: resources.stored_predictions(model_id, set_name)
               for model_id in model_ids}
     missing = [model_id for model_id, frame in frames.items() if frame is None]
     frames = {model_id: frame for model_id, frame in frames.items() if frame is not None}

@@ -3,8 +3,7 @@
 import plotly.express as px
 import streamlit as st
 
-import app_resources
-import app_ui
+from app import resources, ui
 from lesionlib import views
 from lesionlib.classes import CLASS_DESCRIPTIONS, CLASS_LONG_NAMES, CLASS_NAMES
 
@@ -18,18 +17,18 @@ def case_details(row) -> str:
     return f"{row['localization']} · age {age}"
 
 
-app_ui.require_user()
+ui.require_user()
 st.title("Dataset explorer: HAM10000")
 st.caption("10,015 dermoscopic images of 7,470 lesions (Tschandl et al., Sci Data 2018, "
            "CC BY-NC 4.0). The distributions come from the official metadata shipped with "
            "lesionlib, so they work without the images.")
 
-metadata = app_resources.bundled_metadata()
+metadata = resources.bundled_metadata()
 
 with st.sidebar:
     st.markdown("**Filter**")
     classes = st.multiselect("Diagnosis", CLASS_NAMES, key="explorer_classes",
-                             format_func=app_ui.class_label)
+                             format_func=ui.class_label)
     sites = st.multiselect("Body site", sorted(metadata["localization"].dropna().unique()),
                            key="explorer_sites")
     age_range = st.slider("Age", 0, 90, (0, 90), 5, key="explorer_age")
@@ -71,19 +70,19 @@ st.caption("dx_type: histo = histopathology, follow_up = unchanged at follow-up,
            "expert consensus, confocal = in-vivo confocal microscopy.")
 
 st.subheader("The seven classes, in plain language")
-paths, origin = app_resources.image_paths()
+paths, origin = resources.image_paths()
 for name in (classes or CLASS_NAMES):
-    with st.expander(app_ui.class_label(name)):
+    with st.expander(ui.class_label(name)):
         st.write(CLASS_DESCRIPTIONS[name])
         examples = metadata[(metadata["dx"] == name) & metadata["image_id"].isin(list(paths))]
         examples = examples.sample(min(EXAMPLES, len(examples)), random_state=0)
         for column, image_id in zip(st.columns(EXAMPLES), examples["image_id"]):
-            thumbnail = app_resources.thumbnail(paths[image_id])
+            thumbnail = resources.thumbnail(paths[image_id])
             if thumbnail is not None:
                 column.image(thumbnail, caption=f"{name} · {image_id}", width="stretch")
 
 st.subheader("Gallery")
-if app_resources.dataset_dir() is None:
+if resources.dataset_dir() is None:
     st.info("The HAM10000 images are not here, so the gallery shows only the bundled sample "
             "images. To browse all 10,015, put the dataset in `../shared/data/ham10000` or set "
             "`LESIONLIB_DATA` to a folder with its `labels.csv` and `images/`.")
@@ -101,7 +100,7 @@ if opened in paths:
     row = metadata[metadata["image_id"] == opened].iloc[0]
     with st.container(border=True):
         left, right = st.columns([2, 3])
-        opened_image = app_resources.thumbnail(paths[opened], 600)
+        opened_image = resources.thumbnail(paths[opened], 600)
         revealed = right.toggle("Reveal the diagnosis", key=f"explorer_reveal_{opened}") or reveal
         if opened_image is not None:  # the id can be looked up, so it waits for the reveal too
             left.image(opened_image, caption=opened if revealed else "diagnosis hidden",
@@ -109,7 +108,7 @@ if opened in paths:
         right.markdown(f"**Case {opened if revealed else '(id hidden until the reveal)'}** · "
                        f"{case_details(row)}")
         if revealed:
-            right.success(f"**{app_ui.class_label(row['dx'])}**, confirmed by "
+            right.success(f"**{ui.class_label(row['dx'])}**, confirmed by "
                           f"{views.DX_TYPE_WORDS.get(row['dx_type'], row['dx_type'])}; "
                           f"lesion {row['lesion_id']}.")
             right.caption(CLASS_DESCRIPTIONS[row["dx"]])
@@ -120,7 +119,7 @@ if opened in paths:
             st.rerun()
 for start in range(0, len(shown), 6):
     for column, (_, row) in zip(st.columns(6), shown.iloc[start:start + 6].iterrows()):
-        thumbnail = app_resources.thumbnail(paths[row["image_id"]])
+        thumbnail = resources.thumbnail(paths[row["image_id"]])
         if thumbnail is not None:
             details = case_details(row)
             column.image(thumbnail, caption=f"{row['dx']} · {details}" if reveal else details,

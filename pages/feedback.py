@@ -4,25 +4,23 @@ import datetime
 
 import streamlit as st
 
-import app_resources
-import app_retraining
-import app_ui
+from app import resources, retraining_panels, ui
 from lesionlib.feedback import SOURCES, FeedbackStoreError
 
-user = app_ui.require_user()
+user = ui.require_user()
 st.title("Reviewer feedback")
-reviewer = app_ui.reviewer_name(user)
-admin = app_ui.is_admin(user)
+reviewer = ui.reviewer_name(user)
+admin = ui.is_admin(user)
 
 try:
-    store = app_resources.feedback_store()
+    store = resources.feedback_store()
 except (FeedbackStoreError, ValueError) as error:
-    st.error(f"The feedback store cannot be opened: {app_ui.store_error_message(error, admin)}")
+    st.error(f"The feedback store cannot be opened: {ui.store_error_message(error, admin)}")
     st.stop()
 
-st.caption(f"Stored in {app_ui.plain(store.location)}. As an administrator you see every "
+st.caption(f"Stored in {ui.plain(store.location)}. As an administrator you see every "
            "reviewer's feedback." if admin
-           else f"You see your own feedback ({app_ui.plain(reviewer)}).")
+           else f"You see your own feedback ({ui.plain(reviewer)}).")
 
 columns = st.columns(5)
 reviewer_filter = (columns[0].text_input("Reviewer", key="feedback_reviewer").strip() or None
@@ -46,12 +44,12 @@ filters = {
 try:
     records = store.records(**filters)
 except (FeedbackStoreError, ValueError) as error:
-    st.error(f"Could not read the feedback: {app_ui.store_error_message(error, admin)}")
+    st.error(f"Could not read the feedback: {ui.store_error_message(error, admin)}")
     st.stop()
 
 disagreements = int((~records["agree"]).sum()) if len(records) else 0
-st.markdown(f"**{app_ui.count(len(records), 'record')}**" + (
-    f" — {app_ui.count(disagreements, 'disagreement')}" if len(records) else ""))
+st.markdown(f"**{ui.count(len(records), 'record')}**" + (
+    f" — {ui.count(disagreements, 'disagreement')}" if len(records) else ""))
 if records.empty:
     st.info("No feedback matches. Reviewers add feedback on the Case review and "
             "Performance and error audit pages.")
@@ -64,12 +62,12 @@ else:
         try:
             image = store.image(int(record_id))
         except (FeedbackStoreError, KeyError) as error:
-            st.error(app_ui.store_error_message(error, admin))
+            st.error(ui.store_error_message(error, admin))
         else:
             if image:
                 st.image(image, width=320)
 
-app_retraining.corrections_panel(store, reviewer, admin)
+retraining_panels.corrections_panel(store, reviewer, admin)
 
 st.subheader("Export and audit")
 if not admin:
@@ -87,7 +85,7 @@ def log_export() -> None:
 try:
     csv_bytes = store.export_csv(**filters)
 except (FeedbackStoreError, ValueError) as error:
-    st.error(f"Could not export: {app_ui.store_error_message(error, admin)}")
+    st.error(f"Could not export: {ui.store_error_message(error, admin)}")
 else:
     st.download_button("Export these records (CSV)", csv_bytes, "feedback.csv", "text/csv",
                        key="feedback_export", on_click=log_export)
@@ -95,4 +93,4 @@ with st.expander("Audit log"):
     try:
         st.dataframe(store.audit_log(), hide_index=True)
     except FeedbackStoreError as error:
-        st.error(app_ui.store_error_message(error, admin))
+        st.error(ui.store_error_message(error, admin))

@@ -4,33 +4,29 @@ import json
 
 import streamlit as st
 
-import app_faithfulness
-import app_resources
-import app_retraining
-import app_teaching
-import app_ui
+from app import faithfulness_panels, resources, retraining_panels, teaching_panels, ui
 from lesionlib import edge, views
 from lesionlib.cards import normalise_command, reproduce_steps
 
-user = app_ui.require_user()
+user = ui.require_user()
 st.title("Models")
-cards = app_resources.current_catalogue()
-app_ui.show_catalogue_problems(cards)
+cards = resources.current_catalogue()
+ui.show_catalogue_problems(cards)
 if not cards.cards:
-    st.error(app_ui.NO_MODELS.format(folder=app_resources.weights_dir()))
+    st.error(ui.NO_MODELS.format(folder=resources.weights_dir()))
     st.stop()
 
 default = cards.default_id()
 # The server's folders are for administrators; a reviewer needs only the count.
-where = f" in `{app_resources.weights_dir()}`" if app_ui.is_admin(user) else " installed"
+where = f" in `{resources.weights_dir()}`" if ui.is_admin(user) else " installed"
 st.caption(f"{len(cards.cards)} models{where}. The dashboard uses **{default}** by default.")
 summary = views.metrics_table(list(cards.cards.values()), "ham10000_test")
 if summary.shape[1] > 3:
     st.markdown("**At a glance, on the HAM10000 test split**")
     st.dataframe(summary, hide_index=True)
-app_faithfulness.overview(cards.cards)
+faithfulness_panels.overview(cards.cards)
 
-app_retraining.retraining_panel(cards, app_ui.reviewer_name(user), app_ui.is_admin(user))
+retraining_panels.retraining_panel(cards, ui.reviewer_name(user), ui.is_admin(user))
 
 for model_id, card in sorted(cards.cards.items()):
     with st.expander(card.label, expanded=model_id == default):
@@ -58,7 +54,7 @@ for model_id, card in sorted(cards.cards.items()):
                 st.caption("Against the parent Keras model (reports/edge_export.md)")
                 st.dataframe(parity, hide_index=True)
         if card.kind in ("single", "ensemble"):
-            app_retraining.version_history(card, app_ui.is_admin(user))
+            retraining_panels.version_history(card, ui.is_admin(user))
         st.markdown("**Training data and recipe**")
         st.json(card.training, expanded=False)
         metrics = views.card_metrics_rows(card)
@@ -71,8 +67,8 @@ for model_id, card in sorted(cards.cards.items()):
             if not per_class.empty:
                 st.caption("Per class, HAM10000 test split")
                 st.dataframe(per_class, hide_index=True)
-        app_faithfulness.model_section(card, cards.cards, key=model_id)
-        app_teaching.retrieval_performance(card)
+        faithfulness_panels.model_section(card, cards.cards, key=model_id)
+        teaching_panels.retrieval_performance(card)
         st.markdown("**Limitations**")
         st.markdown("\n".join(f"- {limitation}" for limitation in card.limitations)
                     or "None stated.")

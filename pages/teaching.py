@@ -4,9 +4,7 @@ import numpy as np
 import plotly.express as px
 import streamlit as st
 
-import app_resources
-import app_teaching
-import app_ui
+from app import resources, teaching_panels, ui
 from lesionlib import explain, imaging, teaching
 from lesionlib.classes import CLASS_DESCRIPTIONS, CLASS_NAMES
 
@@ -14,14 +12,14 @@ TEST_SET = "ham10000_test"
 KEYS = ("teaching_round", "teaching_position", "teaching_answers", "teaching_committed",
         "teaching_round_model", "teaching_round_number")
 
-app_ui.require_user()
+ui.require_user()
 st.title("Teaching quiz")
-st.caption(f"{app_ui.DISCLAIMER}. Cases come from the HAM10000 test split, which the models "
+st.caption(f"{ui.DISCLAIMER}. Cases come from the HAM10000 test split, which the models "
            "never saw in training. Decide first: the reference diagnosis, the model's answer, "
            "its heatmap and similar training cases appear only after you commit.")
 
-model_id = app_ui.model_picker("Model to compare with", key="teaching_model_choice",
-                               container=st.sidebar)
+model_id = ui.model_picker("Model to compare with", key="teaching_model_choice",
+                           container=st.sidebar)
 if model_id is None:
     st.stop()
 for name, default in zip(KEYS, (None, 0, [], False, None, 0)):
@@ -30,12 +28,12 @@ for name, default in zip(KEYS, (None, 0, [], False, None, 0)):
 
 def available_pool():
     """The quiz model's test-split cases whose images are here, or ``None`` (with a message)."""
-    loaded = app_resources.quiz_pool(model_id, TEST_SET)  # built once per model version
+    loaded = resources.quiz_pool(model_id, TEST_SET)  # built once per model version
     if loaded is None:
         st.warning(f"`{model_id}` has no stored test-split predictions, which the quiz draws its "
                    f"cases from. Run `python -m lesionlib evaluate --model {model_id}`.")
         return None
-    if app_resources.dataset_dir() is None:
+    if resources.dataset_dir() is None:
         st.info("The HAM10000 images are not here: rounds use the 21 bundled sample images "
                 "(HAM10000 test split). Put the dataset in `../shared/data/ham10000` or set "
                 "`LESIONLIB_DATA` for all 1,509 test cases.")
@@ -46,7 +44,7 @@ def start_round(pool) -> None:
     with st.form("teaching_setup"):
         st.markdown("**A new round**")
         classes = st.multiselect("Classes (empty: all)", CLASS_NAMES, key="teaching_classes",
-                                 format_func=app_ui.class_label)
+                                 format_func=ui.class_label)
         difficulty = st.selectbox("Difficulty", list(teaching.DIFFICULTIES),
                                   format_func=teaching.DIFFICULTIES.get,
                                   key="teaching_difficulty",
@@ -75,10 +73,10 @@ def start_round(pool) -> None:
 
 def load_case(row, paths):
     try:
-        return app_resources.case_from_file(paths[row["image_id"]], "dataset",
-                                            case_id=row["image_id"])
+        return resources.case_from_file(paths[row["image_id"]], "dataset",
+                                        case_id=row["image_id"])
     except (KeyError, imaging.ImageLoadError) as error:
-        st.error(f"Case {row['image_id']} cannot be shown: {app_ui.error_message(error)}. "
+        st.error(f"Case {row['image_id']} cannot be shown: {ui.error_message(error)}. "
                  "Skip it with 'Next case'.")
         return None
 
@@ -90,12 +88,12 @@ def ask(case, row, position: int, total: int) -> None:
     key = f"teaching_answer_{st.session_state['teaching_round_number']}_{position}"
     with right:
         answer = st.radio("Your diagnosis", CLASS_NAMES, index=None, key=key,
-                          format_func=app_ui.class_label)
+                          format_func=ui.class_label)
         if st.button("Commit my answer", type="primary", key=f"{key}_commit"):
             if answer is None:
                 st.warning("Choose one of the seven diagnoses first, then commit.")
                 return
-            result = app_ui.run_model(case, round_model())
+            result = ui.run_model(case, round_model())
             if result is None:
                 return
             st.session_state["teaching_answers"].append(
@@ -115,15 +113,15 @@ def reveal(case, row, position: int, total: int) -> None:
     left.image(case.image, caption=f"{row['image_id']}", width="stretch")
     with right:
         verdict = "right" if record["student_correct"] else "not right"
-        st.markdown(f"You said **{app_ui.class_label(record['student'])}**: {verdict}.")
-        st.success(f"Reference diagnosis: **{app_ui.class_label(record['reference'])}**, "
+        st.markdown(f"You said **{ui.class_label(record['student'])}**: {verdict}.")
+        st.success(f"Reference diagnosis: **{ui.class_label(record['reference'])}**, "
                    f"confirmed by {record['dx_type']}.")
         st.caption(CLASS_DESCRIPTIONS[record["reference"]])
         show_model_answer(case)
     st.markdown("**What drove the model's answer**")
-    app_ui.show_heatmap(case, round_model(), explain.METHODS[0], record["model"], 0.45)
+    ui.show_heatmap(case, round_model(), explain.METHODS[0], record["model"], 0.45)
     st.markdown("**Similar training cases**")
-    app_teaching.similar_cases_panel(case, round_model(), key=f"teaching_{position}")
+    teaching_panels.similar_cases_panel(case, round_model(), key=f"teaching_{position}")
     if st.button("Next case" if position + 1 < total else "See my results", type="primary",
                  key=f"teaching_next_{st.session_state['teaching_round_number']}_{position}"):
         st.session_state.update(teaching_position=position + 1, teaching_committed=False)
@@ -131,12 +129,12 @@ def reveal(case, row, position: int, total: int) -> None:
 
 
 def show_model_answer(case) -> None:
-    result = app_ui.run_model(case, round_model())
+    result = ui.run_model(case, round_model())
     if result is None:
         return
-    card = app_resources.current_catalogue().cards[round_model()]
+    card = resources.current_catalogue().cards[round_model()]
     st.markdown(f"**The model's answer** ({card.name})")
-    app_ui.model_identity(card)
+    ui.model_identity(card)
     if result.report.withheld:
         st.warning("The quality gate withholds this model's output in case review: "
                    + "; ".join(finding.message for finding in result.report.gate_failures)
@@ -144,7 +142,7 @@ def show_model_answer(case) -> None:
     for finding in result.report.cautions:
         st.warning(f"Review carefully ({finding.code}): {finding.message}", icon="⚠️")
     prediction = result.prediction
-    st.markdown(f"{app_ui.class_label(prediction.top_class)}, calibrated confidence "
+    st.markdown(f"{ui.class_label(prediction.top_class)}, calibrated confidence "
                 f"{100 * prediction.top_probability:.0f}%.")
 
 

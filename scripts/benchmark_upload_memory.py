@@ -66,25 +66,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--uploads", type=int, default=1000)
     parser.add_argument("--limit-gb", type=float, default=1.5)
     parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parent.parent,
-                        help="the checkout whose app_resources is measured (default: this one)")
+                        help="the checkout whose resources is measured (default: this one)")
     arguments = parser.parse_args(argv)
     sys.path.insert(0, str(arguments.repo.resolve()))
     logging.getLogger("streamlit").setLevel(logging.ERROR)
-    import app_resources
+    from app import resources
 
     sample = sorted((arguments.repo / "sample_images").glob("*.jpg"))[0]
-    app_resources.case_from_file(sample)
+    resources.case_from_file(sample)
     baseline = rss_bytes()
     png = big_16_bit_png()
     started = time.perf_counter()
     shape = None
     for index in range(arguments.uploads):
         upload = with_text_chunk(png, str(index))
-        case = app_resources.case_from_bytes(f"upload{index}.png", upload)
+        case = resources.case_from_bytes(f"upload{index}.png", upload)
         shape = case.image.shape
     elapsed = time.perf_counter() - started
     peak = peak_rss_bytes()
-    cache = getattr(app_resources, "decoded_images", None)
+    cache = getattr(resources, "decoded_images", None)
     held = f"{cache().nbytes / 2**20:.0f} MiB in {len(cache())} images" if cache else "n/a"
     print(f"checkout: {arguments.repo.resolve()}")
     print(f"uploads: {arguments.uploads} x {len(png) / 1024:.0f} KB PNG, {WIDTH}x{HEIGHT} "

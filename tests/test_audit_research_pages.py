@@ -78,14 +78,14 @@ def test_missing_map_is_a_message(tmp_path, monkeypatch, research_weights):
 
 
 def test_selected_point_is_read_from_the_selection_event():
-    import app_audit
+    from app import audit_panels
 
     event = {"selection": {"points": [{"curve_number": 2, "point_index": 4,
                                        "customdata": ["ISIC_0024904"]}]}}
-    assert app_audit.selected_image_id(event) == "ISIC_0024904"
-    assert app_audit.selected_image_id({"selection": {"points": []}}) is None
-    assert app_audit.selected_image_id(None) is None
-    assert app_audit.selected_image_id({"selection": {"points": [{"x": 1}]}}) is None
+    assert audit_panels.selected_image_id(event) == "ISIC_0024904"
+    assert audit_panels.selected_image_id({"selection": {"points": []}}) is None
+    assert audit_panels.selected_image_id(None) is None
+    assert audit_panels.selected_image_id({"selection": {"points": [{"x": 1}]}}) is None
 
 
 def test_robustness_tab_shows_the_stress_test_or_how_to_run_it(research_weights, tmp_path,

@@ -1,4 +1,4 @@
-"""app_auth: sign-in gate, roles and audit trail, driven through Streamlit's AppTest."""
+"""auth: sign-in gate, roles and audit trail, driven through Streamlit's AppTest."""
 
 from __future__ import annotations
 
@@ -11,20 +11,20 @@ import yaml
 from streamlit_authenticator import params as stauth_params
 from streamlit.testing.v1 import AppTest
 
-import app_auth
+from app import auth
 from lesionlib.feedback import FEEDBACK_URL_ENV, FeedbackStore
 from lesionlib.signin_throttle import MAX_FAILURES, SignInThrottle
 
 PASSWORDS = {"alice": "alice-Pass-1", "bob": "bob-Pass-2"}
 PROBE_APP = """
 import streamlit as st
-import app_auth
+from app import auth
 
-user = app_auth.gate()
-app_auth.logout_button(user)
+user = auth.gate()
+auth.logout_button(user)
 st.write(f"SECRET-DATA for {user.username} ({user.role})")
 if st.session_state.get("probe_needs_admin"):
-    app_auth.require_admin(user, what="model administration")
+    auth.require_admin(user, what="model administration")
     st.write("ADMIN-DATA")
 """
 
@@ -47,18 +47,18 @@ class FakeClock:
 def clock(monkeypatch) -> FakeClock:
     """A fresh failed-sign-in counter per test, on a clock the test moves."""
     fake = FakeClock()
-    monkeypatch.setattr(app_auth, "_THROTTLE", SignInThrottle(clock=fake))
+    monkeypatch.setattr(auth, "_THROTTLE", SignInThrottle(clock=fake))
     return fake
 
 
 @pytest.fixture(scope="module")
 def auth_config_path(tmp_path_factory):
-    config = app_auth.make_auth_config([
+    config = auth.make_auth_config([
         {"username": "alice", "password": PASSWORDS["alice"], "role": "admin",
          "name": "Alice Admin"},
         {"username": "bob", "password": PASSWORDS["bob"], "role": "reviewer"},
     ])
-    return app_auth.write_auth_config(tmp_path_factory.mktemp("auth") / "auth.yaml", config)
+    return auth.write_auth_config(tmp_path_factory.mktemp("auth") / "auth.yaml", config)
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def feedback_url(tmp_path, monkeypatch) -> str:
 
 @pytest.fixture
 def auth_on(auth_config_path, feedback_url, monkeypatch):
-    monkeypatch.setenv(app_auth.AUTH_CONFIG_ENV, str(auth_config_path))
+    monkeypatch.setenv(auth.AUTH_CONFIG_ENV, str(auth_config_path))
 
 
 def shown(markdown: str) -> str:
@@ -112,12 +112,12 @@ def audit_events(url: str) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------ sign-in off
 
 def test_without_config_everyone_is_the_local_user_with_both_roles(monkeypatch, feedback_url):
-    monkeypatch.delenv(app_auth.AUTH_CONFIG_ENV, raising=False)
+    monkeypatch.delenv(auth.AUTH_CONFIG_ENV, raising=False)
     app = run_probe(needs_admin=True)
     assert "SECRET-DATA for local (admin)" in texts(app)
     assert "ADMIN-DATA" in texts(app)
     assert len(app.text_input) == 0 and not app.error
-    assert app_auth.gate() == app_auth.LOCAL_USER and app_auth.is_admin(app_auth.LOCAL_USER)
+    assert auth.gate() == auth.LOCAL_USER and auth.is_admin(auth.LOCAL_USER)
     assert audit_events(feedback_url) == []
 
 
@@ -168,18 +168,18 @@ def test_sign_out_hides_the_data_and_is_recorded(auth_on, feedback_url):
 
 
 def test_plain_text_password_in_config_locks_everyone_out(tmp_path, feedback_url, monkeypatch):
-    config = app_auth.make_auth_config([{"username": "eve", "password": "x", "role": "admin"}])
+    config = auth.make_auth_config([{"username": "eve", "password": "x", "role": "admin"}])
     config["credentials"]["usernames"]["eve"]["password"] = "plain-text-password"
     path = tmp_path / "plain.yaml"
     path.write_text(yaml.safe_dump(config))
-    monkeypatch.setenv(app_auth.AUTH_CONFIG_ENV, str(path))
+    monkeypatch.setenv(auth.AUTH_CONFIG_ENV, str(path))
     app = run_probe()
     assert "SECRET-DATA" not in texts(app) and len(app.text_input) == 0
     assert any("not a bcrypt hash" in error.value for error in app.error)
 
 
 def test_missing_config_file_locks_everyone_out(tmp_path, feedback_url, monkeypatch):
-    monkeypatch.setenv(app_auth.AUTH_CONFIG_ENV, str(tmp_path / "nope.yaml"))
+    monkeypatch.setenv(auth.AUTH_CONFIG_ENV, str(tmp_path / "nope.yaml"))
     app = run_probe()
     assert "SECRET-DATA" not in texts(app)
     assert any("cannot read" in error.value for error in app.error)
@@ -221,7 +221,7 @@ def test_failures_of_unknown_usernames_are_counted_alike(auth_on, feedback_url):
 def test_a_good_sign_in_resets_the_count(auth_on, feedback_url):
     app = fail(run_probe(), "bob", MAX_FAILURES - 1)
     assert "SECRET-DATA for bob" in texts(sign_in(app, "bob", PASSWORDS["bob"]))
-    assert app_auth.sign_in_throttle().failures("bob") == 0
+    assert auth.sign_in_throttle().failures("bob") == 0
 
 
 def test_throttle_counts_within_its_window_only():
@@ -246,8 +246,8 @@ def test_usernames_differing_only_by_case_are_refused(auth_config_path, tmp_path
     users["Alice"] = dict(users["bob"])
     path = tmp_path / "twins.yaml"
     path.write_text(yaml.safe_dump(config))  # sorted: 'Alice' comes first
-    with pytest.raises(app_auth.AuthConfigError, match="'Alice' and 'alice' differ only by case"):
-        app_auth.load_auth_config(path)
+    with pytest.raises(auth.AuthConfigError, match="'Alice' and 'alice' differ only by case"):
+        auth.load_auth_config(path)
 
 
 def test_twin_usernames_stop_the_app_with_a_message(auth_config_path, tmp_path, feedback_url,
@@ -256,7 +256,7 @@ def test_twin_usernames_stop_the_app_with_a_message(auth_config_path, tmp_path, 
     config["credentials"]["usernames"]["BOB"] = config["credentials"]["usernames"]["bob"]
     path = tmp_path / "twins.yaml"
     path.write_text(yaml.safe_dump(config))
-    monkeypatch.setenv(app_auth.AUTH_CONFIG_ENV, str(path))
+    monkeypatch.setenv(auth.AUTH_CONFIG_ENV, str(path))
     app = run_probe()
     assert "SECRET-DATA" not in texts(app) and len(app.text_input) == 0
     assert any("differ only by case" in error.value for error in app.error)
@@ -273,7 +273,7 @@ def test_malformed_configs_are_messages_not_tracebacks(tmp_path, feedback_url, m
                                                        content):
     path = tmp_path / "broken.yaml"
     path.write_text(content)
-    monkeypatch.setenv(app_auth.AUTH_CONFIG_ENV, str(path))
+    monkeypatch.setenv(auth.AUTH_CONFIG_ENV, str(path))
     app = run_probe()
     assert "SECRET-DATA" not in texts(app)
     assert any("cannot be used" in error.value and "broken.yaml" in shown(error.value)
@@ -283,16 +283,16 @@ def test_malformed_configs_are_messages_not_tracebacks(tmp_path, feedback_url, m
 @pytest.mark.parametrize("url", ["not a url", "http://example.org/db", "mysql://u@h/d"])
 def test_bad_feedback_url_stops_the_app_with_a_message(url, monkeypatch):
     monkeypatch.setenv(FEEDBACK_URL_ENV, url)
-    monkeypatch.delenv(app_auth.AUTH_CONFIG_ENV, raising=False)
+    monkeypatch.delenv(auth.AUTH_CONFIG_ENV, raising=False)
     app = run_probe()
     assert "SECRET-DATA" not in texts(app)
     assert any("not a database URL this app can use" in error.value for error in app.error)
 
 
 def test_cookie_is_strict_and_secure_behind_https(auth_on, monkeypatch):
-    monkeypatch.setattr(app_auth, "is_https", lambda: True)
+    monkeypatch.setattr(auth, "is_https", lambda: True)
     app = run_probe()
-    manager = app.session_state[app_auth._AUTHENTICATOR_KEY].cookie_controller.cookie_model \
+    manager = app.session_state[auth._AUTHENTICATOR_KEY].cookie_controller.cookie_model \
         .cookie_manager
     assert manager.set.keywords == {"secure": True, "same_site": "strict"}
 
@@ -304,17 +304,17 @@ def test_written_config_holds_only_bcrypt_hashes(auth_config_path):
     for password in PASSWORDS.values():
         assert password not in text
     assert stat.S_IMODE(auth_config_path.stat().st_mode) == 0o600
-    config = app_auth.load_auth_config(auth_config_path)
+    config = auth.load_auth_config(auth_config_path)
     users = config["credentials"]["usernames"]
     for username, password in PASSWORDS.items():
         stored = users[username]["password"]
         assert stored.startswith("$2") and bcrypt.checkpw(password.encode(), stored.encode())
     assert users["alice"]["roles"] == ["admin"] and users["bob"]["roles"] == ["reviewer"]
-    assert len(config["cookie"]["key"]) >= app_auth.MIN_COOKIE_KEY_CHARS
-    other = app_auth.make_auth_config([{"username": "x", "password": "y", "role": "reviewer"}])
+    assert len(config["cookie"]["key"]) >= auth.MIN_COOKIE_KEY_CHARS
+    other = auth.make_auth_config([{"username": "x", "password": "y", "role": "reviewer"}])
     assert other["cookie"]["key"] != config["cookie"]["key"]  # a fresh secret each time
     with pytest.raises(FileExistsError, match="already exists"):
-        app_auth.write_auth_config(auth_config_path, config)
+        auth.write_auth_config(auth_config_path, config)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -330,8 +330,8 @@ def test_invalid_configs_are_refused(auth_config_path, tmp_path, change, message
     change(config)
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
-    with pytest.raises(app_auth.AuthConfigError, match=message):
-        app_auth.load_auth_config(path)
+    with pytest.raises(auth.AuthConfigError, match=message):
+        auth.load_auth_config(path)
 
 
 def test_role_may_be_a_single_string(auth_config_path, tmp_path):
@@ -339,36 +339,36 @@ def test_role_may_be_a_single_string(auth_config_path, tmp_path):
     config["credentials"]["usernames"]["bob"]["roles"] = "admin"
     path = tmp_path / "string-role.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert app_auth.load_auth_config(path)["credentials"]["usernames"]["bob"]["roles"] == "admin"
+    assert auth.load_auth_config(path)["credentials"]["usernames"]["bob"]["roles"] == "admin"
 
 
 def test_command_line(tmp_path, monkeypatch, capsys):
     answers = iter(["Secret-1", "Secret-1", "Secret-2", "Secret-2", "Secret-3", "Secret-3"])
-    monkeypatch.setattr(app_auth.getpass, "getpass", lambda prompt="": next(answers))
-    assert app_auth.main(["hash-password"]) == 0
+    monkeypatch.setattr(auth.getpass, "getpass", lambda prompt="": next(answers))
+    assert auth.main(["hash-password"]) == 0
     printed = capsys.readouterr().out.strip()
     assert bcrypt.checkpw(b"Secret-1", printed.encode())
     path = tmp_path / "team.yaml"
-    assert app_auth.main(["make-config", str(path), "carol:admin:Carol C", "dan:reviewer"]) == 0
-    users = app_auth.load_auth_config(path)["credentials"]["usernames"]
+    assert auth.main(["make-config", str(path), "carol:admin:Carol C", "dan:reviewer"]) == 0
+    users = auth.load_auth_config(path)["credentials"]["usernames"]
     assert users["carol"]["name"] == "Carol C" and users["dan"]["roles"] == ["reviewer"]
     assert bcrypt.checkpw(b"Secret-3", users["dan"]["password"].encode())
     assert "Secret-" not in path.read_text()
 
 
 def test_user_arguments_are_checked():
-    with pytest.raises(ValueError, match="Expected the User returned by app_auth.gate"):
-        app_auth.is_admin("alice")
+    with pytest.raises(ValueError, match="Expected the User returned by auth.gate"):
+        auth.is_admin("alice")
     with pytest.raises(ValueError, match="role must be one of"):
-        app_auth.make_auth_config([{"username": "x", "password": "y", "role": "boss"}])
+        auth.make_auth_config([{"username": "x", "password": "y", "role": "boss"}])
 
 
 def test_display_names_are_shown_as_text(tmp_path, feedback_url, monkeypatch):
-    config = app_auth.make_auth_config([{"username": "eve", "password": "eve-Pass-3",
-                                         "role": "reviewer",
-                                         "name": "![x](https://example.org/x.png)"}])
-    path = app_auth.write_auth_config(tmp_path / "auth.yaml", config)
-    monkeypatch.setenv(app_auth.AUTH_CONFIG_ENV, str(path))
+    config = auth.make_auth_config([{"username": "eve", "password": "eve-Pass-3",
+                                     "role": "reviewer",
+                                     "name": "![x](https://example.org/x.png)"}])
+    path = auth.write_auth_config(tmp_path / "auth.yaml", config)
+    monkeypatch.setenv(auth.AUTH_CONFIG_ENV, str(path))
     app = sign_in(run_probe(), "eve", "eve-Pass-3")
     caption = next(caption.value for caption in app.sidebar.caption
                    if "Signed in as" in caption.value)
@@ -395,13 +395,13 @@ def test_made_up_names_never_reset_a_real_users_count():
 def test_the_sign_in_wrapper_tells_the_throttle_which_names_are_configured():
     import types
 
-    import app_auth
+    from app import auth
 
     model = types.SimpleNamespace(credentials={"usernames": {"Alice": {}, "bob": {}}},
                                   check_credentials=lambda username, password: False)
     authenticator = types.SimpleNamespace(authentication_controller=types.SimpleNamespace(
         authentication_model=model))
-    app_auth._throttle_credentials(authenticator, None)
+    auth._throttle_credentials(authenticator, None)
     assert model.check_credentials.keywords["known"] == frozenset({"alice", "bob"})
 
 
@@ -416,8 +416,8 @@ def test_a_key_given_twice_is_refused_at_start(auth_config_path, tmp_path):
     assert yaml.safe_load(doubled) == config  # PyYAML alone accepts it silently
     path = tmp_path / "twice.yaml"
     path.write_text(doubled)
-    with pytest.raises(app_auth.AuthConfigError, match="'bob' appears twice"):
-        app_auth.load_auth_config(path)
+    with pytest.raises(auth.AuthConfigError, match="'bob' appears twice"):
+        auth.load_auth_config(path)
 
 
 @pytest.mark.parametrize("days", [".nan", ".inf", "-.inf", "100000"])
@@ -428,8 +428,8 @@ def test_an_impossible_cookie_expiry_is_refused_at_start(auth_config_path, tmp_p
     assert f"expiry_days: {days}" in text
     path = tmp_path / "expiry.yaml"
     path.write_text(text)
-    with pytest.raises(app_auth.AuthConfigError, match="expiry_days' must be a number from 0"):
-        app_auth.load_auth_config(path)
+    with pytest.raises(auth.AuthConfigError, match="expiry_days' must be a number from 0"):
+        auth.load_auth_config(path)
 
 
 def test_a_cookie_copied_before_sign_out_no_longer_signs_in(feedback_url):
@@ -444,10 +444,10 @@ def test_a_cookie_copied_before_sign_out_no_longer_signs_in(feedback_url):
     store = FeedbackStore(feedback_url)
     store.audit("sign-out", "bob")
     after = {"username": "bob", "exp_date": clock.time() + 5 + expiry_days * 86_400}
-    assert app_auth._unrevoked_cookie(lambda: before, None, expiry_days) is None
-    assert app_auth._unrevoked_cookie(lambda: after, None, expiry_days) == after
+    assert auth._unrevoked_cookie(lambda: before, None, expiry_days) is None
+    assert auth._unrevoked_cookie(lambda: after, None, expiry_days) == after
     other = {"username": "alice", "exp_date": before["exp_date"]}
-    assert app_auth._unrevoked_cookie(lambda: other, None, expiry_days) == other
+    assert auth._unrevoked_cookie(lambda: other, None, expiry_days) == other
     assert ("sign-in-revoked", "bob") in audit_events(feedback_url)
 
 
@@ -457,7 +457,7 @@ def test_the_command_line_help_is_not_preceded_by_streamlit_warnings():
 
     from conftest import REPO_ROOT
 
-    result = subprocess.run([sys.executable, "-m", "app_auth", "--help"], cwd=REPO_ROOT,
+    result = subprocess.run([sys.executable, "-m", "app.auth", "--help"], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     assert (result.stderr + result.stdout).lstrip().startswith("usage:"), result.stderr[:500]

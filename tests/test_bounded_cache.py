@@ -1,4 +1,4 @@
-"""The byte-bounded cache of decoded images (lesionlib.bounded_cache, app_resources._decode)."""
+"""The byte-bounded cache of decoded images (lesionlib.bounded_cache, resources._decode)."""
 
 from __future__ import annotations
 
@@ -57,18 +57,18 @@ def png(seed: int, size: tuple[int, int]) -> bytes:
 
 
 def test_the_app_decode_cache_is_bounded_by_bytes(monkeypatch):
-    import app_resources
+    from app import resources
 
-    monkeypatch.setattr(app_resources, "DECODE_CACHE_BYTES", 3 * 300 * 400 * 3)
-    app_resources.decoded_images.clear()
+    monkeypatch.setattr(resources, "DECODE_CACHE_BYTES", 3 * 300 * 400 * 3)
+    resources.decoded_images.clear()
     try:
-        cases = [app_resources.case_from_bytes(f"u{seed}.png", png(seed, (300, 400)))
+        cases = [resources.case_from_bytes(f"u{seed}.png", png(seed, (300, 400)))
                  for seed in range(6)]
-        cache = app_resources.decoded_images()
-        assert len(cache) == 3 and cache.nbytes <= app_resources.DECODE_CACHE_BYTES
+        cache = resources.decoded_images()
+        assert len(cache) == 3 and cache.nbytes <= resources.DECODE_CACHE_BYTES
         assert cases[-1].sha256 in cache and cases[0].sha256 not in cache
-        again = app_resources.case_from_bytes("u5.png", png(5, (300, 400)))
+        again = resources.case_from_bytes("u5.png", png(5, (300, 400)))
         assert again.image is cases[-1].image  # a second look decodes nothing
         assert not again.image.flags.writeable  # shared between sessions: read-only
     finally:
-        app_resources.decoded_images.clear()
+        resources.decoded_images.clear()

@@ -84,10 +84,10 @@ def test_upload_limit_is_configured_for_the_app():
     from conftest import REPO_ROOT
 
     config = tomllib.loads((REPO_ROOT / ".streamlit" / "config.toml").read_text())
-    # MB. The app refuses uploads over app_ui.UPLOAD_LIMIT_MB with a visible message; the
+    # MB. The app refuses uploads over ui.UPLOAD_LIMIT_MB with a visible message; the
     # transport limit is above it so that such files reach the app (see config.toml).
-    import app_ui
+    from app import ui
     from lesionlib import imaging
 
-    assert app_ui.UPLOAD_LIMIT_MB * 1e6 <= imaging.MAX_FILE_BYTES  # the loader's own cap
-    assert app_ui.UPLOAD_LIMIT_MB <= config["server"]["maxUploadSize"] <= 100
+    assert ui.UPLOAD_LIMIT_MB * 1e6 <= imaging.MAX_FILE_BYTES  # the loader's own cap
+    assert ui.UPLOAD_LIMIT_MB <= config["server"]["maxUploadSize"] <= 100

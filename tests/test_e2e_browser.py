@@ -246,13 +246,13 @@ def test_a_link_to_a_page_opens_that_page_on_a_fresh_server(browser_page, fresh_
 @pytest.fixture(scope="module")
 def signed_in_server(weights_folder, tmp_path_factory):
     """The dashboard with sign-in on: alice (admin) and bob (reviewer)."""
-    import app_auth
+    from app import auth
 
     folder = tmp_path_factory.mktemp("auth_server")
-    config = app_auth.make_auth_config([
+    config = auth.make_auth_config([
         {"username": "alice", "password": "alice-password", "role": "admin"},
         {"username": "bob", "password": "bob-password", "role": "reviewer"}])
-    path = app_auth.write_auth_config(folder / "auth.yaml", config)
+    path = auth.write_auth_config(folder / "auth.yaml", config)
     yield from _serve(weights_folder, folder, LESIONLIB_AUTH_CONFIG=str(path))
 
 

@@ -1,4 +1,4 @@
-"""The library never imports Streamlit: all UI lives in dashboard.py, app_*.py and pages/."""
+"""The library never imports Streamlit: all UI lives in dashboard.py, app/ and pages/."""
 
 import ast
 from pathlib import Path
@@ -21,7 +21,8 @@ def test_lesionlib_does_not_import_streamlit():
 
 
 def test_the_import_contracts_hold():
-    """.importlinter: no Streamlit in the library, the CLI at its top, no import cycles."""
+    """.importlinter: pages -> app -> lesionlib; no Streamlit or app in the library; the CLI at
+    its top; no import cycles."""
     import shutil
     import subprocess
 

@@ -338,13 +338,13 @@ def test_no_models_says_what_is_needed(app_env, tmp_path, monkeypatch):
 
 @pytest.fixture
 def sign_in_on(app_env, tmp_path, monkeypatch):
-    import app_auth
+    from app import auth
 
-    config = app_auth.make_auth_config([
+    config = auth.make_auth_config([
         {"username": "alice", "password": "alice-password", "role": "admin"},
         {"username": "bob", "password": "bob-password", "role": "reviewer"}])
-    path = app_auth.write_auth_config(tmp_path / "auth.yaml", config)
-    monkeypatch.setenv(app_auth.AUTH_CONFIG_ENV, str(path))
+    path = auth.write_auth_config(tmp_path / "auth.yaml", config)
+    monkeypatch.setenv(auth.AUTH_CONFIG_ENV, str(path))
     return path
 
 
@@ -363,10 +363,10 @@ def test_signed_out_user_sees_no_page(sign_in_on, page):
 
 
 def test_reviewer_cannot_export_feedback(no_dataset, monkeypatch):
-    import app_auth
+    from app import auth
 
-    reviewer = app_auth.User(username="bob", display_name="Bob", role="reviewer")
-    monkeypatch.setattr(app_auth, "gate", lambda store=None: reviewer)
+    reviewer = auth.User(username="bob", display_name="Bob", role="reviewer")
+    monkeypatch.setattr(auth, "gate", lambda store=None: reviewer)
     app = open_page("feedback")
     assert_ok(app)
     assert "You see your own feedback (bob)" in texts(app)
@@ -398,14 +398,14 @@ def test_every_heatmap_has_a_legend_and_names_its_layer(no_dataset):
 
 
 def test_over_limit_upload_is_refused_visibly_and_clears_the_old_result(no_dataset):
-    import app_ui
+    from app import ui
 
     app = open_page("case_review")
     app.radio(key="case_review_source").set_value("Upload").run()
     app.file_uploader[0].set_value(("lesion.jpg", (SAMPLE_DIR / SAMPLE_FILE).read_bytes(),
                                     "image/jpeg")).run()
     assert "Top diagnosis" in texts(app)
-    too_big = b"\xff\xd8" + bytes(app_ui.UPLOAD_LIMIT_MB * 1_000_000 + 10)
+    too_big = b"\xff\xd8" + bytes(ui.UPLOAD_LIMIT_MB * 1_000_000 + 10)
     app.file_uploader[0].set_value(("huge.jpg", too_big, "image/jpeg")).run()
     assert_ok(app)
     assert any("huge.jpg is 20.0 MB; the limit is 20 MB" in shown(error.value)
@@ -435,10 +435,10 @@ def test_uploaded_file_names_are_text_not_markdown(no_dataset):
 
 
 def test_reviewers_do_not_see_where_the_database_is(no_dataset, monkeypatch):
-    import app_auth
+    from app import auth
 
-    reviewer = app_auth.User(username="_bob_", display_name="Bob", role="reviewer")
-    monkeypatch.setattr(app_auth, "gate", lambda store=None: reviewer)
+    reviewer = auth.User(username="_bob_", display_name="Bob", role="reviewer")
+    monkeypatch.setattr(auth, "gate", lambda store=None: reviewer)
     app = open_page("feedback")
     assert_ok(app)
     content = texts(app)
@@ -454,7 +454,7 @@ def test_admins_see_where_the_database_is(no_dataset):
 
 def test_an_unexpected_error_is_a_notice_without_traceback():
     def page_script():
-        import app_ui
+        from app import ui
 
         class BrokenPage:
             title = "Broken"
@@ -462,7 +462,7 @@ def test_an_unexpected_error_is_a_notice_without_traceback():
             def run(self):
                 raise RuntimeError("/srv/secret/path exploded")
 
-        app_ui.run_page(BrokenPage())
+        ui.run_page(BrokenPage())
 
     app = AppTest.from_function(page_script, default_timeout=60)
     app.run()
@@ -481,14 +481,14 @@ def test_server_settings_hide_error_details_and_developer_tools():
 
 
 def test_error_messages_are_markdown_safe_and_leave_out_server_folders(tmp_path, monkeypatch):
-    import app_ui
+    from app import ui
     from lesionlib.cards import CardError
 
     monkeypatch.setenv("LESIONLIB_WEIGHTS", str(tmp_path))
-    message = app_ui.error_message(CardError(f"{tmp_path}/m.test/card.json: no model card."))
+    message = ui.error_message(CardError(f"{tmp_path}/m.test/card.json: no model card."))
     assert str(tmp_path) not in message
     assert shown(message) == "the weights folder: m.test/card.json: no model card."
-    assert app_ui.error_message(KeyError("Unknown model 'x' [y](z)")) == \
+    assert ui.error_message(KeyError("Unknown model 'x' [y](z)")) == \
         "Unknown model \\'x\\' \\[y\\]\\(z\\)"
 
 
@@ -572,9 +572,9 @@ def test_user_supplied_text_is_never_a_link(text):
     escaped: plain() splits each trigger with an invisible word joiner."""
     import re
 
-    import app_ui
+    from app import ui
 
-    made_safe = app_ui.plain(text)
+    made_safe = ui.plain(text)
     unescaped = re.sub(r"\\(.)", r"\1", made_safe)
     assert "://" not in unescaped and not re.search("www[.]", unescaped, re.IGNORECASE)
     assert not re.search(r"@\w", unescaped)

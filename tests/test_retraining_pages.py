@@ -24,10 +24,10 @@ def _correction(reviewer: str, case_id: str = "upload-1") -> FeedbackRecord:
 
 @pytest.fixture
 def reviewer(monkeypatch):
-    import app_auth
+    from app import auth
 
-    user = app_auth.User(username="bob", display_name="Bob", role="reviewer")
-    monkeypatch.setattr(app_auth, "gate", lambda store=None: user)
+    user = auth.User(username="bob", display_name="Bob", role="reviewer")
+    monkeypatch.setattr(auth, "gate", lambda store=None: user)
     return user
 
 

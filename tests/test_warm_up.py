@@ -1,4 +1,4 @@
-"""``app_resources.warm_up`` (what ``serve.py`` runs while the server starts) fills the caches
+"""``app.resources.warm_up`` (what ``serve.py`` runs while the server starts) fills the caches
 the first visitor needs, and a failure is a log line, never an exception."""
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ sys.path.insert(0, str(REPO_ROOT))
 
 @pytest.fixture()
 def resources(tiny_weights_dir, monkeypatch):
-    import app_resources
+    from app import resources
 
     monkeypatch.setenv("LESIONLIB_WEIGHTS", str(tiny_weights_dir))
-    app_resources.st.cache_resource.clear()
-    app_resources.st.cache_data.clear()
-    yield app_resources
-    app_resources.st.cache_resource.clear()
-    app_resources.st.cache_data.clear()
+    resources.st.cache_resource.clear()
+    resources.st.cache_data.clear()
+    yield resources
+    resources.st.cache_resource.clear()
+    resources.st.cache_data.clear()
 
 
 def test_warm_up_caches_the_default_model_and_first_case(resources):

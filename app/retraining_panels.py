@@ -9,8 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-import app_resources
-import app_ui
+from app import resources, ui
 from lesionlib import corrections, data, model_versions, retraining, retraining_job
 from lesionlib.feedback import FeedbackStoreError
 
@@ -18,10 +17,10 @@ ADMIN_ONLY = "Only administrators approve corrections, start retraining or roll 
 
 
 def _fixed_sets() -> corrections.FixedSets:
-    ham = app_resources.dataset_dir("ham10000")
+    ham = resources.dataset_dir("ham10000")
     if ham is None:
         return corrections.FixedSets()
-    external = {name: app_resources.dataset_dir(name) for name in data.EXTERNAL_SETS}
+    external = {name: resources.dataset_dir(name) for name in data.EXTERNAL_SETS}
     return corrections.fixed_sets(ham, external)
 
 
@@ -34,7 +33,7 @@ def corrections_panel(store, admin_name: str, admin: bool) -> None:
     try:
         records, decisions = store.records(), store.correction_decisions()
     except FeedbackStoreError as error:
-        st.error(app_ui.store_error_message(error, admin))
+        st.error(ui.store_error_message(error, admin))
         return
     fixed = _fixed_sets()
     if not fixed.image_ids:
@@ -43,7 +42,7 @@ def corrections_panel(store, admin_name: str, admin: bool) -> None:
     if not admin:  # a reviewer sees only the cases of their own corrections
         accepted, excluded = corrections.own_view(accepted, excluded, records, admin_name)
         st.caption("Only your own corrections are listed.")
-    st.markdown(f"**{app_ui.count(len(accepted), 'case')} would enter retraining**, "
+    st.markdown(f"**{ui.count(len(accepted), 'case')} would enter retraining**, "
                 f"{len(excluded)} would not.")
     if not accepted.empty:
         st.dataframe(accepted.drop(columns=["case_key", "image_record_id"]), hide_index=True)
@@ -68,7 +67,7 @@ def corrections_panel(store, admin_name: str, admin: bool) -> None:
         try:
             store.decide_correction(int(record_id), decision, admin_name, note.strip())
         except (ValueError, KeyError, FeedbackStoreError) as error:
-            st.error(app_ui.store_error_message(error, admin))
+            st.error(ui.store_error_message(error, admin))
         else:
             st.success(f"Record {record_id}: {decision} recorded (audited).")
 
@@ -81,7 +80,7 @@ def _describe(pending, record_id) -> str:
 def version_history(card, admin: bool) -> None:
     """A model's versions (live, archived, rejected candidates) and, for administrators, a
     rollback to an archived one (run in the background)."""
-    weights = Path(app_resources.weights_dir())
+    weights = Path(resources.weights_dir())
     history = model_versions.history(weights, card.id)
     st.markdown("**Version history**")
     if len(history) <= 1:
@@ -100,7 +99,7 @@ def version_history(card, admin: bool) -> None:
 
 def retraining_panel(cards, user_name: str, admin: bool) -> None:
     """The background run's progress and log; for administrators, a form to start one."""
-    weights = app_resources.weights_dir()
+    weights = resources.weights_dir()
     st.subheader("Retraining")
     status = retraining_job.status(weights)
     _show_status(status)
@@ -124,7 +123,7 @@ def retraining_panel(cards, user_name: str, admin: bool) -> None:
         options = ["--epochs", str(int(epochs))]
         if new_images.strip():
             if not (Path(new_images.strip()) / "labels.csv").is_file():
-                st.error(f"{app_ui.plain(new_images.strip())} has no labels.csv; expected a "
+                st.error(f"{ui.plain(new_images.strip())} has no labels.csv; expected a "
                          "folder with labels.csv (image_id, file, label) and the images.")
                 return
             options += ["--new-images", new_images.strip()]
@@ -132,16 +131,16 @@ def retraining_panel(cards, user_name: str, admin: bool) -> None:
 
 
 def _start(model_id: str, command: str, options: list[str], user_name: str | None = None) -> None:
-    user_name = user_name or app_ui.reviewer_name()
+    user_name = user_name or ui.reviewer_name()
     environment = {**os.environ}
     try:
-        pid = retraining_job.start(app_resources.weights_dir(), model_id, user_name, options,
+        pid = retraining_job.start(resources.weights_dir(), model_id, user_name, options,
                                    env=environment, command=command)
     except retraining_job.JobRunning as error:
         st.error(str(error))
         return
     except ValueError as error:  # RetrainingError: e.g. a signed deployment
-        st.error(app_ui.error_message(error))
+        st.error(ui.error_message(error))
         return
     st.success(f"Started `{command}` of {model_id} in the background (process {pid}); its "
                "progress and log appear below. The page is free meanwhile.")
@@ -157,18 +156,18 @@ def _show_status(status: retraining_job.JobStatus) -> None:
         if progress.get("eta_s") is not None:
             minutes, seconds = divmod(int(progress["eta_s"]), 60)
             line += f", about {minutes} min {seconds} s left"
-        st.info(line + f" (started by {app_ui.plain(status.lock.get('user', '?'))}).")
+        st.info(line + f" (started by {ui.plain(status.lock.get('user', '?'))}).")
         if progress.get("epochs"):
             st.progress(min(1.0, progress.get("epoch", 0) / progress["epochs"]))
         st.button("Refresh", key="retrain_refresh")
     elif progress.get("stage") == "done":
-        app_resources.catalogue.clear()  # the live versions changed
+        resources.catalogue.clear()  # the live versions changed
         st.success(f"Last run: v{progress.get('version')} {progress.get('verdict')} "
                    f"({progress.get('updated_at', '')}).")
     elif progress.get("stage") == "failed":
-        st.warning(f"Last run failed: {app_ui.plain(progress.get('error', ''))}")
+        st.warning(f"Last run failed: {ui.plain(progress.get('error', ''))}")
     elif progress:
         st.warning("The last run stopped before it finished (its process ended); see its log.")
     if status.log_tail:
         with st.expander("Log of the latest run", expanded=status.running):
-            st.code(app_ui.without_server_paths(status.log_tail), language="text")
+            st.code(ui.without_server_paths(status.log_tail), language="text")

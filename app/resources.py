@@ -31,7 +31,7 @@ from lesionlib import data as lesion_data
 from lesionlib.bounded_cache import ByteBoundedCache
 from lesionlib.classes import CLASS_NAMES
 
-REPO_ROOT = Path(__file__).resolve().parent
+REPO_ROOT = Path(__file__).resolve().parent.parent  # app/ sits in the repository root
 SAMPLE_DIR = REPO_ROOT / "sample_images"
 RESOURCES_DIR = REPO_ROOT / "lesionlib" / "resources"
 # Decoded images kept for a second look, shared by all sessions: at most this many bytes (about

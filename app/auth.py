@@ -12,8 +12,8 @@ It is switched on by pointing the environment variable ``LESIONLIB_AUTH_CONFIG``
     cookie: {name: lesionlib_auth, key: <random secret, 32+ characters>, expiry_days: 1}
 
 Passwords must be bcrypt hashes (plain text is refused). Write such a file with
-``python -m app_auth make-config auth.yaml alice:admin:"Alice Smith" bob:reviewer``, or hash
-one password with ``python -m app_auth hash-password``.
+``python -m app.auth make-config auth.yaml alice:admin:"Alice Smith" bob:reviewer``, or hash
+one password with ``python -m app.auth hash-password``.
 
 Usernames are case-insensitive: a file listing two that differ only by case is refused.
 
@@ -377,8 +377,8 @@ def _checked_user(path: Path, username: str, entry) -> dict:
     if not isinstance(password, str) or not stauth.Hasher.is_hash(password):
         raise AuthConfigError(
             f"{path.name}: the password of user {username!r} is not a bcrypt hash; plain-text "
-            "passwords are refused. Hash it with 'python -m app_auth hash-password' or write "
-            "the file with 'python -m app_auth make-config'.")
+            "passwords are refused. Hash it with 'python -m app.auth hash-password' or write "
+            "the file with 'python -m app.auth make-config'.")
     _role_of(entry, path, username)
     return dict(entry)
 
@@ -507,7 +507,7 @@ def _audit(store: FeedbackStore | None, event: str, username: str, detail: str =
 
 def _check_user(user) -> None:
     if not isinstance(user, User):
-        raise ValueError(f"Expected the User returned by app_auth.gate(); received "
+        raise ValueError(f"Expected the User returned by auth.gate(); received "
                          f"{type(user).__name__}.")
 
 
@@ -530,7 +530,7 @@ def _ask_password(prompt: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``hash-password`` or ``make-config PATH USER:ROLE[:NAME]...``."""
-    parser = argparse.ArgumentParser(prog="python -m app_auth", description=__doc__.split(
+    parser = argparse.ArgumentParser(prog="python -m app.auth", description=__doc__.split(
         "\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("hash-password", help="print the bcrypt hash of a password")

@@ -2,7 +2,7 @@
 
 The figures come from ``reports/heatmap_faithfulness.json`` (``lesionlib.faithfulness``,
 written by ``scripts/heatmap_faithfulness.py``); the per-case edge check runs on the heatmap
-shown. Used beside every heatmap (``app_ui.show_heatmap``), on the Models and audit pages.
+shown. Used beside every heatmap (``app.ui.show_heatmap``), on the Models and audit pages.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Drawing helpers shared by the dashboard pages (no caching here: see ``app_resources``).
+"""Drawing helpers shared by the dashboard pages (no caching here: see ``app.resources``).
 
 Each helper draws one recognisable piece of the interface (a model picker, a prediction panel, a
 heatmap panel, the feedback form) from plain data returned by ``lesionlib`` and
-``app_resources``. Errors a user can cause are shown as messages, never as tracebacks.
+``app.resources``. Errors a user can cause are shown as messages, never as tracebacks.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-import app_faithfulness
-import app_resources
+from app import faithfulness_panels, resources
 from lesionlib import explain, imaging, views
 from lesionlib.cards import CardError
 from lesionlib.classes import CLASS_LONG_NAMES, CLASS_NAMES
@@ -55,9 +54,9 @@ def sidebar_notice() -> None:
 
 def may_show_menu() -> bool:
     """Whether to show the page menu: sign-in is off, or this session has signed in."""
-    import app_auth
+    from app import auth
 
-    return (not os.environ.get(app_auth.AUTH_CONFIG_ENV, "").strip()
+    return (not os.environ.get(auth.AUTH_CONFIG_ENV, "").strip()
             or st.session_state.get("authentication_status") is True)
 
 
@@ -99,7 +98,7 @@ def require_user():
 
 
 def reviewer_name(user=None) -> str:
-    """A display name for the signed-in user, whatever shape ``app_auth`` gives it."""
+    """A display name for the signed-in user, whatever shape ``app.auth`` gives it."""
     user = user if user is not None else current_user()
     if user is None:
         return "local"
@@ -115,10 +114,10 @@ def reviewer_name(user=None) -> str:
 
 def is_admin(user=None) -> bool:
     """Whether the signed-in user is an administrator (the local user is, with sign-in off)."""
-    import app_auth
+    from app import auth
 
     user = user if user is not None else current_user()
-    return user is not None and app_auth.is_admin(user)
+    return user is not None and auth.is_admin(user)
 
 
 def count(number: int, noun: str) -> str:
@@ -145,8 +144,8 @@ def error_message(error: Exception) -> str:
 
 def without_server_paths(text: str) -> str:
     """``text`` with the server's weights and code folders named, not spelled out."""
-    for folder, name in ((app_resources.weights_dir(), "the weights folder"),
-                         (str(app_resources.REPO_ROOT), "the app folder")):
+    for folder, name in ((resources.weights_dir(), "the weights folder"),
+                         (str(resources.REPO_ROOT), "the app folder")):
         text = text.replace(folder.rstrip("/") + "/", f"{name}: ").replace(folder, name)
     return text
 
@@ -160,7 +159,7 @@ def store_error_message(error: Exception, admin: bool | None = None) -> str:
     text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
     text = _STORE_LOCATION.sub(" in the feedback database: ", text, count=1)
     try:
-        location = app_resources.feedback_store().location
+        location = resources.feedback_store().location
     except (FeedbackStoreError, ValueError):
         location = None
     return plain(text.replace(location, "the feedback database") if location else text)
@@ -196,9 +195,9 @@ def model_picker(label: str = "Model", key: str = "model_choice", container=st) 
 
     The choice is remembered in ``st.session_state["model_id"]`` across pages.
     """
-    cards = app_resources.current_catalogue()
+    cards = resources.current_catalogue()
     if not cards.cards:
-        st.error(NO_MODELS.format(folder=app_resources.weights_dir()))
+        st.error(NO_MODELS.format(folder=resources.weights_dir()))
         show_catalogue_problems(cards)
         return None
     options = sorted(cards.cards)
@@ -221,7 +220,7 @@ def model_identity(card) -> None:
 CASE_SOURCES = ("Sample image", "Dataset image", "Upload")
 
 
-def case_picker(key: str = "case") -> app_resources.CaseImage | None:
+def case_picker(key: str = "case") -> resources.CaseImage | None:
     """Pick a bundled sample, a dataset image by id, or upload a JPEG/PNG; returns the decoded
     case or ``None``.
 
@@ -240,14 +239,14 @@ def case_picker(key: str = "case") -> app_resources.CaseImage | None:
             st.info("Upload a dermoscopic image, or choose a sample image.")
             return None
         return case_from_upload(upload.name, upload.getvalue())
-    samples = app_resources.available_samples()
+    samples = resources.available_samples()
     if samples.empty:
         st.warning("No sample images found in `sample_images/`.")
         return None
     files = list(samples["file"])
     file = st.selectbox("Sample image (HAM10000 test split)", files, key=f"{key}_sample")
     try:
-        return app_resources.case_from_file(app_resources.SAMPLE_DIR / file, "sample")
+        return resources.case_from_file(resources.SAMPLE_DIR / file, "sample")
     except imaging.ImageLoadError as error:
         st.error(error_message(error))
         return None
@@ -263,26 +262,26 @@ def open_linked_case(key: str) -> None:
     st.session_state[f"{key}_source"] = "Dataset image"
     st.session_state[f"{key}_dataset_id"] = linked
     model_id = st.query_params.get("model")
-    if model_id in app_resources.current_catalogue().cards:
+    if model_id in resources.current_catalogue().cards:
         st.session_state["model_id"] = model_id
         st.session_state[f"{key}_model"] = model_id
 
 
-def case_from_dataset_id(text: str) -> app_resources.CaseImage | None:
+def case_from_dataset_id(text: str) -> resources.CaseImage | None:
     """The dataset image with this id, or ``None`` after saying why it cannot be opened."""
     if not text.strip():
         st.info("Type the id of a dataset image (e.g. ISIC_0024306 from HAM10000, "
                 "ISIC_0000000 from ISIC 2017, IMD003 from PH2), then press Enter.")
         return None
     try:
-        found = app_resources.dataset_image(text)
-        return app_resources.case_from_file(found.path, "dataset", case_id=found.image_id)
+        found = resources.dataset_image(text)
+        return resources.case_from_file(found.path, "dataset", case_id=found.image_id)
     except (ValueError, KeyError, FileNotFoundError, imaging.ImageLoadError) as error:
         st.error(error_message(error))
         return None
 
 
-def case_from_upload(name: str, data: bytes) -> app_resources.CaseImage | None:
+def case_from_upload(name: str, data: bytes) -> resources.CaseImage | None:
     """Turn uploaded bytes into a case, or show why they cannot be used and return ``None``.
 
     The case keeps the uploaded file's (made-safe) name as its reference.
@@ -294,26 +293,26 @@ def case_from_upload(name: str, data: bytes) -> app_resources.CaseImage | None:
                  "the image again (a dermoscopic JPEG is usually under 5 MB).")
         return None
     try:
-        return app_resources.case_from_bytes(name, data, "upload",
-                                             case_id=imaging.safe_file_name(name))
+        return resources.case_from_bytes(name, data, "upload",
+                                         case_id=imaging.safe_file_name(name))
     except imaging.ImageLoadError as error:
         st.error(f"This file cannot be reviewed. {error_message(error)}")
         return None
 
 
-def sample_metadata(case: app_resources.CaseImage) -> dict:
+def sample_metadata(case: resources.CaseImage) -> dict:
     """Metadata of a bundled sample or dataset image (age, sex, site, reference diagnosis),
     else empty."""
     if case.source == "dataset":
         try:
-            return app_resources.dataset_image(case.case_id).metadata
+            return resources.dataset_image(case.case_id).metadata
         except (ValueError, KeyError, FileNotFoundError):
             return {}
     if case.source == "upload":  # named anything: recognised by its bytes
-        return {"in_training_split": True} if app_resources.is_training_image(case.sha256) else {}
+        return {"in_training_split": True} if resources.is_training_image(case.sha256) else {}
     if case.source != "sample":
         return {}
-    labels = app_resources.sample_labels()
+    labels = resources.sample_labels()
     match = labels[labels["file"] == case.name]
     return {} if match.empty else match.iloc[0].to_dict()
 
@@ -448,7 +447,7 @@ def heatmap_controls(key: str, default_class: str, context: str = "",
 
 def heatmap_layers(model_id: str) -> str:
     """Which layer a model's heatmaps come from (each member's, for an ensemble)."""
-    cards = app_resources.current_catalogue().cards
+    cards = resources.current_catalogue().cards
     card = cards.get(model_id)
     if card is None:
         return "an unknown layer"
@@ -477,7 +476,7 @@ def show_heatmap(case, model_id: str, method: str, class_name: str, opacity: flo
     """Original and heatmap overlay, captioned with method, class, model and layer, and the
     colour legend; returns False (with a message) when it cannot be computed."""
     try:
-        heatmap = app_resources.heatmap(case, model_id, method, CLASS_NAMES.index(class_name))
+        heatmap = resources.heatmap(case, model_id, method, CLASS_NAMES.index(class_name))
     except MODEL_ERRORS as error:
         st.error(f"Heatmap unavailable: {error_message(error)}")
         return False
@@ -490,8 +489,8 @@ def show_heatmap(case, model_id: str, method: str, class_name: str, opacity: flo
     blended = explain.overlay(case.image, heatmap, opacity)
     caption = (f"{method} for {class_label(class_name)} ({model_id}), from "
                f"{heatmap_layers(model_id)}")
-    cards = app_resources.current_catalogue().cards
-    app_faithfulness.heatmap_warnings(heatmap, model_id, method, cards)  # before it is read
+    cards = resources.current_catalogue().cards
+    faithfulness_panels.heatmap_warnings(heatmap, model_id, method, cards)  # before it is read
     card = cards.get(model_id)
     if card is not None and card.kind == "edge":
         caption = (f"{method} for {class_label(class_name)}, computed with the parent model "
@@ -512,7 +511,7 @@ def show_heatmap(case, model_id: str, method: str, class_name: str, opacity: flo
 def run_model(case, model_id: str):
     """The cached prediction, or ``None`` after showing why the model cannot be used."""
     try:
-        return app_resources.predict(case, model_id)
+        return resources.predict(case, model_id)
     except MODEL_ERRORS as error:
         st.error(f"Model `{model_id}` cannot be used: {error_message(error)}")
         return None
@@ -579,7 +578,7 @@ def save_feedback(case_id, prediction, source, agree, corrected, note, image_sha
             agree=agree, corrected_class=None if agree else corrected, note=note,
             reviewer=reviewer_name(), image_sha256=image_sha256,
             image_png=image_png() if callable(image_png) else image_png)
-        saved = app_resources.feedback_store().save(record)
+        saved = resources.feedback_store().save(record)
     except (FeedbackStoreError, ValueError, TypeError) as error:
         st.error(f"Feedback was NOT saved: {store_error_message(error)} Your entries are "
                  "still in the form; try again, or copy your note.")

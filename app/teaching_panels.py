@@ -1,4 +1,4 @@
-"""Drawing helpers for similar cases and teaching (no caching here: see ``app_resources``).
+"""Drawing helpers for similar cases and teaching (no caching here: see ``app.resources``).
 
 Used by the Case review, Teaching quiz and Dataset explorer pages. Errors a user can cause are
 shown as messages, never as tracebacks.
@@ -9,8 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-import app_resources
-import app_ui
+from app import resources, ui
 from lesionlib import retrieval
 from lesionlib.cards import CardError
 from lesionlib.classes import CLASS_LONG_NAMES
@@ -39,11 +38,11 @@ def similar_cases_panel(case, model_id: str, key: str, k: int = retrieval.DEFAUL
     most similar bundled sample images are shown instead (and the page says so).
     """
     try:
-        index, single_card = app_resources.retrieval_index(model_id)
-        neighbours = app_resources.similar_cases(case, model_id, k)
+        index, single_card = resources.retrieval_index(model_id)
+        neighbours = resources.similar_cases(case, model_id, k)
     except INDEX_ERRORS as error:
         st.info(f"Similar cases are not available for this model: "
-                f"{app_ui.error_message(error)}")
+                f"{ui.error_message(error)}")
         return
     via = "" if single_card.id == model_id else (
         f" ({model_id} is an ensemble: its member {single_card.id} has the best validation "
@@ -53,8 +52,8 @@ def similar_cases_panel(case, model_id: str, key: str, k: int = retrieval.DEFAUL
                f"similarity (1 = identical features). Similar-looking is not the same "
                f"diagnosis: these are references to compare with, not a vote. "
                + retrieval_figures(index))
-    if app_resources.dataset_dir() is not None:
-        paths, _ = app_resources.image_paths()
+    if resources.dataset_dir() is not None:
+        paths, _ = resources.image_paths()
         neighbour_gallery(neighbours, paths, key)
         return
     st.info("The HAM10000 images are not here, so the training neighbours are listed without "
@@ -62,8 +61,8 @@ def similar_cases_panel(case, model_id: str, key: str, k: int = retrieval.DEFAUL
             "split), with pictures.")
     st.dataframe(neighbour_table(neighbours), hide_index=True, key=f"{key}_similar_table")
     if index.samples is not None:
-        samples = app_resources.similar_cases(case, model_id, k, reference="samples")
-        paths, _ = app_resources.image_paths()
+        samples = resources.similar_cases(case, model_id, k, reference="samples")
+        paths, _ = resources.image_paths()
         neighbour_gallery(samples, paths, f"{key}_samples")
 
 
@@ -79,7 +78,7 @@ def neighbour_gallery(neighbours: pd.DataFrame, paths: dict[str, str], key: str)
     for column, row in zip(st.columns(COLUMNS), neighbours.itertuples()):
         caption = (f"#{row.rank} {row.dx} ({row.dx_type}) · similarity {row.similarity:.2f} · "
                    f"{row.image_id}")
-        thumbnail = app_resources.thumbnail(paths[row.image_id]) \
+        thumbnail = resources.thumbnail(paths[row.image_id]) \
             if row.image_id in paths else None
         if thumbnail is None:
             column.caption(f"{caption} (image not here)")
@@ -91,9 +90,9 @@ def retrieval_performance(card) -> None:
     """The similar-case index's measured figures beside the classifier's, for the Models page."""
     st.markdown("**Similar-case retrieval**")
     try:
-        index, single_card = app_resources.retrieval_index(card.id)
+        index, single_card = resources.retrieval_index(card.id)
     except INDEX_ERRORS as error:
-        st.caption(f"No usable similar-case index: {app_ui.error_message(error)}")
+        st.caption(f"No usable similar-case index: {ui.error_message(error)}")
         return
     metrics = index.metrics
     if "precision_at_k" not in metrics:

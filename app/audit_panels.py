@@ -1,7 +1,7 @@
 """Sections of the Performance and error audit page: one case, the embedding map, label issues.
 
 Drawing only: the numbers come from ``lesionlib.embedding_map`` and ``lesionlib.label_audit``
-through the caches in ``app_resources``. Every section explains what it shows before it shows
+through the caches in ``app.resources``. Every section explains what it shows before it shows
 it, and says what is missing (a map not computed, a stale map, no dataset images) in words.
 """
 
@@ -11,8 +11,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-import app_resources
-import app_ui
+from app import resources, ui
 from lesionlib import embedding_map, imaging, inference, label_audit, views
 from lesionlib.classes import CLASS_NAMES
 
@@ -29,9 +28,9 @@ def case_panel(row: pd.Series, model_id: str, set_name: str, key: str, context: 
     ``row`` is a stored-prediction row of ``model_id`` on ``set_name`` (``image_id``,
     ``set_folder``, ``file``, ``true_class``, ``prediction``, the class probabilities...).
     """
-    card = app_resources.current_catalogue().cards[model_id]
+    card = resources.current_catalogue().cards[model_id]
     image_id = str(row["image_id"])
-    path = app_resources.dataset_image_path(row["set_folder"], row["file"])
+    path = resources.dataset_image_path(row["set_folder"], row["file"])
     case, result = None, None
     if path is None:
         st.info(f"The image is not available here (needs the `{row['set_folder']}` dataset "
@@ -39,57 +38,57 @@ def case_panel(row: pd.Series, model_id: str, set_name: str, key: str, context: 
                 "not be run on it.")
     else:
         try:
-            case = app_resources.case_from_file(path, "dataset", case_id=image_id)
+            case = resources.case_from_file(path, "dataset", case_id=image_id)
         except imaging.ImageLoadError as error:
-            st.error(app_ui.error_message(error))
+            st.error(ui.error_message(error))
         else:
-            result = app_ui.run_model(case, model_id)
+            result = ui.run_model(case, model_id)
             st.page_link("pages/case_review.py", label=f"Open {image_id} in Case review",
                          icon=":material/search:",
                          query_params={"case": image_id, "model": model_id})
     report = result.report if result is not None else None
-    if not app_ui.output_allowed(report, key=f"{key}_{model_id}_{image_id}"):
+    if not ui.output_allowed(report, key=f"{key}_{model_id}_{image_id}"):
         st.image(case.image, caption=f"{image_id} (reference: {row['true_class']})",
                  width="stretch")
         st.info("The stored prediction, every model's output, the heatmap and the feedback "
                 "form appear when you ask to see the model's output.")
         return
     if report is not None and report.withheld:
-        app_ui.unreliable_banner()
+        ui.unreliable_banner()
     if report is not None:
-        app_ui.quality_warnings(report, failures=False)
+        ui.quality_warnings(report, failures=False)
     details = {name: row[name] for name in ("true_class", "prediction", "confidence", "age",
                                             "sex", "localization", "dx_type", "dataset",
                                             "lesion_id") if name in row.index}
     info_column, image_column = st.columns([2, 3])
     with info_column:
-        st.markdown("\n".join(f"- **{label}**: {app_ui.plain(value)}"
+        st.markdown("\n".join(f"- **{label}**: {ui.plain(value)}"
                                for label, value in views.case_detail_lines(details)))
         st.markdown("**Every model's stored output on this image**")
-        frames = {other: app_resources.stored_predictions(other, set_name)
-                  for other in app_resources.current_catalogue().cards}
+        frames = {other: resources.stored_predictions(other, set_name)
+                  for other in resources.current_catalogue().cards}
         st.dataframe(views.case_outputs({name: frame for name, frame in frames.items()
                                          if frame is not None}, image_id), hide_index=True)
     with image_column:
         if case is not None:
-            method, class_name, opacity = app_ui.heatmap_controls(
+            method, class_name, opacity = ui.heatmap_controls(
                 f"{key}_heatmap", row["prediction"], context=f"{model_id}_{image_id}")
-            app_ui.show_heatmap(case, model_id, method, class_name, opacity)
+            ui.show_heatmap(case, model_id, method, class_name, opacity)
     stored = inference.to_predictions(card, row[list(CLASS_NAMES)].to_numpy(float)[None])[0]
     gate_note = ("; shown despite a failed quality gate: " + ", ".join(
         finding.code for finding in report.gate_failures)
         if report is not None and report.withheld else "")
-    app_ui.feedback_form(image_id, stored, "error_browser",
-                         key=f"{key}_feedback_{model_id}_{image_id}",
-                         image_sha256=case.sha256 if case is not None else None,
-                         default_verdict=None,  # a known error or suspect: no one-click "Agree"
-                         context=f"Set: {set_name}; reference: {row['true_class']}{context}"
-                         + gate_note)
+    ui.feedback_form(image_id, stored, "error_browser",
+                     key=f"{key}_feedback_{model_id}_{image_id}",
+                     image_sha256=case.sha256 if case is not None else None,
+                     default_verdict=None,  # a known error or suspect: no one-click "Agree"
+                     context=f"Set: {set_name}; reference: {row['true_class']}{context}"
+                     + gate_note)
 
 
 def stored_row(model_id: str, set_name: str, image_id: str) -> pd.Series | None:
     """``model_id``'s stored prediction row for one image (``None`` if it has none)."""
-    frame = app_resources.stored_predictions(model_id, set_name)
+    frame = resources.stored_predictions(model_id, set_name)
     if frame is None:
         return None
     match = frame[frame["image_id"] == image_id]
@@ -139,12 +138,12 @@ def embedding_map_section(model_id: str) -> None:
                "distances between groups and the size of a group do not. Click a point (or "
                "pick an image below) to open the case.")
     try:
-        result, embedder = app_resources.embedding_map(model_id)
+        result, embedder = resources.embedding_map(model_id)
     except (embedding_map.MapMissingError, embedding_map.StaleMapError) as error:
-        st.warning(app_ui.error_message(error))
+        st.warning(ui.error_message(error))
         return
-    except app_ui.MODEL_ERRORS + (ValueError,) as error:
-        st.error(f"The embedding map cannot be used: {app_ui.error_message(error)}")
+    except ui.MODEL_ERRORS + (ValueError,) as error:
+        st.error(f"The embedding map cannot be used: {ui.error_message(error)}")
         return
     scores = result.metrics
     st.markdown(
@@ -156,7 +155,7 @@ def embedding_map_section(model_id: str) -> None:
         f"{scores.get('class_precision_at_k_features', float('nan')):.2f} in feature space, "
         f"{scores.get('class_precision_at_k_map', float('nan')):.2f} on the map.")
     frame = embedding_map.with_predictions(
-        result.frame(), app_resources.stored_predictions(model_id, result.set_name))
+        result.frame(), resources.stored_predictions(model_id, result.set_name))
     colour_by = st.selectbox("Colour by", list(embedding_map.COLOUR_OPTIONS), key="audit_map_colour",
                              format_func=lambda name: embedding_map.COLOUR_OPTIONS[name])
     event = st.plotly_chart(map_figure(frame, colour_by), key="audit_map", on_select="rerun",
@@ -197,9 +196,9 @@ def label_issues_section(model_id: str) -> None:
                "the model's mistakes. A histopathology-confirmed label (histo) is the strongest "
                "reference; consensus and follow-up labels are weaker.")
     try:
-        audit = app_resources.label_audit(model_id)
+        audit = resources.label_audit(model_id)
     except ValueError as error:
-        st.info(app_ui.error_message(error))
+        st.info(ui.error_message(error))
         return
     except Exception as error:  # noqa: BLE001 - a failed audit must not take the page down
         st.warning("The label audit could not be computed for this model "
@@ -259,8 +258,8 @@ def suspect_gallery(suspects: pd.DataFrame) -> None:
     columns = st.columns(4)
     missing = 0
     for position, suspect in enumerate(suspects.itertuples()):
-        path = app_resources.dataset_image_path(suspect.set_folder, suspect.file)
-        image = app_resources.thumbnail(str(path)) if path is not None else None
+        path = resources.dataset_image_path(suspect.set_folder, suspect.file)
+        image = resources.thumbnail(str(path)) if path is not None else None
         if image is None:
             missing += 1
             continue
@@ -284,7 +283,7 @@ def robustness_section(card) -> None:
                "(framing, rotation, zoom, focus, JPEG, exposure, white balance, resolution). A "
                f"drop above {robustness.TARGET_DROP:.2f} balanced accuracy means the model's "
                "answers depend on how the image was taken, not only on the lesion.")
-    entry = robustness.load_report(app_resources.REPO_ROOT / "reports").get(card.id)
+    entry = robustness.load_report(resources.REPO_ROOT / "reports").get(card.id)
     if entry is None:
         st.info(f"{card.name} has not been stress-tested. An administrator can run "
                 f"`python -m lesionlib stress-test --model {card.id}` (needs the dataset).")
