@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import lesionlib.cli
+import lesionlib.commands.training
 from conftest import SAMPLE_DIR
 from lesionlib.cli import main
 
@@ -133,7 +134,7 @@ def test_a_bug_is_not_turned_into_a_user_error(bug, monkeypatch):
     def broken(args):
         raise bug
 
-    monkeypatch.setattr(lesionlib.cli, "_command_architectures", broken)
+    monkeypatch.setattr(lesionlib.commands.training, "architectures", broken)
     with pytest.raises(type(bug)):
         main(["architectures"])
 
@@ -149,7 +150,7 @@ def test_interrupt_is_one_line_and_exit_130(monkeypatch, capsys):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(lesionlib.cli, "_command_architectures", interrupted)
+    monkeypatch.setattr(lesionlib.commands.training, "architectures", interrupted)
     assert main(["architectures"]) == 130
     assert capsys.readouterr().err.strip() == "Interrupted."
 
