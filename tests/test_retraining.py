@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from conftest import build_tiny_weights
-from lesionlib import cli, corrections, model_versions, registry, retraining, retraining_job
+from lesionlib import (cli, corrections, model_versions, promotion, registry, retraining,
+                       retraining_job)
 from lesionlib.cards import read_card
 from lesionlib.feedback import FeedbackRecord, FeedbackStore
 from lesionlib.integrity import verify_folder
@@ -187,14 +188,14 @@ def test_full_loop_promote_then_rollback_then_reject(world):
     assert list(zip(history["version"], history["status"])) == [("1.1.0", "live"),
                                                                  ("1.0.0", "archived")]
 
-    retraining.rollback(weights, "tiny0.test", "1.0.0", "boss", store, ham)
+    promotion.rollback(weights, "tiny0.test", "1.0.0", "boss", store, ham)
     catalogue = registry.discover(weights)
     assert catalogue.cards["tiny0.test"].version == "1.0.0" and not catalogue.problems
     audit = store.audit_log()
     assert list(audit.loc[audit["event"] == "rollback", "detail"]) == [
         "tiny0.test v1.1.0 -> v1.0.0"]
     with pytest.raises(KeyError, match="archived"):
-        retraining.rollback(weights, "tiny0.test", "9.9.9", "boss", store)
+        promotion.rollback(weights, "tiny0.test", "9.9.9", "boss", store)
 
     rejected = retraining.run(_options(world, IMPOSSIBLE), store)
     assert not rejected["promoted"] and rejected["version"] == "1.2.0"
@@ -276,9 +277,9 @@ def test_command_line_errors_are_one_line(tiny_weights_dir, tmp_path, capsys):
 PROMOTE_SCRIPT = """
 import sys
 from pathlib import Path
-from lesionlib import retraining
+from lesionlib import promotion
 print("START", flush=True)
-retraining.promote(Path(sys.argv[1]), "tiny0.test", Path(sys.argv[2]), None, log=print)
+promotion.promote(Path(sys.argv[1]), "tiny0.test", Path(sys.argv[2]), None, log=print)
 print("DONE", flush=True)
 """
 
@@ -350,7 +351,7 @@ def test_a_kill_during_promotion_leaves_a_whole_state_and_a_rerun_finishes_it(
                    env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     member, ensemble, problems = _state(weights)
     assert member == "7.0.0" and ensemble not in (None, before[1]) and not problems
-    assert retraining.pending_promotion(weights) is None
+    assert promotion.pending_promotion(weights) is None
 
 
 def test_a_signed_deployment_refuses_retraining_before_training(world, monkeypatch, tmp_path):

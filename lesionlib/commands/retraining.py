@@ -55,7 +55,7 @@ def retrain(args) -> int:
 
 
 def rollback(args) -> int:
-    from lesionlib import retraining, retraining_job
+    from lesionlib import promotion, retraining_job
     from lesionlib.feedback import FeedbackStore
     from lesionlib.registry import default_weights_dir
 
@@ -72,7 +72,7 @@ def rollback(args) -> int:
     progress = retraining_job.Progress(weights)
     progress("rolling back", version=args.version)
     try:
-        refreshed = retraining.rollback(weights, args.model, args.version, args.user,
+        refreshed = promotion.rollback(weights, args.model, args.version, args.user,
                                         FeedbackStore(args.feedback_url), ham10000,
                                         log=lambda line: print(line, flush=True))
     except KeyError as error:
