@@ -18,23 +18,18 @@ holds the record and can offer to save it again.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import hashlib
-import functools
 import os
-import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
 
-from lesionlib import imaging
+from lesionlib import database, imaging
 
 FEEDBACK_URL_ENV = "LESIONLIB_FEEDBACK_URL"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +41,8 @@ AUDIT_EVENTS = ("sign-in", "sign-out", "feedback", "export", "denied", "sign-in-
 CORRECTION_DECISIONS = ("approve", "reject")  # an administrator's verdict on a correction
 MAX_NOTE_CHARS = 20_000
 MAX_DETAIL_CHARS = 2_000
-RETRY_DELAYS_S = (0.1, 0.5)  # after the busy timeout itself: three attempts in all
+LOST_MESSAGE = ("The record was NOT saved; it has not been lost: keep it and try again, or ask an "
+                "administrator to check the database.")
 
 RECORD_COLUMNS = ("id", "created_at", "case_id", "source", "model_id", "model_version",
                   "predicted_class", "agree", "corrected_class", "note", "reviewer",
@@ -146,17 +142,13 @@ class SavedFeedback:
     superseded: tuple[int, ...] = ()
 
 
-class FeedbackStoreError(RuntimeError):
+class FeedbackStoreError(database.DatabaseError):
     """The feedback database could not be opened, read or written; the message says where and why.
 
     Attributes:
         record: the ``FeedbackRecord`` that was not saved (``None`` for other operations). It was
             not written; the caller still has it and can save it again.
     """
-
-    def __init__(self, message: str, record: FeedbackRecord | None = None):
-        super().__init__(message)
-        self.record = record
 
 
 class FeedbackStore:
@@ -176,19 +168,9 @@ class FeedbackStore:
 
     def __init__(self, url: str | None = None, *, timeout_s: float = 2.0):
         url = url or os.environ.get(FEEDBACK_URL_ENV) or f"sqlite:///{DEFAULT_DATABASE_PATH}"
-        try:
-            self._url = sa.engine.make_url(url)
-        except sa_exc.ArgumentError:
-            scheme = str(url).split(":", 1)[0]
-            raise ValueError(f"Not a database URL (scheme {scheme!r}); expected e.g. "
-                             "'sqlite:///path/feedback.db' or "
-                             "'postgresql+psycopg://user:password@host/database'.") from None
-        self._is_sqlite = self._url.get_backend_name() == "sqlite"
-        self.location = _describe_location(self._url)
-        self._engine = _create_engine(self._url, timeout_s)
-        # SQLite has one writer at a time anyway: queue this process's threads here rather than
-        # in SQLite's busy handler.
-        self._write_lock = threading.Lock() if self._is_sqlite else contextlib.nullcontext()
+        self._database = database.Database(url, timeout_s=timeout_s, title="feedback database",
+                                           error_type=FeedbackStoreError)
+        self.location = self._database.location
         self._write(_create_and_migrate, "open the database and create its tables")
 
     def __repr__(self) -> str:
@@ -196,7 +178,7 @@ class FeedbackStore:
 
     def close(self) -> None:
         """Close the database connections (the store cannot be used afterwards)."""
-        self._engine.dispose()
+        self._database.close()
 
     def add(self, record: FeedbackRecord) -> int:
         """Save one feedback record and return its id (see ``save``, which says more)."""
@@ -422,33 +404,10 @@ class FeedbackStore:
 
     def _write(self, operation, what: str, record: FeedbackRecord | None = None):
         """Run ``operation(connection)`` in a transaction, retrying while the database is busy."""
-        for attempt, delay in enumerate((*RETRY_DELAYS_S, None), start=1):
-            try:
-                with self._write_lock, self._engine.begin() as connection:
-                    return operation(connection)
-            except sa_exc.SQLAlchemyError as error:
-                if delay is None or not _is_transient(error):
-                    raise self._error(what, error, attempt, record) from error
-            time.sleep(delay)
-        raise AssertionError("unreachable")  # the loop returns or raises
+        return self._database.write(operation, what, record, LOST_MESSAGE)
 
     def _read(self, query, what: str) -> list:
-        try:
-            with self._engine.connect() as connection:
-                return list(connection.execute(query).mappings())
-        except sa_exc.SQLAlchemyError as error:
-            raise self._error(what, error, 1) from error
-
-    def _error(self, what: str, error: Exception, attempts: int,
-               record: FeedbackRecord | None = None) -> FeedbackStoreError:
-        reason = _explain(error)
-        if _is_transient(error):
-            reason += f" (still busy after {attempts} attempts)"
-        message = f"Could not {what} in the feedback database at {self.location}: {reason}."
-        if record is not None:
-            message += (" The record was NOT saved; it has not been lost: keep it and try "
-                        "again, or ask an administrator to check the database.")
-        return FeedbackStoreError(message, record)
+        return self._database.read(query, what)
 
 
 def _create_and_migrate(connection) -> None:
@@ -488,61 +447,6 @@ def _same_review(record: FeedbackRecord) -> list:
     return [_feedback.c.case_id == record.case_id, _feedback.c.reviewer == record.reviewer,
             _feedback.c.model_id == record.model_id,
             _feedback.c.image_sha256.is_(None) if sha is None else _feedback.c.image_sha256 == sha]
-
-
-def _create_engine(url: sa.engine.URL, timeout_s: float) -> sa.engine.Engine:
-    if url.get_backend_name() != "sqlite":
-        connect_args = ({"connect_timeout": max(1, round(timeout_s))}
-                        if url.get_backend_name() == "postgresql" else {})
-        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
-    in_memory = url.database in (None, "", ":memory:")
-    engine = sa.create_engine(
-        url, connect_args={"timeout": timeout_s, "check_same_thread": False},
-        poolclass=sa.pool.StaticPool if in_memory else None)
-    sa.event.listen(engine, "connect",
-                    functools.partial(_configure_sqlite, busy_timeout_ms=int(timeout_s * 1000)))
-    return engine
-
-
-def _configure_sqlite(dbapi_connection, _connection_record, busy_timeout_ms: int) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        cursor.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
-        cursor.execute("PRAGMA synchronous = NORMAL")  # durable across app crashes in WAL mode
-    finally:
-        cursor.close()
-
-
-def _describe_location(url: sa.engine.URL) -> str:
-    if url.get_backend_name() == "sqlite":
-        database = url.database or ":memory:"
-        return f"SQLite file {Path(database).resolve()}" if database != ":memory:" else \
-            "an in-memory SQLite database"
-    return url.render_as_string(hide_password=True)
-
-
-def _is_transient(error: Exception) -> bool:
-    text = str(getattr(error, "orig", error)).lower()
-    # the last three: several app servers creating or migrating the tables at the same moment
-    return any(marker in text for marker in ("database is locked", "database is busy",
-                                             "deadlock detected", "could not serialize",
-                                             "already exists", "duplicate key value",
-                                             "duplicate column name"))
-
-
-def _explain(error: Exception) -> str:
-    original = getattr(error, "orig", None) or error
-    text = str(original).strip().split("\n")[0][:300]
-    lowered = text.lower()
-    if "database is locked" in lowered or "database is busy" in lowered:
-        return f"the database is locked by another connection or process ({text})"
-    if "not a database" in lowered or "malformed" in lowered:
-        return f"the file is not a valid SQLite database or is damaged ({text})"
-    if "unable to open database file" in lowered:
-        return (f"the file cannot be opened; check that its folder exists and is writable "
-                f"({text})")
-    return f"{type(original).__name__}: {text}"
 
 
 def _filters(reviewer, model_id, agree, source, since) -> list:
