@@ -203,7 +203,7 @@ def label_issues_section(model_id: str) -> None:
     except Exception as error:  # noqa: BLE001 - a failed audit must not take the page down
         st.warning("The label audit could not be computed for this model "
                    f"({type(error).__name__}). The other tabs are unaffected; the offline report "
-                   "is `python scripts/label_audit_report.py`.")
+                   "is `python scripts/benchmarks/label_audit_report.py`.")
         return
     suspects = audit.suspects
     st.markdown(f"**{len(suspects):,} suspects** among {len(audit.images):,} labelled images "
@@ -219,7 +219,7 @@ def label_issues_section(model_id: str) -> None:
         st.dataframe(audit.by_class, hide_index=True)
     st.caption("`flagged`: share of that type's images flagged. Nearly every follow-up image is "
                "a nevus, so compare types within a class (right). Full report: "
-               "`python scripts/label_audit_report.py` → reports/label_audit.md.")
+               "`python scripts/benchmarks/label_audit_report.py` → reports/label_audit.md.")
     first, second = st.columns(2)
     dx_types = first.multiselect("Confirmation type", sorted(suspects["dx_type"].unique()),
                                  key="audit_label_dx_type")

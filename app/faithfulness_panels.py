@@ -1,7 +1,7 @@
 """Drawing the heatmap-faithfulness figures: is the model looking at the lesion?
 
 The figures come from ``reports/heatmap_faithfulness.json`` (``lesionlib.faithfulness``,
-written by ``scripts/heatmap_faithfulness.py``); the per-case edge check runs on the heatmap
+written by ``scripts/benchmarks/heatmap_faithfulness.py``); the per-case edge check runs on the heatmap
 shown. Used beside every heatmap (``app.ui.show_heatmap``), on the Models and audit pages.
 """
 

@@ -13,7 +13,7 @@ the full field of view resized to a square), so a lesion mask is mapped through 
   faster than a random map of the same smoothness (``random_maps``) does.
 - **Edge check** (``edge_check``): without a mask, the share of heatmap energy in the outer band
   of the image (``BORDER_FRACTION`` of each side) against the band's share of the area. It fires
-  above a threshold chosen on PH2 figures by ``scripts/heatmap_faithfulness.py`` and stored in
+  above a threshold chosen on PH2 figures by ``scripts/benchmarks/heatmap_faithfulness.py`` and stored in
   ``reports/heatmap_faithfulness.json`` with the model-level figures.
 """
 
@@ -31,7 +31,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPORT_PATH = REPO_ROOT / "reports" / "heatmap_faithfulness.json"
 REPORT_ENV = "LESIONLIB_HEATMAP_REPORT"  # another report file (tests, deployments)
-REPORT_COMMAND = "python scripts/heatmap_faithfulness.py"
+REPORT_COMMAND = "python scripts/benchmarks/heatmap_faithfulness.py"
 BORDER_FRACTION = 0.1  # the edge band: this share of the side, on each of the four sides
 DELETION_FRACTIONS = tuple(round(step / 10, 1) for step in range(11))  # 0, 0.1, ..., 1.0
 RANDOM_GRID = 7  # random baseline maps: uniform noise on a 7x7 grid, upsampled like a CAM

@@ -15,7 +15,7 @@ combines its members' gates: its distance is the mean over members of each membe
 divided by that member's threshold, and its threshold on that mean is set on validation images
 like any other (``fit_ensemble_gate``); it needs every member's gate. A model without a gate
 is never checked silently: each report then carries a ``no_gate`` finding. The detection and
-false-alarm rates are measured by ``scripts/benchmark_quality_gate.py``.
+false-alarm rates are measured by ``scripts/benchmarks/benchmark_quality_gate.py``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Dermoscopic images have no preferred orientation, so the horizontal, vertical and double flip
 of an image are as valid as the image itself. Whether the average pays is measured on the
-validation split (reports/ablation.md, ``scripts/ablation_report.py --tta-model``); it did not
+validation split (reports/ablation.md, ``scripts/benchmarks/ablation_report.py --tta-model``); it did not
 for the shipped Lite0 v2, so the app does not use it.
 """
 

@@ -2,7 +2,7 @@
 
 Usage: python tests/distributed_worker.py RUN_DIR [WORKERS INDEX]  (no WORKERS: one process).
 Writes RUN_DIR/last.keras (chief) and prints "done". LESIONLIB_TEST_EPOCHS=6 in the environment trains longer
-(scripts/check_worker_failure.sh).
+(scripts/benchmarks/check_worker_failure.sh).
 """
 
 import os

@@ -1,4 +1,4 @@
-"""scripts/ablation_report.py: how a full-budget run is labelled beside the shipped cards."""
+"""scripts/benchmarks/ablation_report.py: how a full-budget run is labelled beside the shipped cards."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 
 from conftest import REPO_ROOT
 
-spec = importlib.util.spec_from_file_location("ablation_report",
-                                              REPO_ROOT / "scripts" / "ablation_report.py")
+SCRIPT = REPO_ROOT / "scripts" / "benchmarks" / "ablation_report.py"
+spec = importlib.util.spec_from_file_location("ablation_report", SCRIPT)
 ablation_report = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ablation_report)
 

@@ -1,4 +1,4 @@
-"""scripts/choose_ensemble.py: members chosen on validation by balanced accuracy and melanoma
+"""scripts/pipelines/choose_ensemble.py: members chosen on validation by balanced accuracy and melanoma
 AUC together, and the ensemble compared with its best member."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from conftest import REPO_ROOT
 from lesionlib.classes import CLASS_NAMES, MELANOMA_INDEX
 
-spec = importlib.util.spec_from_file_location("choose_ensemble",
-                                              REPO_ROOT / "scripts" / "choose_ensemble.py")
+spec = importlib.util.spec_from_file_location(
+    "choose_ensemble", REPO_ROOT / "scripts" / "pipelines" / "choose_ensemble.py")
 choose_ensemble = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(choose_ensemble)
 

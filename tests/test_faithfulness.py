@@ -172,7 +172,7 @@ def test_curve_area():
 
 def synthetic_report(threshold: float = 0.5, model_id: str = "tiny0.test", version: str = "1",
                      weights: dict | None = None) -> dict:
-    """A report in the shape ``scripts/heatmap_faithfulness.py`` writes (figures invented)."""
+    """A report in the shape ``scripts/benchmarks/heatmap_faithfulness.py`` writes (figures invented)."""
     fractions = list(faithfulness.DELETION_FRACTIONS)
     summary = faithfulness.summarise({
         "mask_area": [0.2, 0.3, 0.25], "mask_energy": [0.1, 0.2, 0.6],
@@ -182,7 +182,7 @@ def synthetic_report(threshold: float = 0.5, model_id: str = "tiny0.test", versi
     summary["edge_check_on_check_half"] = faithfulness.edge_check_rates(
         np.array([0.7, 0.1]), np.array([True, False]), threshold)
     return {
-        "command": "python scripts/heatmap_faithfulness.py",
+        "command": "python scripts/benchmarks/heatmap_faithfulness.py",
         "data": {"set": "ph2", "images": 3, "image_ids": ["IMD1", "IMD2", "IMD3"],
                  "ham_val_images": 0, "samples": 1},
         "settings": {"explained_class": "each model's top class", "border_fraction": 0.1,
@@ -268,7 +268,7 @@ def test_report_markdown_has_every_table():
 def load_script():
     import importlib.util
 
-    path = faithfulness.REPO_ROOT / "scripts" / "heatmap_faithfulness.py"
+    path = faithfulness.REPO_ROOT / "scripts" / "benchmarks" / "heatmap_faithfulness.py"
     spec = importlib.util.spec_from_file_location("heatmap_faithfulness_script", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

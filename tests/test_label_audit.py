@@ -123,7 +123,7 @@ def test_report_script_on_tiny_models(tiny_weights_dir, tmp_path, monkeypatch, c
     weights = tmp_path / "weights"
     shutil.copytree(tiny_weights_dir, weights)
     add_fake_predictions(weights)
-    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    sys.path.insert(0, str(REPO_ROOT / "scripts" / "benchmarks"))
     import label_audit_report
 
     out = tmp_path / "label_audit.md"

@@ -1,4 +1,4 @@
-"""scripts/rebuild_derived.sh: what is rebuilt after a model's weights change, read from the
+"""scripts/pipelines/rebuild_derived.sh: what is rebuilt after a model's weights change, read from the
 shipped cards (DRY_RUN prints the commands instead of running them)."""
 
 from __future__ import annotations
@@ -9,8 +9,11 @@ import subprocess
 from conftest import REPO_ROOT
 
 
+SCRIPT = REPO_ROOT / "scripts" / "pipelines" / "rebuild_derived.sh"
+
+
 def planned(*arguments: str) -> list[str]:
-    result = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "rebuild_derived.sh"),
+    result = subprocess.run(["bash", str(SCRIPT),
                              *arguments], capture_output=True, text=True, timeout=60,
                             env={**os.environ, "DRY_RUN": "1"})
     assert result.returncode == 0, result.stderr
@@ -21,22 +24,22 @@ def test_lite2_brings_its_edge_export_index_and_the_ensemble_that_contains_it():
     assert planned("--had-index", "efficientnet_lite2.ham10000") == [
         "+ python -m lesionlib export --model efficientnet_lite2.ham10000 --format tflite --int8",
         "+ python -m lesionlib similar --build --model efficientnet_lite2.ham10000",
-        "+ python scripts/retrieval_report.py",
-        "+ bash scripts/build_embedding_maps.sh efficientnet_lite2.ham10000",
-        "+ python scripts/benchmark_quality_gate.py --model efficientnet_lite2.ham10000 "
+        "+ python scripts/benchmarks/retrieval_report.py",
+        "+ bash scripts/pipelines/build_embedding_maps.sh efficientnet_lite2.ham10000",
+        "+ python scripts/benchmarks/benchmark_quality_gate.py --model efficientnet_lite2.ham10000 "
         "--model efficientnet_lite2.ham10000.int8 --model ensemble.ham10000",
-        "+ python scripts/label_audit_report.py",
-        "+ nice -n 10 python scripts/heatmap_faithfulness.py"]
+        "+ python scripts/benchmarks/label_audit_report.py",
+        "+ nice -n 10 python scripts/benchmarks/heatmap_faithfulness.py"]
 
 
 def test_a_model_outside_every_ensemble_and_without_exports_rebuilds_only_its_own():
     commands = planned("small_cnn.ham10000")
     assert not any("export" in line or "similar" in line for line in commands)
-    assert ("+ python scripts/benchmark_quality_gate.py --model small_cnn.ham10000"
+    assert ("+ python scripts/benchmarks/benchmark_quality_gate.py --model small_cnn.ham10000"
             in commands)
 
 
 def test_no_model_is_a_usage_error():
-    result = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "rebuild_derived.sh")],
+    result = subprocess.run(["bash", str(SCRIPT)],
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "usage: bash scripts/rebuild_derived.sh" in result.stderr
+    assert result.returncode == 2 and "usage: bash scripts/pipelines/rebuild_derived.sh" in result.stderr

@@ -2,9 +2,9 @@
 # The version 2 training campaign (issue: a real training campaign). Resumable: run it again and
 # every model continues from its last epoch checkpoint in runs-v2/ (git-ignored); a model whose
 # run finished is skipped. Log: runs-v2/train.log when started as below.
-#   nohup bash scripts/train_v2_models.sh > runs-v2/train.log 2>&1 &
+#   nohup bash scripts/pipelines/train_v2_models.sh > runs-v2/train.log 2>&1 &
 # Train only some of the models by naming them after the run folder:
-#   bash scripts/train_v2_models.sh runs-v2 efficientnet_lite2
+#   bash scripts/pipelines/train_v2_models.sh runs-v2 efficientnet_lite2
 # Recipe (each lever measured in reports/ablation.md): HAM10000 lesion-grouped train + ISIC 2017
 # train; Shades of Gray colour constancy inside the graph; 1 head epoch, then the whole backbone
 # (BatchNorm frozen) with a 1-epoch warm-up, cosine decay and an EMA of the weights; strong

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The version 3 training run (issue: models that hold up on other clinics' images). Resumable: run
 # it again and it continues from its last epoch checkpoint in runs-v3/ (git-ignored).
-#   mkdir -p runs-v3 && nohup bash scripts/train_v3_models.sh > runs-v3/train.log 2>&1 &
+#   mkdir -p runs-v3 && nohup bash scripts/pipelines/train_v3_models.sh > runs-v3/train.log 2>&1 &
 # Recipe: Lite0 version 2 (weights/efficientnet_lite0.ham10000) fine-tuned, whole backbone with
 # BatchNorm frozen, on HAM10000 train + ISIC 2017 train + BCN20000 train (a second clinic), with
 # the v2 recipe's levers (Shades of Gray in the graph, strong augmentation, class weights
 # (1/f)^0.8 over the combined set, label smoothing 0.1, EMA 0.998) plus resolution augmentation
 # (30% of images seen at 72-128 px). The kept epoch is the best mean of HAM10000 and BCN20000
 # validation balanced accuracy. 6 epochs: one epoch of the 17,637 images at 224 px took about
-# 9-10 min on a quiet AVX-512 machine (scripts/benchmark_training.py); plan from that script.
+# 9-10 min on a quiet AVX-512 machine (scripts/benchmarks/benchmark_training.py); plan from that script.
 set -euo pipefail
 runs=${1:-runs-v3}
 mkdir -p "$runs"

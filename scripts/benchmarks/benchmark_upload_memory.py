@@ -6,8 +6,8 @@ has its own sha256 and goes through decoding and the decode cache like a new cas
 is the resident memory (RSS) of this same process after importing the dashboard's resources and
 decoding one HAM10000 sample image; the script then reports the peak RSS over all uploads.
 
-    python scripts/benchmark_upload_memory.py                 # 1,000 uploads, target 1.5 GB
-    python scripts/benchmark_upload_memory.py --uploads 5 --repo ../main   # another checkout
+    python scripts/benchmarks/benchmark_upload_memory.py                 # 1,000 uploads, target 1.5 GB
+    python scripts/benchmarks/benchmark_upload_memory.py --uploads 5 --repo ../main   # another checkout
 
 Exits 1 when the peak is over ``--limit-gb``.
 """
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--uploads", type=int, default=1000)
     parser.add_argument("--limit-gb", type=float, default=1.5)
-    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parent.parent,
+    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[2],
                         help="the checkout whose resources is measured (default: this one)")
     arguments = parser.parse_args(argv)
     sys.path.insert(0, str(arguments.repo.resolve()))

@@ -1,7 +1,7 @@
 """Multi-worker training on this machine: steps per second for 1 and 2 local workers, and the
 all-reduce traffic per step of each shipped architecture (for estimating N machines).
 
-    nice -n 10 python scripts/benchmark_distributed.py --out reports/distributed_training.md
+    nice -n 10 python scripts/benchmarks/benchmark_distributed.py --out reports/distributed_training.md
 
 Part 1 starts 1, then 2, worker processes on localhost (``MultiWorkerMirroredStrategy`` over
 gRPC, ``lesionlib.training``'s own sharded input pipeline with "basic" augmentation) that train
@@ -23,7 +23,7 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from lesionlib import distributed  # noqa: E402  (no TensorFlow at import)
@@ -142,7 +142,7 @@ def write_report(local: list[dict], traffic: list[dict], args, out: Path) -> Non
     lines = [
         "# Distributed training: measured here, and estimated for N machines",
         "",
-        "Reproduce: `nice -n 10 python scripts/benchmark_distributed.py --arch "
+        "Reproduce: `nice -n 10 python scripts/benchmarks/benchmark_distributed.py --arch "
         f"{args.arch} --size {args.size} --batch-size {args.batch_size} --steps {args.steps} "
         f"--warmup {args.warmup} --out {out.as_posix()}`. Written "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",

@@ -3,22 +3,22 @@
 # everything, fit every quality gate and measure it, export the edge model, build the similar-case
 # indices and embedding maps, and rewrite the reports that read the models. Reproduces every
 # figure in README.md, the model cards and reports/.
-# Usage: bash scripts/ship_models.sh [RUNS [MODEL ...]]   (needs ../shared/data or LESIONLIB_DATA)
-#   RUNS: the folder of scripts/train_v2_models.sh (default runs-v2).
+# Usage: bash scripts/pipelines/ship_models.sh [RUNS [MODEL ...]]   (needs ../shared/data or LESIONLIB_DATA)
+#   RUNS: the folder of scripts/pipelines/train_v2_models.sh (default runs-v2).
 #   MODEL: efficientnet_lite0 and/or efficientnet_lite2 (default both): package only those runs;
 #   everything downstream of the weights is rebuilt either way.
 #   ENSEMBLE_VERSION (environment, default 3.0.0): the version given to the ensemble.
 # Version 2 shipped in two steps: Lite0 v2 with ensemble 2.0.0 (Lite0 v2 + Lite2 v1), then
-#   ENSEMBLE_VERSION=3.0.0 bash scripts/ship_models.sh runs-v2 efficientnet_lite2
-# The small CNN baseline stays at version 1.0.0 (scripts/train_shipped_models.sh, then
+#   ENSEMBLE_VERSION=3.0.0 bash scripts/pipelines/ship_models.sh runs-v2 efficientnet_lite2
+# The small CNN baseline stays at version 1.0.0 (scripts/pipelines/train_shipped_models.sh, then
 # `package --run-dir runs/small_cnn --id small_cnn.ham10000`).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 runs=${1:-runs-v2}
 shift || true
 if [ $# -gt 0 ]; then packaged=("$@"); else packaged=(efficientnet_lite0 efficientnet_lite2); fi
 ensemble_version=${ENSEMBLE_VERSION:-3.0.0}
-recipe="v2 recipe (scripts/train_v2_models.sh): Shades of Gray colour constancy in the graph, \
+recipe="v2 recipe (scripts/pipelines/train_v2_models.sh): Shades of Gray colour constancy in the graph, \
 strong augmentation, class weights (1/f)^0.8, label smoothing 0.1, HAM10000 + ISIC 2017 train"
 for arch in "${packaged[@]}"; do
   case "$arch" in
@@ -39,16 +39,16 @@ cosine, EMA 0.998), 224 px (was 224 px from block6 of the backbone, 6 epochs)" \
   esac
   python -m lesionlib evaluate --model "$arch.ham10000"
 done
-# Members chosen on the validation split only: scripts/choose_ensemble.py scores every
+# Members chosen on the validation split only: scripts/pipelines/choose_ensemble.py scores every
 # combination (mean of validation balanced accuracy and melanoma AUC), prints the table and
 # whether the ensemble beats its best member; the best combination is defined below.
-python scripts/choose_ensemble.py
-chosen=$(python scripts/choose_ensemble.py --members)  # a failure stops the script (set -e)
+python scripts/pipelines/choose_ensemble.py
+chosen=$(python scripts/pipelines/choose_ensemble.py --members)  # a failure stops the script (set -e)
 read -r -a members <<< "$chosen"
-name=$(python scripts/choose_ensemble.py --name)
+name=$(python scripts/pipelines/choose_ensemble.py --name)
 python -m lesionlib ensemble --id ensemble.ham10000 --name "$name" \
   --members "${members[@]}" --version "$ensemble_version" \
-  --changes "members chosen on validation by scripts/choose_ensemble.py: ${name#Ensemble }" \
+  --changes "members chosen on validation by scripts/pipelines/choose_ensemble.py: ${name#Ensemble }" \
   --description "Mean of the calibrated probabilities of its members, recalibrated."
 python -m lesionlib evaluate --model ensemble.ham10000
 python -m lesionlib evaluate --summary-only
@@ -63,4 +63,4 @@ done
 # Everything derived from the repackaged weights: the int8 edge export of Lite2 (when Lite2 was
 # repackaged; reports/edge_export.md), similar-case indices, embedding maps, the quality-gate
 # benchmark of the changed models, the label audit and the faithfulness report.
-bash scripts/rebuild_derived.sh --had-index "${ids[@]}"
+bash scripts/pipelines/rebuild_derived.sh --had-index "${ids[@]}"

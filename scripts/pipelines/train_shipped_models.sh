@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Trains the shipped models one after another (resumable: rerun to continue), on CPU or GPU.
-# Usage: bash scripts/train_shipped_models.sh [runs-folder]   (log: runs/train.log)
+# Usage: bash scripts/pipelines/train_shipped_models.sh [runs-folder]   (log: runs/train.log)
 set -euo pipefail
 runs=${1:-runs}
 mkdir -p "$runs"

@@ -2,16 +2,16 @@
 # After `python -m lesionlib retrain` promotes a model: rebuild everything that hangs off its
 # version, so no page shows (or refuses) an artefact of the old weights:
 # reports/evaluation.md and the README's figures (from the stored predictions), then
-# scripts/rebuild_derived.sh (edge exports, similar-case index when it had one, embedding map,
+# scripts/pipelines/rebuild_derived.sh (edge exports, similar-case index when it had one, embedding map,
 # quality-gate benchmark of the model and the ensembles that contain it, label audit,
 # faithfulness report).
 # The promotion itself already re-evaluated and refitted the gate of every ensemble that
 # contains the model (lesionlib/retraining.py).
-# Usage: bash scripts/refresh_after_retraining.sh MODEL_ID [--had-index]
+# Usage: bash scripts/pipelines/refresh_after_retraining.sh MODEL_ID [--had-index]
 #   (needs ../shared/data; about an hour on 2 CPU cores for an EfficientNet-Lite2)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-model=${1:?usage: bash scripts/refresh_after_retraining.sh MODEL_ID [--had-index]}
+cd "$(dirname "$0")/../.."
+model=${1:?usage: bash scripts/pipelines/refresh_after_retraining.sh MODEL_ID [--had-index]}
 had_index=${2:-}
 case "$had_index" in
   ""|--had-index) ;;
@@ -19,4 +19,4 @@ case "$had_index" in
      exit 2 ;;
 esac
 python -m lesionlib evaluate --summary-only
-bash scripts/rebuild_derived.sh ${had_index:+"$had_index"} "$model"
+bash scripts/pipelines/rebuild_derived.sh ${had_index:+"$had_index"} "$model"

@@ -17,7 +17,7 @@ What a clinic would do, step by step, through the same library calls the dashboa
 The reviewers' clicks are simulated (their names say so); the images, the model's answers and
 the corrected labels are real. Usage::
 
-    python scripts/retrain_from_reviews.py --model efficientnet_lite2.ham10000 --corrections 12
+    python scripts/benchmarks/retrain_from_reviews.py --model efficientnet_lite2.ham10000 --corrections 12
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from lesionlib import cli, data, registry  # noqa: E402
@@ -177,7 +177,7 @@ def _report(decision: dict, used: pd.DataFrame, minutes: float, args, card) -> s
     lines = [
         "# Retraining from reviewers' corrections, on a shipped model",
         "",
-        f"Reproduce: `python scripts/retrain_from_reviews.py --model {args.model} "
+        f"Reproduce: `python scripts/benchmarks/retrain_from_reviews.py --model {args.model} "
         f"--corrections {args.corrections} --epochs {args.epochs}` "
         + ("then the same with `--judge CANDIDATE_FOLDER` " if again else "")
         + "(needs `../shared/data`; 2 CPU cores).",

@@ -1,6 +1,6 @@
 """Write reports/retrieval.md from the shipped similar-case indices (their stored figures).
 
-Usage: python scripts/retrieval_report.py [--weights weights] [--out reports/retrieval.md]
+Usage: python scripts/benchmarks/retrieval_report.py [--weights weights] [--out reports/retrieval.md]
 Each index's figures are measured by ``python -m lesionlib similar --build --model ID``.
 """
 
@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lesionlib import registry, retrieval  # noqa: E402
 from lesionlib.classes import CLASS_NAMES  # noqa: E402
@@ -69,7 +69,7 @@ def main() -> int:
         "Per class: precision@k of the neighbours / the classifier's recall.", "",
         "| model | " + " | ".join(CLASS_NAMES) + " |",
         "|---|" + "---|" * len(CLASS_NAMES), *per_class, "",
-        f"Written by `python {Path(__file__).relative_to(Path(__file__).parent.parent)}`.", ""])
+        "Written by `python scripts/benchmarks/retrieval_report.py`.", ""])
     Path(args.out).write_text(text)
     print(f"Wrote {args.out}")
     return 0

@@ -2,8 +2,8 @@
 # Leave-one-out ablation of the version 2 recipe at a short budget (EfficientNet-Lite0 at 160 px,
 # 1 head + 3 fine-tune epochs), so each lever costs minutes on 2 CPU cores, not hours. Resumable:
 # run it again and each row continues from its checkpoints in runs-ablation/ (git-ignored).
-# Then: python scripts/ablation_report.py   (writes reports/ablation.md)
-#   nohup bash scripts/ablation.sh > runs-ablation/ablation.log 2>&1 &
+# Then: python scripts/benchmarks/ablation_report.py   (writes reports/ablation.md)
+#   nohup bash scripts/benchmarks/ablation.sh > runs-ablation/ablation.log 2>&1 &
 set -euo pipefail
 runs=${1:-runs-ablation}
 mkdir -p "$runs"

@@ -5,9 +5,9 @@ the first run loads the model, predicts and computes the Grad-CAM heatmap; the f
 look at the same case again and must come from the caches. Prints the first load and the median
 of the re-renders.
 
-    python scripts/benchmark_case_review.py        # shipped weights/ (or $LESIONLIB_WEIGHTS)
-    python scripts/benchmark_case_review.py --tiny # the tiny test models
-    python scripts/benchmark_case_review.py --method Faster-Score-CAM --repeats 5
+    python scripts/benchmarks/benchmark_case_review.py        # shipped weights/ (or $LESIONLIB_WEIGHTS)
+    python scripts/benchmarks/benchmark_case_review.py --tiny # the tiny test models
+    python scripts/benchmarks/benchmark_case_review.py --method Faster-Score-CAM --repeats 5
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TARGET_S = 1.0
 
 

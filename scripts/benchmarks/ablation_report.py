@@ -4,7 +4,7 @@ Each row: the lever, the validation balanced accuracy and melanoma AUC of the ru
 (lesion-grouped HAM10000 validation split; nothing here touches the test split), and the command
 that reproduces it. Rows whose run has not started yet are listed as pending.
 
-Usage: python scripts/ablation_report.py [--runs runs-ablation] [--full-runs runs-v2]
+Usage: python scripts/benchmarks/ablation_report.py [--runs runs-ablation] [--full-runs runs-v2]
        [--tta MODEL_RUN ...]   (adds a test-time-flip row for each named run's best.keras)
        [--tta-model MODEL_ID ...]   (the same for a shipped model)
        [--resolution-model MODEL_ID ... [--sizes 256 288]]   (a shipped model fed larger images)
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from lesionlib.cards import sha256_of  # noqa: E402
@@ -50,7 +50,7 @@ def run_row(run_dir: Path, lever: str) -> dict:
     state_path = run_dir / "state.json"
     if not state_path.is_file():
         return {"lever": lever, "run": str(run_dir), "status": "pending",
-                "command": f"bash scripts/ablation.sh  # runs row {run_dir.name}"}
+                "command": f"bash scripts/benchmarks/ablation.sh  # runs row {run_dir.name}"}
     state = json.loads(state_path.read_text())
     config, entry = state["config"], kept_epoch(state)
     planned = config["head_epochs"] + config["fine_tune_epochs"]
@@ -115,7 +115,7 @@ def resolution_rows(model_id: str, weights: str, sizes: list[int]) -> list[dict]
                      "run": f"{name} at {size} px", "status": "done",
                      "val_balanced_accuracy": variant[0], "val_melanoma_auc": variant[1],
                      "kept_epoch": "same model", "baseline": baseline,
-                     "command": f"python scripts/ablation_report.py --resolution-model "
+                     "command": f"python scripts/benchmarks/ablation_report.py --resolution-model "
                                 f"{model_id} --sizes {size}"})
     return rows
 
@@ -126,7 +126,7 @@ def run_tta_row(run_dir: Path) -> dict:
     state = json.loads((run_dir / "state.json").read_text())
     model = keras.models.load_model(run_dir / "best.keras", safe_mode=True)
     return tta_row(model, state["config"]["image_size"], run_dir.name,
-                   f"python scripts/ablation_report.py --tta {shlex.quote(str(run_dir))}")
+                   f"python scripts/benchmarks/ablation_report.py --tta {shlex.quote(str(run_dir))}")
 
 
 def model_tta_row(model_id: str, weights: str) -> dict:
@@ -135,7 +135,7 @@ def model_tta_row(model_id: str, weights: str) -> dict:
     card = registry.get_card(model_id, registry.discover(weights))
     model = registry.load_single(card)
     return tta_row(model.keras_model, card.input_size, f"{model_id} v{card.version}",
-                   f"python scripts/ablation_report.py --tta-model {model_id}")
+                   f"python scripts/benchmarks/ablation_report.py --tta-model {model_id}")
 
 
 def card_rows(weights: Path) -> list[dict]:
@@ -196,10 +196,10 @@ def markdown(short: list[dict], full: list[dict], tta: list[dict]) -> str:
              "Every figure is on the lesion-grouped HAM10000 **validation** split (1,508 images), "
              "at the epoch each run kept (best validation balanced accuracy). The test split and "
              "the external sets are not used to choose anything. Written by "
-             "`python scripts/ablation_report.py` from the runs' own `state.json` and, for the "
+             "`python scripts/benchmarks/ablation_report.py` from the runs' own `state.json` and, for the "
              "full budget, the shipped cards' training history.", "",
              "## Leave-one-out at a short budget", "",
-             "EfficientNet-Lite0 at 160 px, 1 head + 3 fine-tune epochs (`bash scripts/ablation.sh`)"
+             "EfficientNet-Lite0 at 160 px, 1 head + 3 fine-tune epochs (`bash scripts/benchmarks/ablation.sh`)"
              ": each row removes one lever from the version 2 recipe. A lever pays when removing "
              "it lowers the scores. A row with fewer epochs than planned is not comparable "
              "yet: rerunning the script resumes it.", "",

@@ -6,8 +6,8 @@ number of steps of ``model.fit`` on in-memory tensors; images per second of each
 (target >= 0.85x). Prints the CPU flags and the load average first: compare speeds only as
 ratios measured in one run, on a quiet machine (no training, tests or helpers beside it).
 
-    python scripts/benchmark_training.py                      # Lite0 at 224 and 160
-    python scripts/benchmark_training.py --arch efficientnet_lite0 efficientnet_lite2 \
+    python scripts/benchmarks/benchmark_training.py                      # Lite0 at 224 and 160
+    python scripts/benchmarks/benchmark_training.py --arch efficientnet_lite0 efficientnet_lite2 \
         --sizes 128 160 192 224 --steps 6
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def cpu_flags() -> str:

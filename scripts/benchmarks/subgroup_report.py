@@ -1,6 +1,6 @@
 """Print a model's subgroup table with 95% bootstrap intervals, as the audit page shows it.
 
-Usage: python scripts/subgroup_report.py --model ensemble.ham10000 --set ham10000_test
+Usage: python scripts/benchmarks/subgroup_report.py --model ensemble.ham10000 --set ham10000_test
            [--by age_band] [--weights weights] [--data ../shared/data/ham10000]
 From the model's stored predictions (``predictions/<set>.csv``); for ISIC 2017, age and sex are
 joined from ``<data>/../isic2017/labels.csv`` when present. Seeded: the same table every run.
@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import pandas as pd  # noqa: E402
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="set_name", default="ham10000_test",
                         choices=list(evaluation.EVALUATION_SETS))
     parser.add_argument("--by", default="age_band", choices=list(subgroups.METADATA_COLUMNS))
-    parser.add_argument("--weights", default=str(Path(__file__).resolve().parent.parent
+    parser.add_argument("--weights", default=str(Path(__file__).resolve().parents[2]
                                                   / "weights"))
     parser.add_argument("--data", default=None, help="HAM10000 folder (siblings: other sets)")
     arguments = parser.parse_args(argv)

@@ -16,7 +16,7 @@ Every gate threshold was fitted on training/validation data only (``fit-gate``).
 merged by model into reports/quality_gate.json (so one model can be re-measured alone);
 reports/quality_gate.md and reports/quality_gate_risk_coverage.csv are rewritten from it.
 
-Usage: python scripts/benchmark_quality_gate.py [--model ID ...] [--out reports]
+Usage: python scripts/benchmarks/benchmark_quality_gate.py [--model ID ...] [--out reports]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lesionlib import data, evaluation, registry, selective  # noqa: E402
 from lesionlib.classes import CLASS_NAMES  # noqa: E402
@@ -171,7 +171,7 @@ def measure(model_id: str, catalogue, args) -> dict | None:
     flags, curves = flag_figures(classifier, checker.gate, catalogue)
     uncertainty = checker.gate.uncertainty
     return {"model": model_id, "model_version": classifier.card.version,
-            "command": f"python scripts/benchmark_quality_gate.py --model {model_id}",
+            "command": f"python scripts/benchmarks/benchmark_quality_gate.py --model {model_id}",
             "gate_thresholds": {name: _finite(getattr(checker.gate, name)) for name in (
                 "distance_threshold", "min_gray_std", "min_sharpness", "max_sharpness",
                 "min_brightness", "max_brightness", "min_colourfulness")},
@@ -197,7 +197,7 @@ def _ratio(value) -> str:
 
 def markdown(results: dict) -> str:
     lines = ["# Quality / out-of-distribution gate and 'review carefully' flags", "",
-             "Written by `python scripts/benchmark_quality_gate.py` (one model: `--model ID`; "
+             "Written by `python scripts/benchmarks/benchmark_quality_gate.py` (one model: `--model ID`; "
              "needs ../shared/data). Gates and flag thresholds are fitted by "
              "`python -m lesionlib fit-gate --model ID` on training/validation data only.", "",
              "## Image gate (withholds the diagnosis)", "",

@@ -3,7 +3,7 @@
 Every file of every model folder is hashed against its manifest (``lesionlib.integrity``), so
 this is the cost the dashboard pays each time it re-reads the catalogue (once a minute).
 
-    python scripts/benchmark_discover.py [--weights DIR] [--repeat 7]
+    python scripts/benchmarks/benchmark_discover.py [--weights DIR] [--repeat 7]
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lesionlib import registry  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Is each model's heatmap on the lesion? Writes reports/heatmap_faithfulness.{md,json}.
 
 Usage (one rerunnable command, e.g. after a model is repackaged):
-    nice -n 10 python scripts/heatmap_faithfulness.py [--models ID ...] [--limit N]
+    nice -n 10 python scripts/benchmarks/heatmap_faithfulness.py [--models ID ...] [--limit N]
 
 For every shipped Keras model and the ensemble (an edge model is explained by its parent, so it
 is not measured twice), on the 200 PH2 images with their lesion masks, for the model's top class:
@@ -25,13 +25,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lesionlib import data, edge, explain, faithfulness, registry  # noqa: E402
 from lesionlib.classes import CLASS_NAMES  # noqa: E402
 from lesionlib.imaging import load_image  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DIR = REPO_ROOT / "sample_images"
 ISSUE_CASE = "ISIC_0026857"
 
@@ -205,7 +205,7 @@ def build_report(args, catalogue, measured, ph2_ids, ham_ids, sample_ids) -> dic
                                        for method, per_image in ph2["methods"].items()}},
             "seconds": figures["seconds"]}
     return {
-        "command": "python scripts/heatmap_faithfulness.py " + " ".join(sys.argv[1:]),
+        "command": "python scripts/benchmarks/heatmap_faithfulness.py " + " ".join(sys.argv[1:]),
         "data": {"set": "ph2", "images": len(ph2_ids), "image_ids": list(ph2_ids),
                  "deletion_images": deletion_description(args, len(ph2_ids)),
                  "ham_val_images": len(ham_ids), "samples": len(sample_ids)},

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild everything derived from the weights of the named models, after they changed
-# (scripts/ship_models.sh after packaging, scripts/refresh_after_retraining.sh after a
+# (scripts/pipelines/ship_models.sh after packaging, scripts/pipelines/refresh_after_retraining.sh after a
 # promotion), so no page shows (or refuses) an artefact of the old weights:
 #   - the edge (TensorFlow Lite) exports whose card names a model as parent: exported again;
 #   - with --had-index, their similar-case indices, then reports/retrieval.md;
@@ -11,15 +11,15 @@
 #     unchanged models).
 # The models' own evaluation and quality gates come first (evaluate, fit-gate): both callers
 # do that before calling this.
-# Usage: bash scripts/rebuild_derived.sh [--had-index] MODEL_ID [MODEL_ID ...]
+# Usage: bash scripts/pipelines/rebuild_derived.sh [--had-index] MODEL_ID [MODEL_ID ...]
 #   DRY_RUN=1 prints the commands instead of running them.
 #   (needs ../shared/data; about an hour on 2 CPU cores when an EfficientNet-Lite2 changed)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 had_index=""
 if [ "${1:-}" = "--had-index" ]; then had_index=1; shift; fi
 if [ $# -eq 0 ]; then
-  echo "usage: bash scripts/rebuild_derived.sh [--had-index] MODEL_ID [MODEL_ID ...]" >&2
+  echo "usage: bash scripts/pipelines/rebuild_derived.sh [--had-index] MODEL_ID [MODEL_ID ...]" >&2
   exit 2
 fi
 models=("$@")
@@ -53,9 +53,9 @@ if [ -n "$had_index" ]; then
   for model in "${models[@]}"; do
     run python -m lesionlib similar --build --model "$model"
   done
-  run python scripts/retrieval_report.py
+  run python scripts/benchmarks/retrieval_report.py
 fi
-run bash scripts/build_embedding_maps.sh "${models[@]}"
-run python scripts/benchmark_quality_gate.py $(printf -- '--model %s ' "${measured[@]}")
-run python scripts/label_audit_report.py
-run nice -n 10 python scripts/heatmap_faithfulness.py
+run bash scripts/pipelines/build_embedding_maps.sh "${models[@]}"
+run python scripts/benchmarks/benchmark_quality_gate.py $(printf -- '--model %s ' "${measured[@]}")
+run python scripts/benchmarks/label_audit_report.py
+run nice -n 10 python scripts/benchmarks/heatmap_faithfulness.py

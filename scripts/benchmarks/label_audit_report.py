@@ -1,6 +1,6 @@
 """Write reports/label_audit.md: likely HAM10000 label errors, and how they split by dx_type.
 
-Usage: python scripts/label_audit_report.py [--weights weights] [--out reports/label_audit.md]
+Usage: python scripts/benchmarks/label_audit_report.py [--weights weights] [--out reports/label_audit.md]
        [--model ID ...]   (default: the default model and its members)
 
 Confident learning (cleanlab) on each model's stored out-of-sample predictions on the HAM10000
@@ -13,11 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lesionlib import label_audit, registry  # noqa: E402
 
-COMMAND = "python scripts/label_audit_report.py"
+COMMAND = "python scripts/benchmarks/label_audit_report.py"
 HEADER = """# Label-issue audit: is it the model or the label?
 
 Written by `{command}`. Likely label errors are found with confident learning

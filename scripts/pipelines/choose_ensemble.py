@@ -7,9 +7,9 @@ and its melanoma AUC (the melanoma decision), weighed equally. The chosen ensemb
 highest-scoring combination of two or more models.
 
 Usage:
-  python scripts/choose_ensemble.py             # the table, the choice and the comparison
-  python scripts/choose_ensemble.py --members   # the chosen members' ids only (for scripts)
-  python scripts/choose_ensemble.py --name      # its display name, e.g. Ensemble (Lite0 v2 + Lite2 v1)
+  python scripts/pipelines/choose_ensemble.py             # the table, the choice and the comparison
+  python scripts/pipelines/choose_ensemble.py --members   # the chosen members' ids only (for scripts)
+  python scripts/pipelines/choose_ensemble.py --name      # its display name, e.g. Ensemble (Lite0 v2 + Lite2 v1)
 """
 
 import argparse
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lesionlib import evaluation, metrics, registry  # noqa: E402
 from lesionlib.classes import MELANOMA_INDEX  # noqa: E402

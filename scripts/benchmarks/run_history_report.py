@@ -1,6 +1,6 @@
 """A training run's per-epoch history as a Markdown table (from its state.json).
 
-    python scripts/run_history_report.py runs-v3/efficientnet_lite0
+    python scripts/benchmarks/run_history_report.py runs-v3/efficientnet_lite0
 
 Prints each epoch's loss, HAM10000 validation balanced accuracy and melanoma AUC, the other
 clinics' validation figures where the run scored them (``--extra-val``), the selection score,

@@ -7,9 +7,9 @@ members), and one image's compiled forward+backward pass to the CAM layer (a ``t
 written here, independent of ``lesionlib``). On a shared, loaded machine absolute times are
 noisy: the ratios to the reference of the same run are what to compare.
 
-    python scripts/benchmark_speed.py                     # all rows, writes reports/speed.md
-    python scripts/benchmark_speed.py --limit 300 --rows predict,case
-    python scripts/benchmark_speed.py --code /path/to/other/checkout --out /tmp/before.md
+    python scripts/benchmarks/benchmark_speed.py                     # all rows, writes reports/speed.md
+    python scripts/benchmarks/benchmark_speed.py --limit 300 --rows predict,case
+    python scripts/benchmarks/benchmark_speed.py --code /path/to/other/checkout --out /tmp/before.md
 
 ``--code`` measures another checkout's ``lesionlib`` and pages (e.g. ``main``, for a "before"),
 with this script's harness and data.
@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_ID = "ensemble.ham10000"
 ROWS = ("predict", "case", "methods", "cold", "compare")
 TARGETS = {"predict": "throughput >= 0.8x raw; peak RSS <= 1.2 GB",
@@ -348,7 +348,7 @@ def main() -> int:
         print(f"--data {data_dir}: no labels.csv; expected the HAM10000 folder.", file=sys.stderr)
         return 2
     code = Path(arguments.code).resolve()
-    command = ("python scripts/benchmark_speed.py " + " ".join(sys.argv[1:])).strip()
+    command = ("python scripts/benchmarks/benchmark_speed.py " + " ".join(sys.argv[1:])).strip()
     out = Path(arguments.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if arguments.render:

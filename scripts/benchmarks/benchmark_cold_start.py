@@ -13,7 +13,7 @@ headless Chromium opens Case review:
 Reference in the same run: ``import tensorflow, keras`` in a fresh process. Needs Chromium
 (``apt-get install chromium``) and playwright. Usage::
 
-    python scripts/benchmark_cold_start.py [--out reports/cold_start.md]
+    python scripts/benchmarks/benchmark_cold_start.py [--out reports/cold_start.md]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]
 SIGNAL = "Grad-CAM for"  # the heatmap overlay's caption
@@ -161,7 +161,7 @@ def main() -> int:
                 browser.close()
             print(launcher, {key: round(value, 2) for key, value in results[launcher].items()},
                   flush=True)
-    command = "python scripts/benchmark_cold_start.py " + " ".join(sys.argv[1:])
+    command = "python scripts/benchmarks/benchmark_cold_start.py " + " ".join(sys.argv[1:])
     text = report(results, reference, command.strip())
     Path(args.out).write_text(text)
     print(text)

@@ -2,9 +2,9 @@
 # What happens when a worker dies: two localhost workers train the tiny test model for 6 epochs;
 # worker 1 is killed (SIGKILL) once the chief has finished epoch 2; the chief must stop with an
 # error; then both are started again and must resume after the chief's last completed epoch.
-#   nice -n 10 bash scripts/check_worker_failure.sh [FOLDER]
+#   nice -n 10 bash scripts/benchmarks/check_worker_failure.sh [FOLDER]
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 folder=${1:-$(mktemp -d)}
 export LESIONLIB_TEST_EPOCHS=6 TF_CPP_MIN_LOG_LEVEL=2
 unset TF_CONFIG
