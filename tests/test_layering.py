@@ -75,3 +75,18 @@ def test_a_client_disconnect_is_one_log_line_not_a_traceback():
     (level, text), (_, real) = collected.lines
     assert level == "WARNING" and text == server_logging.DISCONNECT_MESSAGE
     assert "Traceback" in real  # real errors keep theirs
+
+
+def test_modules_stay_small_and_are_listed_in_the_layout_page():
+    """No module of app/ or lesionlib/ is over 600 lines, and docs/layout.md names each one."""
+    root = LIBRARY.parent
+    layout = (root / "docs" / "layout.md").read_text()
+    modules = [path for folder in ("app", "lesionlib", "lesionlib/commands")
+               for path in sorted((root / folder).glob("*.py"))
+               if path.name not in ("__init__.py", "__main__.py")]
+    too_long = {str(path.relative_to(root)): count for path in modules
+                if (count := len(path.read_text().splitlines())) > 600}
+    assert not too_long, f"over 600 lines: {too_long}"
+    unlisted = [str(path.relative_to(root)) for path in modules
+                if f"| `{path.name}` |" not in layout]
+    assert not unlisted, f"add these to docs/layout.md: {unlisted}"
