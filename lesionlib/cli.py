@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--extra-val", nargs="*", choices=("bcn20000",),
                        help="also score these sets' val split each epoch; the kept epoch is "
                        "the best mean of their balanced accuracy and HAM10000's")
+    train.add_argument("--class-weight-groups", nargs="*", choices=("isic2017", "bcn20000"),
+                       help="compute these extra sets' class weights on their own, so their "
+                       "class mix does not change HAM10000's weights")
     train.add_argument("--low-resolution", type=float, default=0.0, metavar="PROBABILITY",
                        help="resolution augmentation: this share of training images is seen "
                        "at 72-128 px and upsampled back (as BCN20000's 84x84 images are)")

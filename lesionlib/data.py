@@ -140,7 +140,8 @@ def cached_images(frame: pd.DataFrame, size: int, tag: str) -> np.ndarray:
 
 def training_arrays(folder: Path, size: int, extra_sets: tuple[str, ...] = (), log=print,
                     extra_validation: tuple[str, ...] = ()) -> dict:
-    """``{"train": (images, labels), "val": (...), "extra_val": {name: (...)}}``: HAM10000's
+    """``{"train": (images, labels), "val": (...), "extra_val": {name: (...)}, "train_groups":
+    each training image's set (``"ham10000"``, ``"isic2017"``, ...)}``: HAM10000's
     lesion-grouped train split plus the ``train`` split of each extra set (its ``label_ham``
     column), HAM10000 validation, and the ``val`` split of each ``extra_validation`` set.
 
@@ -159,12 +160,14 @@ def training_arrays(folder: Path, size: int, extra_sets: tuple[str, ...] = (), l
                                f"{name}_train"))
     arrays = {}
     for split, frames in parts.items():
-        images, targets = [], []
+        images, targets, groups = [], [], []
         for frame, tag in frames:
             log(f"Loading {len(frame)} {tag} images at {size}px ...")
             images.append(np.asarray(cached_images(frame, size, tag)))
             targets.append(frame["label"].to_numpy("int32"))
+            groups.append(np.full(len(frame), tag.rsplit("_", 1)[0]))
         arrays[split] = (np.concatenate(images), np.concatenate(targets))
+        arrays[f"{split}_groups"] = np.concatenate(groups)
     arrays["extra_val"] = {}
     for name in extra_validation:
         extra_folder = resolve_data_dir(name=name)

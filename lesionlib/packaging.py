@@ -79,6 +79,8 @@ def train_command(recipe: dict, run_dir: str) -> str:
         parts.append("--extra-train " + " ".join(recipe["extra_training_sets"]))
     if recipe.get("extra_validation_sets"):
         parts.append("--extra-val " + " ".join(recipe["extra_validation_sets"]))
+    if recipe.get("class_weight_groups"):
+        parts.append("--class-weight-groups " + " ".join(recipe["class_weight_groups"]))
     return " ".join(parts)
 
 

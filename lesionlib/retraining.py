@@ -203,6 +203,9 @@ def training_split(ham10000: Path, size: int, extra_sets: tuple[str, ...],
             labels[position] = additions.relabelled[image_id]
     arrays["train"] = (np.concatenate([np.asarray(images), additions.images]),
                        np.concatenate([labels, additions.labels]).astype("int32"))
+    # added images weigh like HAM10000's (the pooled group of grouped class weights)
+    arrays["train_groups"] = np.concatenate([arrays["train_groups"],
+                                             np.full(len(additions.labels), "ham10000")])
     return arrays
 
 
@@ -222,6 +225,7 @@ def challenger_config(card, epochs: int, learning_rate: float):
     values.setdefault("image_size", card.input_size)
     values.setdefault("imagenet", card.architecture != "small_cnn")
     values["extra_training_sets"] = tuple(values.get("extra_training_sets") or ())
+    values["class_weight_groups"] = tuple(values.get("class_weight_groups") or ())
     values.update(head_epochs=0, fine_tune_epochs=int(epochs), warmup_epochs=0.0,
                   head_learning_rate=float(learning_rate),
                   fine_tune_learning_rate=float(learning_rate))
@@ -501,7 +505,7 @@ def _train_candidate(card, options: Options, additions: Additions, candidate: Pa
 
     progress("training", epoch=0, epochs=epochs, eta_s=None)
     train(config, *arrays["train"], *arrays["val"], run_dir, log=epoch_log, verbose=0,
-          initial_model=model)
+          initial_model=model, train_groups=arrays["train_groups"])
     state = json.loads((run_dir / "state.json").read_text())
     changes = (f"retrained from v{card.version} with {additions.corrections} reviewer "
                f"corrections and {additions.new_images} new images")

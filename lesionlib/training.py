@@ -64,6 +64,10 @@ class TrainConfig:
     low_resolution_probability: float = 0.0  # share of images seen at 72-128 px, upsampled back
     extra_validation_sets: tuple[str, ...] = ()  # e.g. ("bcn20000",): scored with HAM10000 val
     initial_weights: str | None = None  # a model file to start from (lineage), not ImageNet
+    # extra training sets whose class weights are computed on their own (each set's weights
+    # normalised to a mean of 1 over its samples), so that a set with another class mix (BCN20000:
+    # a quarter melanomas) does not lower the weights of HAM10000's rare classes
+    class_weight_groups: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -75,6 +79,27 @@ def class_weights(labels: np.ndarray, power: float) -> dict[int, float]:
     raw = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1)) ** power, 0.0)
     raw /= (raw * counts).sum() / counts.sum()
     return {index: float(weight) for index, weight in enumerate(raw)}
+
+
+def grouped_sample_weights(labels: np.ndarray, groups: np.ndarray, own_groups: tuple[str, ...],
+                           power: float) -> tuple[np.ndarray, dict]:
+    """Per-sample class weights, computed separately for each of ``own_groups`` and once for all
+    other samples together; each part keeps a mean weight of 1 over its samples.
+
+    Returns the weights and ``{group: {class index: weight}}`` (``"others"``: the pooled rest).
+    """
+    groups = np.asarray(groups)
+    pooled = ~np.isin(groups, list(own_groups))
+    sample_weights = np.zeros(len(labels), dtype="float32")
+    per_group = {}
+    for name, members in [("others", pooled), *((group, groups == group)
+                                                for group in own_groups)]:
+        if not members.any():
+            continue
+        weights = class_weights(labels[members], power)
+        sample_weights[members] = [weights[int(label)] for label in labels[members]]
+        per_group[name] = weights
+    return sample_weights, per_group
 
 
 def augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -188,15 +213,17 @@ def low_resolution(images: tf.Tensor, seed: tf.Tensor, probability: float) -> tf
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, config: TrainConfig,
-                 epoch_seeds: list[int], weights: dict[int, float],
+                 epoch_seeds: list[int], weights: dict[int, float] | np.ndarray,
                  shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
     """Shuffled, augmented batches for consecutive epochs, one seed per epoch (so a resumed run
     sees the same data order as an uninterrupted one).
 
     ``shard=(index, count)``: this worker's contiguous part of each global batch of
     ``config.batch_size``, augmented with its own seed (one worker: the whole batch, unchanged).
+    ``weights``: per class, or already per sample (``grouped_sample_weights``).
     """
-    sample_weights = np.array([weights[int(label)] for label in labels], dtype="float32")
+    sample_weights = (np.asarray(weights, dtype="float32") if isinstance(weights, np.ndarray)
+                      else np.array([weights[int(label)] for label in labels], dtype="float32"))
     shard_index, shard_count = shard
 
     def generator():
@@ -384,7 +411,7 @@ def _check_workers_agree(strategy, state: dict, run_dir: Path) -> None:
 
 
 def _training_dataset(strategy, train_images, train_labels, config: TrainConfig,
-                      epoch_seeds: list[int], weights: dict[int, float]):
+                      epoch_seeds: list[int], weights: dict[int, float] | np.ndarray):
     """``make_dataset`` for one process; on several workers each builds its own shard."""
     if worker_count(strategy) == 1:
         return make_dataset(train_images, train_labels, config, epoch_seeds, weights=weights)
@@ -397,7 +424,7 @@ def _training_dataset(strategy, train_images, train_labels, config: TrainConfig,
 def train(config: TrainConfig, train_images, train_labels, val_images, val_labels,
           run_dir: Path, log=print, verbose: int = 2, strategy=None,
           initial_model: keras.Model | None = None,
-          extra_validation: dict | None = None) -> Path:
+          extra_validation: dict | None = None, train_groups: np.ndarray | None = None) -> Path:
     """Train (or resume) a run in ``run_dir``; return the path of the best model (``best.keras``).
 
     Resume: a ``run_dir`` holding ``state.json`` and ``last.keras`` continues where it stopped.
@@ -408,6 +435,8 @@ def train(config: TrainConfig, train_images, train_labels, val_images, val_label
     freshly built one when the run starts; it is trained in place.
     ``extra_validation``: ``{name: (images, labels)}`` of other clinics' validation splits; the
     kept epoch is then the best mean of their balanced accuracy and HAM10000's.
+    ``train_groups``: each training sample's set (``data.training_arrays``' ``train_groups``),
+    needed when ``config.class_weight_groups`` is set.
     """
     strategy = strategy or tf.distribute.get_strategy()
     _check_batches(len(train_labels), config.batch_size, worker_count(strategy))
@@ -432,8 +461,14 @@ def train(config: TrainConfig, train_images, train_labels, val_images, val_label
             model = build_classifier(config.architecture, config.image_size, config.imagenet,
                                      config.dropout, colour_constancy=config.colour_constancy)
     prepare_model(model, strategy)
-    weights = class_weights(train_labels, config.class_weight_power)
-    state["class_weights"] = weights
+    if config.class_weight_groups:
+        if train_groups is None:
+            raise ValueError("class_weight_groups needs train_groups (each sample's set).")
+        weights, state["class_weights"] = grouped_sample_weights(
+            train_labels, train_groups, config.class_weight_groups, config.class_weight_power)
+    else:
+        weights = class_weights(train_labels, config.class_weight_power)
+        state["class_weights"] = weights
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     scratch = not config.imagenet  # build_classifier refuses imagenet=True for small_cnn
     phases = [("scratch", config.head_epochs + config.fine_tune_epochs,

@@ -158,3 +158,23 @@ def test_resumed_phase_starts_its_weight_average_from_the_resumed_weights():
     kernel = next(v for v in model.trainable_variables if "kernel" in v.path)
     average = averages[[v.path for v in model.trainable_variables].index(kernel.path)]
     assert np.linalg.norm(np.asarray(average)) > 0.5 * np.linalg.norm(np.asarray(kernel))
+
+
+def test_grouped_class_weights_keep_each_sets_balance():
+    """A second clinic with another class mix gets its own class weights: HAM10000's rare classes
+    keep the weight they had without it, and each group keeps a mean weight of 1."""
+    import numpy as np
+
+    from lesionlib.training import class_weights, grouped_sample_weights
+
+    ham = np.array([5] * 60 + [4] * 10 + [0] * 5)
+    bcn = np.array([4] * 30 + [1] * 30 + [5] * 15)
+    labels = np.concatenate([ham, bcn])
+    groups = np.array(["ham10000"] * len(ham) + ["bcn20000"] * len(bcn))
+    weights, per_group = grouped_sample_weights(labels, groups, ("bcn20000",), 0.8)
+    alone = class_weights(ham, 0.8)
+    assert per_group["others"] == alone
+    assert weights[:len(ham)].tolist() == pytest.approx([alone[label] for label in ham])
+    assert weights[:len(ham)].mean() == pytest.approx(1.0)
+    assert weights[len(ham):].mean() == pytest.approx(1.0)
+    assert per_group["bcn20000"] == class_weights(bcn, 0.8)

@@ -40,6 +40,7 @@ def train(args) -> int:
                          extra_training_sets=tuple(args.extra_train or ()),
                          extra_validation_sets=tuple(args.extra_val or ()),
                          low_resolution_probability=args.low_resolution,
+                         class_weight_groups=tuple(args.class_weight_groups or ()),
                          initial_weights=args.init_from)
     initial_model = None
     if args.init_from:
@@ -63,7 +64,8 @@ def train(args) -> int:
         best = train(config, *splits["train"], *splits["val"], Path(args.run_dir),
                      log=lambda message: print(prefix + message, flush=True),
                      verbose=args.verbose, strategy=strategy, initial_model=initial_model,
-                     extra_validation=splits["extra_val"])
+                     extra_validation=splits["extra_val"],
+                     train_groups=splits["train_groups"])
     except distributed.peer_failure_types() as error:
         if not prefix:
             raise
