@@ -25,6 +25,7 @@ PAGES = {
     "Learn and audit": [
         st.Page("pages/explorer.py", title="Dataset explorer", icon=":material/bar_chart:"),
         st.Page("pages/teaching.py", title="Teaching quiz", icon=":material/school:"),
+        st.Page("pages/reader_study.py", title="Reader study", icon=":material/groups:"),
         st.Page("pages/audit.py", title="Performance and error audit",
                 icon=":material/fact_check:"),
         st.Page("pages/models.py", title="Models", icon=":material/description:"),

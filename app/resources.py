@@ -432,6 +432,28 @@ def _feedback_store(url: str | None):
     return FeedbackStore(url=url)
 
 
+def reader_study_store():
+    """The reader-study store, on the same database as the feedback (one per URL); raises
+    ``ReaderStudyError`` when it cannot be opened."""
+    return _reader_study_store(os.environ.get("LESIONLIB_FEEDBACK_URL") or None)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _reader_study_store(url: str | None):
+    from lesionlib.reader_study import ReaderStudyStore
+
+    return ReaderStudyStore(url=url)
+
+
+@st.cache_data(max_entries=32, show_spinner="Bootstrapping the study's intervals...")
+def reader_study_results(_study, study_id: int, answers: pd.DataFrame,
+                         experiences: dict) -> dict:
+    """Cached ``reader_results.results`` (keyed by the study and its answers)."""
+    from lesionlib import reader_results
+
+    return reader_results.results(_study, answers, experiences)
+
+
 # ----------------------------------------------------------------------------- similar cases
 
 @st.cache_resource(max_entries=8, show_spinner=False)

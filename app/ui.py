@@ -24,6 +24,7 @@ from app import faithfulness_panels, resources
 from lesionlib import explain, imaging, views
 from lesionlib.cards import CardError
 from lesionlib.classes import CLASS_LONG_NAMES, CLASS_NAMES
+from lesionlib.database import DatabaseError
 from lesionlib.feedback import FeedbackStoreError
 from lesionlib.plain_text import escape_markdown
 
@@ -154,7 +155,7 @@ def store_error_message(error: Exception, admin: bool | None = None) -> str:
     """A feedback-store error for the signed-in user: administrators see where the database
     is; reviewers see what failed and why, without the server's path or database URL."""
     admin = is_admin() if admin is None else admin
-    if admin or not isinstance(error, (FeedbackStoreError, KeyError)):
+    if admin or not isinstance(error, (DatabaseError, KeyError)):
         return error_message(error)
     text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
     text = _STORE_LOCATION.sub(" in the feedback database: ", text, count=1)

@@ -224,6 +224,55 @@ def test_clicking_a_point_on_the_embedding_map_opens_its_case(browser_page, serv
         page.get_by_role("link", name="in Case review").count() >= 1
 
 
+def test_a_reader_completes_three_cases_of_a_study(browser_page, server, screenshot_dir):
+    """The local user (both roles with sign-in off) creates a 3-case study, reads every case
+    (image alone, then AI support) and sees the read-out; no reference shows before the end."""
+    page = browser_page
+    page.goto(server)
+    page.get_by_role("heading", name="Case review").first.wait_for()
+    page.goto(f"{server}/reader_study")
+    page.get_by_role("heading", name="Reader study").first.wait_for()
+    _wait_until_idle(page)
+    page.get_by_text("Create a study", exact=True).click()
+    _wait_until_idle(page)
+    page.get_by_label("Study name (readers join by it)").fill("Browser study")
+    page.get_by_label("Number of cases (balanced over the diagnoses present)").fill("3")
+    page.get_by_text("balanced per reader", exact=False).first.click()
+    page.get_by_role("button", name="Create the study").click()
+    page.get_by_text("created:").first.wait_for()
+    _wait_until_idle(page)
+    page.get_by_text("Take part", exact=True).click()
+    _wait_until_idle(page)
+    page.get_by_label("Study name (given by the study's administrator)").fill("Browser study")
+    page.get_by_role("button", name="Join the study").click()
+    page.get_by_text("student", exact=True).first.wait_for()
+    page.get_by_text("student", exact=True).first.click()
+    page.get_by_role("button", name="Save my experience level").click()
+    for position in range(3):
+        page.get_by_text(f"Case {position + 1} of 3").first.wait_for()
+        _wait_until_idle(page)
+        assert page.get_by_text("ISIC_").count() == 0
+        assert page.get_by_text("Reference diagnosis").count() == 0
+        page.get_by_text("nv — Melanocytic nevus").first.click()
+        page.get_by_text("follow up", exact=True).first.click()
+        page.get_by_role("button", name="Commit my answer").click()
+        page.get_by_role("button", name="Commit my final answer").or_(
+            page.get_by_text(f"Case {position + 2} of 3")).or_(
+            page.get_by_text("You have completed")).first.wait_for()
+        _wait_until_idle(page)
+        if page.get_by_role("button", name="Commit my final answer").count():
+            page.get_by_text("AI support from").first.wait_for()
+            if position == 0 or not (screenshot_dir / "reader_study.png").exists():
+                page.screenshot(path=str(screenshot_dir / "reader_study.png"), full_page=True)
+            page.get_by_role("button", name="Commit my final answer").click()
+            _wait_until_idle(page)
+    page.get_by_text("You have completed all 3 cases").first.wait_for()
+    page.get_by_text("reader before AI").first.wait_for()
+    _wait_until_idle(page)
+    _assert_no_exception(page)
+    page.screenshot(path=str(screenshot_dir / "reader_study_results.png"), full_page=True)
+
+
 @pytest.fixture
 def fresh_server(weights_folder, tmp_path_factory):
     """A server no browser has visited yet (sign-in off)."""

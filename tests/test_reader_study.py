@@ -8,7 +8,7 @@ import io
 import pandas as pd
 import pytest
 
-from lesionlib import reader_study
+from lesionlib import reader_results, reader_study
 from lesionlib.reader_study import ReaderStudyStore, StudyCase, StudyInputError
 
 REFERENCES = ["mel", "nv", "mel", "bkl"]
@@ -59,7 +59,7 @@ def scripted_answers(store, study):
 
 def test_scripted_study_read_out_equals_hand_computed_figures(store):
     study = store.create(make_study())
-    read_out = reader_study.results(study, scripted_answers(store, study),
+    read_out = reader_results.results(study, scripted_answers(store, study),
                                     {"ana": "student", "ben": "dermatologist"}, samples=200)
     overall = read_out["overall"].set_index("metric")
     # by hand: before, per class mel 2/4, nv 1/2, bkl 1/2; after mel 2/4, nv 2/2, bkl 2/2
@@ -92,8 +92,8 @@ def test_scripted_study_read_out_equals_hand_computed_figures(store):
 
 def test_export_uses_pseudonyms(store):
     study = store.create(make_study())
-    table = reader_study.answer_table(study, scripted_answers(store, study), {})
-    text = reader_study.export_csv(study, table).decode()
+    table = reader_results.answer_table(study, scripted_answers(store, study), {})
+    text = reader_results.export_csv(study, table).decode()
     frame = pd.read_csv(io.StringIO(text))
     fields = set(frame.astype(str).to_numpy().ravel())
     assert not fields & {"ana", "ben"}
