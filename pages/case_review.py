@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import resources, teaching_panels, ui
+from app import case_report_panels, resources, teaching_panels, ui
 from lesionlib import imaging
 from lesionlib.classes import CLASS_DESCRIPTIONS
 
@@ -94,6 +94,10 @@ ui.feedback_form(
     image_png=(lambda: imaging.strip_metadata(case.image)) if case.source == "upload" else None,
     context="\n".join(part for part in (f"Case details: {details}" if details else "",
                                         gate_note) if part))
+
+st.subheader("Download report")
+case_report_panels.download_buttons(case, result, card, method, class_name, opacity,
+                                    key=f"case_review_report_{case.sha256[:12]}_{model_id}")
 
 st.subheader("Similar training cases")
 teaching_panels.similar_cases_panel(case, model_id, key="case_review")

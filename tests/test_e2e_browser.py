@@ -167,6 +167,29 @@ def test_case_review_upload_prediction_and_heatmap(browser_page, server, screens
     assert page.get_by_text("Intended use").count() >= 1
     assert page.locator("[data-testid='stImage']").count() >= 3
     page.screenshot(path=str(screenshot_dir / "case_review.png"), full_page=True)
+    # the case report, downloaded from the browser: a one-page PDF and FHIR JSON
+    import json
+
+    import pypdf
+
+    with page.expect_download() as pdf_download:
+        page.get_by_role("button", name="Download report (PDF)").click()
+    pdf_path = tmp_path / "report.pdf"
+    pdf_download.value.save_as(pdf_path)
+    assert pdf_download.value.suggested_filename.startswith("case_report_")
+    assert "lesion" not in pdf_download.value.suggested_filename  # not the upload's name
+    reader = pypdf.PdfReader(pdf_path)
+    text = " ".join(reader.pages[0].extract_text().split())
+    assert len(reader.pages) == 1 and "not a diagnosis" in text and "version" in text
+    with page.expect_download() as fhir_download:
+        page.get_by_role("button", name="Download report (FHIR JSON)").click()
+    fhir_path = tmp_path / "report.fhir.json"
+    fhir_download.value.save_as(fhir_path)
+    from fhir.resources.bundle import Bundle
+
+    bundle = Bundle.model_validate(json.loads(fhir_path.read_text()))
+    assert {entry.resource.get_resource_type() for entry in bundle.entry} >= {
+        "DiagnosticReport", "Observation", "Device", "DocumentReference"}
 
 
 def test_teaching_round_and_similar_cases(browser_page, server, screenshot_dir):
