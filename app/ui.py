@@ -37,7 +37,7 @@ NO_MODELS = ("No usable model was found in `{folder}`. Install the shipped model
              "folders, each with a `card.json`.")
 MODEL_ERRORS = (KeyError, CardError, OSError)
 UPLOAD_LIMIT_MB = 20  # refused here, visibly; server.maxUploadSize (100) is the transport limit
-UPLOAD_TYPES = ("jpg", "jpeg", "png")
+UPLOAD_TYPES = ("jpg", "jpeg", "png", "dcm")
 DEEP_LINK_KEY = "app_ui_deep_link"  # (page file, query) asked for before the entry script ran
 _STORE_LOCATION = re.compile(r" in the feedback database at .*?: ")
 logger = logging.getLogger(__name__)
@@ -234,8 +234,9 @@ def case_picker(key: str = "case") -> resources.CaseImage | None:
             "Image id (HAM10000, ISIC 2017 or PH2)", key=f"{key}_dataset_id",
             placeholder="ISIC_0024306", max_chars=40))
     if source == "Upload":
-        upload = st.file_uploader(f"Dermoscopic image (JPEG or PNG, up to {UPLOAD_LIMIT_MB} MB)",
-                                  type=list(UPLOAD_TYPES), key=f"{key}_upload")
+        upload = st.file_uploader(
+            f"Dermoscopic image (JPEG, PNG or DICOM, up to {UPLOAD_LIMIT_MB} MB)",
+            type=list(UPLOAD_TYPES), key=f"{key}_upload")
         if upload is None:
             st.info("Upload a dermoscopic image, or choose a sample image.")
             return None

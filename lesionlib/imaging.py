@@ -30,6 +30,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lesionlib import dicom_input
+
 MAX_PIXELS = 40_000_000  # about 7300 x 5500; larger files are refused as decompression bombs
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MIN_SIDE = 32
@@ -203,6 +205,8 @@ def load_image(source, name: str | None = None) -> np.ndarray:
     name = name or default_name
     if not data:
         raise ImageLoadError(f"{name}: the file is empty (0 bytes).")
+    if dicom_input.is_dicom(data):
+        return _load_dicom(data, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -222,7 +226,7 @@ def load_image(source, name: str | None = None) -> np.ndarray:
                              f"{MAX_PIXELS:,} pixels (possible decompression bomb).") from None
     except UnidentifiedImageError:
         raise ImageLoadError(f"{name}: {NOT_AN_IMAGE}. Other formats accepted: "
-                             f"{', '.join(ACCEPTED_FORMATS[2:])}.") from None
+                             f"{', '.join(ACCEPTED_FORMATS[2:])}, DICOM.") from None
     except MemoryError:
         raise ImageLoadError(f"{name}: not enough memory to decode this image.") from None
     except Exception as error:  # noqa: BLE001 - any decoder failure on untrusted bytes
@@ -231,6 +235,18 @@ def load_image(source, name: str | None = None) -> np.ndarray:
         logger.info("%s: decoding failed: %s", name, _describe(error))
         raise ImageLoadError(f"{name}: {DAMAGED}. Export or copy the image again.") from None
     _check_geometry(array.shape[1], array.shape[0], name)
+    return array
+
+
+def _load_dicom(data: bytes, name: str) -> np.ndarray:
+    """A DICOM file's first frame, checked and reduced like any other image."""
+    try:
+        array = dicom_input.decode(data, name, MAX_PIXELS)
+    except dicom_input.DicomError as error:
+        raise ImageLoadError(str(error)) from None
+    _check_geometry(array.shape[1], array.shape[0], name)
+    if reduction_factor(array.shape[1], array.shape[0]) > 1:
+        array = np.asarray(_reduce(Image.fromarray(array)), dtype="uint8")
     return array
 
 
