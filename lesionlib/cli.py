@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lesionlib.commands import (common, evaluation, integrity, predicting, retraining,
-                                similar_cases, training)
+from lesionlib.commands import (common, evaluation, importing, integrity, predicting,
+                                retraining, similar_cases, training)
 
 
 def _add_data_option(parser: argparse.ArgumentParser) -> None:
@@ -254,6 +254,23 @@ def build_parser() -> argparse.ArgumentParser:
     mapping.add_argument("--seed", type=int, default=0)
     mapping.add_argument("--weights", help="weights folder (default: weights/)")
     mapping.set_defaults(handler=similar_cases.embedding_map)
+
+    imported = commands.add_parser(
+        "import-model", help="Bring a seven-class Keras classifier trained elsewhere in for "
+        "audit (safe mode; declared class order, scaling, training data and licence).")
+    imported.add_argument("file", help="the .keras file")
+    imported.add_argument("--id", required=True, help="model id, e.g. resnet50.clinic_a")
+    imported.add_argument("--name", required=True, help="display name")
+    imported.add_argument("--classes", help="the order of the model's seven outputs, comma-"
+                          "separated (default: akiec,bcc,bkl,df,mel,nv,vasc)")
+    imported.add_argument("--scaling", choices=("inside", "0-1", "-1-1"), default="inside",
+                          help="the input the model expects: RGB 0-255 ('inside': any scaling "
+                          "is a layer of the model), RGB/255, or RGB/127.5-1")
+    imported.add_argument("--training-data", help="what the model was trained on, as declared")
+    imported.add_argument("--licence", help="the model's licence, as declared")
+    imported.add_argument("--description", help="a sentence for the Models page")
+    imported.add_argument("--weights", help="weights folder (default: weights/)")
+    imported.set_defaults(handler=importing.import_model)
 
     architectures = commands.add_parser("architectures", help="List registered backbones.")
     architectures.add_argument("--parameters", action="store_true",

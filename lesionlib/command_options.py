@@ -26,6 +26,10 @@ SINGLE_VALUED_OPTIONS: dict[str, frozenset[str]] = {
     "fit-gate": frozenset({
         "--data", "--max-flag-rate", "--min-error-ratio", "--model", "--per-class", "--weights",
     }),
+    "import-model": frozenset({
+        "--classes", "--description", "--id", "--licence", "--name", "--scaling",
+        "--training-data", "--weights",
+    }),
     "make-signing-key": frozenset({
         "--private", "--public",
     }),
