@@ -1,4 +1,5 @@
-"""Measuring a model: ``evaluate``, ``stress-test``, ``fit-gate``, ``export`` (the edge model's evaluation).
+"""Measuring a model: ``evaluate``, ``stress-test``, ``fit-gate``, ``export`` (and the edge
+model's evaluation).
 
 Each function takes the parsed arguments of its command (``lesionlib.cli``) and returns the exit
 status; a mistake in the input raises ``common.UsageError``."""
@@ -15,10 +16,11 @@ def evaluate(args) -> int:
     from lesionlib import evaluation, registry
 
     catalogue = registry.discover(args.weights)
-    cards = [common.card(model_id, catalogue) for model_id in (args.model or sorted(catalogue.cards))]
+    cards = [common.card(model_id, catalogue)
+             for model_id in (args.model or sorted(catalogue.cards))]
     if not cards:
         raise common.UsageError(f"No models in the weights folder "
-                         f"{args.weights or registry.default_weights_dir()}.")
+                                f"{args.weights or registry.default_weights_dir()}.")
     if not args.summary_only:
         common.data_folder(None)  # calibration needs the HAM10000 validation split
     command = " ".join(["python -m lesionlib evaluate",
@@ -34,8 +36,8 @@ def evaluate(args) -> int:
             frames = evaluation.ensemble_uncalibrated(
                 [registry.get_card(member, catalogue) for member in card.members])
         if "ham10000_val" not in frames:
-            raise common.UsageError(f"{card.id}: no HAM10000 validation predictions to calibrate on "
-                             "(for an ensemble, evaluate its members first).")
+            raise common.UsageError(f"{card.id}: no HAM10000 validation predictions to calibrate "
+                                    "on (for an ensemble, evaluate its members first).")
         card, _ = evaluation.finish_evaluation(card, frames, command)
         print_headline(card)
     evaluated = registry.discover(args.weights)
@@ -145,7 +147,7 @@ def export(args) -> int:
     if not args.report_only:
         if not args.model:
             raise common.UsageError("--model is required (the id of a single model) unless "
-                             "--report-only.")
+                                    "--report-only.")
         parent = common.card(args.model, registry.discover(weights))
         try:
             representative = (edge.representative_images(parent.input_size, args.per_class,

@@ -22,11 +22,12 @@ def predict(args) -> int:
         model_id = registry.DEFAULT_MODEL_ID
     if model_id is None:
         raise common.UsageError(f"No models in the weights folder "
-                         f"{args.weights or registry.default_weights_dir()}.")
+                                f"{args.weights or registry.default_weights_dir()}.")
     card = common.card(model_id, catalogue)
     inputs = read_image_list(Path(args.images))
     if Path(args.images).resolve() == Path(args.out).resolve():
-        raise common.UsageError(f"--out {args.out} is the --images list itself; choose another --out.")
+        raise common.UsageError(f"--out {args.out} is the --images list itself; choose another "
+                                "--out.")
     output = PredictionsFile(args.out, card.id, card.version)
     todo = [item for item in inputs if not output.has_row_for(item.name)]
     if len(todo) < len(inputs):

