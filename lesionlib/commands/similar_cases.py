@@ -24,8 +24,7 @@ def similar(args) -> int:
         return build_similar_index(card, catalogue, args)
     if not args.images or not args.out:
         raise common.UsageError("give --images and --out to find similar cases, or --build to "
-                                "build "
-                                "the index.")
+                                "build the index.")
     return write_similar_cases(card, catalogue, args)
 
 

@@ -180,8 +180,7 @@ def ensemble(args) -> int:
     existing = catalogue.cards.get(args.id)
     if existing is not None and existing.kind == "single":
         raise common.UsageError(f"--id {args.id!r} is an installed single model; choose a new id "
-                                "for "
-                                "the ensemble.")
+                                "for the ensemble.")
     folder = Path(args.weights or default_weights_dir()) / args.id
     try:
         refuse_same_version(folder, args.version)
