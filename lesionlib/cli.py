@@ -270,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument("--licence", help="the model's licence, as declared")
     imported.add_argument("--description", help="a sentence for the Models page")
     imported.add_argument("--weights", help="weights folder (default: weights/)")
+    imported.add_argument("--evaluate", action="store_true",
+                          help="then evaluate it on the fixed sets and fit its quality gate "
+                          "(needs the datasets)")
+    _add_data_option(imported)
+    imported.add_argument("--job-token", help=argparse.SUPPRESS)  # set by the dashboard's job
     imported.set_defaults(handler=importing.import_model)
 
     architectures = commands.add_parser("architectures", help="List registered backbones.")

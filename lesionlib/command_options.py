@@ -27,8 +27,8 @@ SINGLE_VALUED_OPTIONS: dict[str, frozenset[str]] = {
         "--data", "--max-flag-rate", "--min-error-ratio", "--model", "--per-class", "--weights",
     }),
     "import-model": frozenset({
-        "--classes", "--description", "--id", "--licence", "--name", "--scaling",
-        "--training-data", "--weights",
+        "--classes", "--data", "--description", "--id", "--job-token", "--licence", "--name",
+        "--scaling", "--training-data", "--weights",
     }),
     "make-signing-key": frozenset({
         "--private", "--public",

@@ -244,6 +244,31 @@ def import_command(request: ImportRequest) -> str:
     return " ".join(parts)
 
 
+def evaluate_imported(model_id: str, weights_dir: Path, ham10000: Path, log=print) -> ModelCard:
+    """Measure an imported model like any other: predictions on every fixed set present,
+    temperature and melanoma threshold on HAM10000 validation, then its quality gate."""
+    from lesionlib import evaluation, registry
+    from lesionlib.gate_fitting import fit_model_gate
+
+    card = registry.get_card(model_id, registry.discover(weights_dir))
+    model = registry.load_single(card)
+    frames = {}
+    for set_name in evaluation.EVALUATION_SETS:
+        try:
+            frames[set_name] = evaluation.predict_set(model, set_name)
+        except FileNotFoundError:
+            continue
+        log(f"{model_id}: predicted {set_name}")
+    if "ham10000_val" not in frames:
+        raise ImportRefused("No HAM10000 validation split here to calibrate on: the model stays "
+                            "imported and not evaluated.")
+    card, _ = evaluation.finish_evaluation(card, frames, f"python -m lesionlib evaluate --model "
+                                                         f"{model_id}")
+    log(f"{model_id}: evaluated; fitting its quality gate")
+    fit_model_gate(model_id, weights_dir, ham10000)
+    return registry.get_card(model_id, registry.discover(weights_dir))
+
+
 def import_model(request: ImportRequest, weights_dir: Path) -> ModelCard:
     """Check, rebuild and install the model as ``weights_dir/<id>/`` (sealed); returns its card.
 

@@ -109,13 +109,13 @@ def release(weights_dir, token: str) -> None:
         path.unlink(missing_ok=True)
 
 
-COMMANDS = ("retrain", "rollback")
+COMMANDS = ("retrain", "rollback", "import-model")
 
 
 def start(weights_dir, model_id: str, user: str, options: list[str] | None = None,
           env: dict | None = None, command: str = "retrain") -> int:
-    """Launch ``python -m lesionlib retrain`` (or ``rollback``) in the background; returns its
-    process id.
+    """Launch ``python -m lesionlib retrain`` (or ``rollback``, or ``import-model`` with its
+    evaluation) in the background; returns its process id.
 
     Args:
         weights_dir: the weights folder the dashboard uses.
@@ -137,8 +137,12 @@ def start(weights_dir, model_id: str, user: str, options: list[str] | None = Non
     token = acquire(weights_dir, model_id, user, own=False)
     folder = job_dir(weights_dir)
     (folder / PROGRESS_FILE).unlink(missing_ok=True)
-    shown = ["python", "-m", "lesionlib", command, "--model", model_id, "--weights",
-             str(Path(weights_dir).resolve()), "--user", user, *(options or [])]
+    if command == "import-model":  # options: the file first, then its declarations
+        shown = ["python", "-m", "lesionlib", command, *(options or []), "--id", model_id,
+                 "--weights", str(Path(weights_dir).resolve()), "--evaluate"]
+    else:
+        shown = ["python", "-m", "lesionlib", command, "--model", model_id, "--weights",
+                 str(Path(weights_dir).resolve()), "--user", user, *(options or [])]
     command = [sys.executable, *shown[1:], "--job-token", token]
     try:
         with open(folder / LOG_FILE, "w") as log:

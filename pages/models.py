@@ -4,7 +4,8 @@ import json
 
 import streamlit as st
 
-from app import faithfulness_panels, resources, retraining_panels, teaching_panels, ui
+from app import (faithfulness_panels, import_panels, resources, retraining_panels,
+                 teaching_panels, ui)
 from lesionlib import edge, views
 from lesionlib.cards import normalise_command, reproduce_steps
 
@@ -27,6 +28,8 @@ if summary.shape[1] > 3:
 faithfulness_panels.overview(cards.cards)
 
 retraining_panels.retraining_panel(cards, ui.reviewer_name(user), ui.is_admin(user))
+if ui.is_admin(user):
+    import_panels.import_form(ui.reviewer_name(user))
 
 for model_id, card in sorted(cards.cards.items()):
     with st.expander(card.label, expanded=model_id == default):

@@ -152,3 +152,54 @@ def test_an_imported_model_shows_in_compare_marked_not_evaluated(weights, tmp_pa
     assert_ok(app)
     content = texts(app)
     assert "Outside CNN" in content and "Not evaluated" in content
+
+
+def test_the_dashboards_job_releases_its_lock_and_reports_a_failed_evaluation(
+        weights, tmp_path, monkeypatch, capsys):
+    """Imported, then evaluation impossible (no dataset): progress 'failed', lock released."""
+    import lesionlib.data
+    from lesionlib import retraining_job
+
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    monkeypatch.setenv("LESIONLIB_DATA", str(empty))
+    monkeypatch.setattr(lesionlib.data, "SHARED_DATA", empty)
+    token = retraining_job.acquire(weights, "job.cnn", "alice")
+    path = saved(functional_model(), tmp_path)
+    assert main(["import-model", str(path), "--id", "job.cnn", "--name", "Job CNN",
+                 "--weights", str(weights), "--evaluate", "--job-token", token]) == 2
+    status = retraining_job.status(weights)
+    assert not status.running and status.progress["stage"] == "failed"
+    assert "No ham10000 dataset folder found" in status.progress["error"]
+    assert "job.cnn" in registry.discover(weights).cards  # the import itself stands
+
+
+@pytest.mark.slow
+def test_an_admin_starts_an_import_from_the_models_page(weights, tmp_path, monkeypatch):
+    from lesionlib import retraining_job
+    from page_fixtures import use_page_environment
+    from test_pages import assert_ok, open_page
+
+    started = {}
+    monkeypatch.setattr(retraining_job, "start", lambda weights_dir, model_id, user, options,
+                        env=None, command="": started.update(
+                            model_id=model_id, options=options, command=command) or 4242)
+    use_page_environment(monkeypatch, weights, tmp_path)
+    path = saved(functional_model(), tmp_path)
+    app = open_page("models")
+    app.text_input(key="import_model_path").input(str(path))
+    app.text_input(key="import_model_id").input("Bad Id!")
+    app.text_input(key="import_model_name").input("Outside")
+    next(button for button in app.button if button.label == "Import and evaluate").click()
+    app.run()
+    assert_ok(app)
+    assert any("Give a model id" in error.value for error in app.error) and not started
+    app.text_input(key="import_model_id").input("outside.cnn")
+    app.selectbox(key="import_model_scaling").set_value("0-1")
+    next(button for button in app.button if button.label == "Import and evaluate").click()
+    app.run()
+    assert_ok(app)
+    assert started["command"] == "import-model" and started["model_id"] == "outside.cnn"
+    assert started["options"][:1] == [str(path)] and "0-1" in started["options"]
+    assert any("Importing outside.cnn in the background" in success.value
+               for success in app.success)

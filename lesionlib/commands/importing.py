@@ -11,8 +11,24 @@ from lesionlib.commands import common
 
 
 def import_model(args) -> int:
-    from lesionlib import model_import
+    from lesionlib import retraining_job
     from lesionlib.registry import default_weights_dir
+
+    weights = Path(args.weights) if args.weights else default_weights_dir()
+    progress = retraining_job.Progress(weights) if args.job_token else (lambda *a, **k: None)
+    progress("importing", model=args.id)
+    try:
+        return _import(args, weights, progress)
+    except common.UsageError as error:
+        progress("failed", error=str(error))
+        raise
+    finally:
+        if args.job_token:
+            retraining_job.release(weights, args.job_token)
+
+
+def _import(args, weights: Path, progress) -> int:
+    from lesionlib import model_import
 
     try:
         request = model_import.ImportRequest(
@@ -22,13 +38,26 @@ def import_model(args) -> int:
             scaling=args.scaling, training_data=args.training_data or model_import.NOT_DECLARED,
             licence=args.licence or model_import.NOT_DECLARED,
             description=args.description or "")
-        weights = Path(args.weights) if args.weights else default_weights_dir()
         card = model_import.import_model(request, weights)
     except model_import.ImportRefused as error:
         raise common.UsageError(str(error)) from None
     print(f"Imported {card.id} v{card.version} ({card.name}) into {card.folder}: input "
-          f"{card.input_size} px, heatmaps from layer {card.cam_layer}. It is marked NOT "
-          "evaluated until you measure it on the fixed sets:\n"
-          f"  python -m lesionlib evaluate --model {card.id}\n"
-          f"  python -m lesionlib fit-gate --model {card.id}")
+          f"{card.input_size} px, heatmaps from layer {card.cam_layer}.", flush=True)
+    if not args.evaluate:
+        print("It is marked NOT evaluated until you measure it on the fixed sets:\n"
+              f"  python -m lesionlib evaluate --model {card.id}\n"
+              f"  python -m lesionlib fit-gate --model {card.id}")
+        progress("done", verdict="imported, not evaluated", version=card.version)
+        return 0
+    progress("evaluating", model=card.id)
+    try:
+        card = model_import.evaluate_imported(card.id, weights, common.data_folder(args.data),
+                                              log=lambda line: print(line, flush=True))
+    except model_import.ImportRefused as error:
+        raise common.UsageError(str(error)) from None
+    test = card.metrics.get("ham10000_test", {})
+    print(f"{card.id}: evaluated and gated; HAM10000 test balanced accuracy "
+          f"{test.get('balanced_accuracy', float('nan')):.3f}, melanoma AUC "
+          f"{test.get('melanoma_auc') or float('nan'):.3f}.")
+    progress("done", verdict="imported and evaluated", version=card.version)
     return 0
