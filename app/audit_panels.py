@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app import resources, ui
+from app import feedback_panels, resources, ui
 from lesionlib import embedding_map, imaging, inference, label_audit, views
 from lesionlib.classes import CLASS_NAMES
 
@@ -78,12 +78,11 @@ def case_panel(row: pd.Series, model_id: str, set_name: str, key: str, context: 
     gate_note = ("; shown despite a failed quality gate: " + ", ".join(
         finding.code for finding in report.gate_failures)
         if report is not None and report.withheld else "")
-    ui.feedback_form(image_id, stored, "error_browser",
-                     key=f"{key}_feedback_{model_id}_{image_id}",
-                     image_sha256=case.sha256 if case is not None else None,
-                     default_verdict=None,  # a known error or suspect: no one-click "Agree"
-                     context=f"Set: {set_name}; reference: {row['true_class']}{context}"
-                     + gate_note)
+    feedback_panels.feedback_form(
+        image_id, stored, "error_browser", key=f"{key}_feedback_{model_id}_{image_id}",
+        image_sha256=case.sha256 if case is not None else None,
+        default_verdict=None,  # a known error or suspect: no one-click "Agree"
+        context=f"Set: {set_name}; reference: {row['true_class']}{context}" + gate_note)
 
 
 def stored_row(model_id: str, set_name: str, image_id: str) -> pd.Series | None:

@@ -204,8 +204,13 @@ def model_picker(label: str = "Model", key: str = "model_choice", container=st) 
     options = sorted(cards.cards)
     remembered = st.session_state.get("model_id")
     default = remembered if remembered in options else cards.default_id()
+    short = {option: f"{cards.cards[option].name} v{cards.cards[option].version}"
+             for option in options}
+    if container is not st.sidebar or len(set(short.values())) < len(short):
+        short = {option: cards.cards[option].label for option in options}  # the full name
     model_id = container.selectbox(label, options, index=options.index(default), key=key,
-                                   format_func=lambda option: cards.cards[option].label)
+                                   format_func=short.get,
+                                   help="Model ids and versions: see the Models page.")
     st.session_state["model_id"] = model_id
     return model_id
 
@@ -526,69 +531,7 @@ def error_table_key(model_id: str, set_name: str, true_classes, predicted_classe
     return "audit_errors_" + "_".join(parts)
 
 
-# ----------------------------------------------------------------------------- feedback
-
-CASE_DETAIL_FIELDS = ("age", "sex", "body_site")
-
-
-VERDICTS = ("Agree", "Disagree")
-
-
-def feedback_form(case_id: str, prediction, source: str, key: str,
-                  image_sha256: str | None = None, image_png=None, context: str = "",
-                  default_verdict: str | None = "Agree") -> None:
-    """Agree/disagree, corrected diagnosis and note, saved to the feedback store.
-
-    ``image_png`` is a callable returning the EXIF-stripped image (called only on save), or
-    ``None``. ``default_verdict=None`` leaves the verdict unchosen (for a known error, where
-    "Agree" would be a one-click mistake). Saving again on the same case revises the
-    reviewer's earlier review. On a store error the message is shown and the form keeps what
-    was typed.
-    """
-    with st.form(key=f"{key}_form", clear_on_submit=False):
-        st.markdown(f"**Your review** of `{case_id}` — model says "
-                    f"**{prediction.top_class}**")
-        verdict = st.radio("Do you agree with the top diagnosis?", VERDICTS, horizontal=True,
-                           key=f"{key}_verdict", index=None if default_verdict is None
-                           else VERDICTS.index(default_verdict))
-        corrected = st.selectbox("Corrected diagnosis (if you disagree)",
-                                 ["(none)", *CLASS_NAMES], key=f"{key}_corrected",
-                                 format_func=lambda name: name if name == "(none)"
-                                 else class_label(name))
-        note = st.text_area("Note", key=f"{key}_note", placeholder="What did you see?")
-        submitted = st.form_submit_button("Save feedback", type="primary")
-    if submitted and verdict is None:
-        st.warning("Choose Agree or Disagree, then save again.")
-    elif submitted:
-        save_feedback(case_id, prediction, source, verdict == "Agree",
-                      None if corrected == "(none)" else corrected,
-                      "\n".join(part for part in (note.strip(), context) if part),
-                      image_sha256, image_png)
-
-
-def save_feedback(case_id, prediction, source, agree, corrected, note, image_sha256,
-                  image_png) -> int | None:
-    from lesionlib.feedback import FeedbackRecord
-
-    if not agree and corrected is None:
-        st.warning("You disagreed: please choose the corrected diagnosis, then save again.")
-        return None
-    try:
-        record = FeedbackRecord(
-            case_id=case_id, source=source, model_id=prediction.model_id,
-            model_version=prediction.model_version, predicted_class=prediction.top_class,
-            agree=agree, corrected_class=None if agree else corrected, note=note,
-            reviewer=reviewer_name(), image_sha256=image_sha256,
-            image_png=image_png() if callable(image_png) else image_png)
-        saved = resources.feedback_store().save(record)
-    except (FeedbackStoreError, ValueError, TypeError) as error:
-        st.error(f"Feedback was NOT saved: {store_error_message(error)} Your entries are "
-                 "still in the form; try again, or copy your note.")
-        return None
-    if saved.superseded:
-        st.success(f"Feedback saved (record {saved.record_id}) for `{case_id}`: it "
-                   f"updates your earlier review (now revision {saved.revision}; the earlier "
-                   "one is kept in the history, marked superseded).")
-    else:
-        st.success(f"Feedback saved (record {saved.record_id}) for `{case_id}`.")
-    return saved.record_id
+def wrap_tabs() -> None:
+    """Let a row of many tabs wrap onto a second line instead of scrolling out of sight."""
+    st.markdown("<style>div[data-baseweb='tab-list'] {flex-wrap: wrap; row-gap: 0.25rem}"
+                "</style>", unsafe_allow_html=True)

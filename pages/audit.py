@@ -33,6 +33,7 @@ st.markdown(f"**{card.label}** on **{views.SET_TITLES.get(set_name, set_name)}**
             f"reference. Melanoma threshold {card.melanoma_threshold:.3f} "
             f"({card.threshold_method}).")
 
+ui.wrap_tabs()  # ten tabs: on a 1024 px screen they wrap onto a second line, none hidden
 tabs = st.tabs(["Confusion matrix", "Per class", "ROC curves", "Calibration", "Subgroups",
                 "Error browser", "Heatmaps on the lesion", "Embedding map", "Label issues",
                 "Robustness"])

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import case_report_panels, resources, teaching_panels, ui
+from app import case_report_panels, feedback_panels, resources, teaching_panels, ui
 from lesionlib import imaging
 from lesionlib.classes import CLASS_DESCRIPTIONS
 
@@ -87,7 +87,7 @@ details = "; ".join(part for part in (
 gate_note = ("Shown despite a failed quality gate: "
              + ", ".join(finding.code for finding in result.report.gate_failures)
              if unreliable else "")
-ui.feedback_form(
+feedback_panels.feedback_form(
     case.case_id, prediction, "case_review",
     key=f"case_review_feedback_{case.sha256[:12]}_{model_id}",
     image_sha256=case.sha256,
