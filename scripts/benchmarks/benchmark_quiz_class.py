@@ -1,0 +1,163 @@
+"""A class taking the teaching quiz at once: the commit time of 20 concurrent sessions.
+
+Starts the real dashboard server (``serve.py``: the default model warmed) on the shipped weights,
+then drives headless Chromium (Playwright): first one session alone (the reference), then
+``--sessions`` sessions at the same time, each starting a round of ``--cases`` cases and
+committing an answer per case. A commit's time runs from the click on "Commit my answer" to the
+reveal ("confirmed by") on screen. Prints and writes the median, 90th percentile and maximum, and
+their ratio to the lone session's, measured in the same run. Target (issue: dashboard defects):
+median commit <= 1 s with 20 sessions.
+
+    python scripts/benchmarks/benchmark_quiz_class.py [--sessions 20] [--cases 3]
+        [--out reports/quiz_class.md]
+
+The browsers run on the same machine as the server here (in a class they would not), so the
+figures are an upper bound of what students see. Check ``uptime`` first: run it on a quiet
+machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium"))
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+TIMEOUT_MS = 300_000
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(folder: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    environment = {key: value for key, value in os.environ.items()
+                   if key != "LESIONLIB_AUTH_CONFIG"}
+    environment["LESIONLIB_FEEDBACK_URL"] = f"sqlite:///{folder / 'feedback.db'}"
+    log = open(folder / "server.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "serve.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=REPO_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            return process, url
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the server did not start; see {folder / 'server.log'}")
+            time.sleep(0.5)
+
+
+async def idle(page) -> None:
+    await page.wait_for_timeout(300)
+    await page.locator("[data-testid='stStatusWidget']").wait_for(state="hidden")
+
+
+async def one_session(browser, url: str, cases: int) -> list[float]:
+    """One student's round: the seconds of each commit (click to reveal)."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 1600})
+    page = await context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    await page.goto(url)
+    await page.get_by_role("heading", name="Case review").first.wait_for()
+    await page.goto(f"{url}/teaching")
+    await page.get_by_role("heading", name="Teaching quiz").first.wait_for()
+    await idle(page)
+    await page.get_by_label("Cases in the round").fill(str(cases))
+    await page.get_by_role("button", name="Start the round").click()
+    times = []
+    for position in range(cases):
+        await page.get_by_text(f"Case {position + 1} of {cases}").first.wait_for()
+        await idle(page)
+        await page.get_by_text("nv — Melanocytic nevus").first.click()
+        started = time.perf_counter()
+        await page.get_by_role("button", name="Commit my answer").click()
+        await page.get_by_text("confirmed by").first.wait_for()
+        times.append(time.perf_counter() - started)
+        await idle(page)
+        label = "Next case" if position + 1 < cases else "See my results"
+        await page.get_by_role("button", name=label).click()
+    await page.get_by_text("Your balanced accuracy").first.wait_for()
+    await context.close()
+    return times
+
+
+async def measure(url: str, sessions: int, cases: int) -> tuple[list[float], list[float]]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        await one_session(browser, url, 1)  # warms the quiz pool and the first heatmaps
+        alone = await one_session(browser, url, cases)
+        results = await asyncio.gather(*(one_session(browser, url, cases)
+                                         for _ in range(sessions)))
+        await browser.close()
+    return alone, [value for times in results for value in times]
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--cases", type=int, default=3)
+    parser.add_argument("--out", default=str(REPO_ROOT / "reports" / "quiz_class.md"))
+    args = parser.parse_args()
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as scratch:
+        process, url = start_server(Path(scratch))
+        try:
+            alone, together = asyncio.run(measure(url, args.sessions, args.cases))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    load_after = os.getloadavg()
+    median_alone, median = statistics.median(alone), statistics.median(together)
+    flags = sorted({flag for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("flags") for flag in line.split()
+                    if flag.startswith(("avx2", "avx512f", "amx_tile"))})
+    rows = [("one session alone (reference)", alone), (f"{args.sessions} sessions at once",
+                                                       together)]
+    lines = ["# Teaching quiz: a class at once", "",
+             f"Written by `python scripts/benchmarks/benchmark_quiz_class.py --sessions "
+             f"{args.sessions} --cases {args.cases}`: the real server (`serve.py`, shipped "
+             "weights), headless Chromium on the same machine (so an upper bound), each session "
+             f"a round of {args.cases} cases; a commit runs from the click on \"Commit my "
+             "answer\" to the reveal on screen.", "",
+             f"{os.cpu_count()} cores ({', '.join(flags) or 'no AVX2'}); load average before "
+             f"{load_before[0]:.2f}, after {load_after[0]:.2f}.", "",
+             "| sessions | commits | median (s) | 90th percentile (s) | max (s) | median vs alone |",
+             "|---|---|---|---|---|---|"]
+    for title, values in rows:
+        lines.append(f"| {title} | {len(values)} | {statistics.median(values):.2f} | "
+                     f"{percentile(values, 0.9):.2f} | {max(values):.2f} | "
+                     f"{statistics.median(values) / median_alone:.1f}x |")
+    verdict = "met" if median <= 1.0 else "NOT met"
+    lines += ["", f"Target: median commit <= 1 s with {args.sessions} sessions: **{verdict}** "
+              f"({median:.2f} s).", ""]
+    Path(args.out).write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
