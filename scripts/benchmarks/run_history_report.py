@@ -1,6 +1,11 @@
 """A training run's per-epoch history as a Markdown table (from its state.json).
 
     python scripts/benchmarks/run_history_report.py runs-v3/efficientnet_lite0
+    python scripts/benchmarks/run_history_report.py --summary RUN_DIR [RUN_DIR ...]
+
+With ``--summary``: one row per run (its kept epoch's validation figures on every clinic it
+scored, the epoch with the best HAM10000 validation balanced accuracy, epochs done, and the
+command that reproduces it), for ``reports/ablation.md``.
 
 Prints each epoch's loss, HAM10000 validation balanced accuracy and melanoma AUC, the other
 clinics' validation figures where the run scored them (``--extra-val``), the selection score,
@@ -43,10 +48,49 @@ def table(state: dict) -> str:
     return "\n".join(lines)
 
 
+def summary(run_dirs: list[Path]) -> str:
+    """One row per run: kept epoch's figures per clinic, best HAM10000 epoch, the command."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from lesionlib.packaging import train_command
+
+    def fmt(value):
+        return "—" if value is None else f"{value:.3f}"
+
+    lines = ["| run | epochs done | kept epoch | HAM10000 val BA | HAM10000 val mel. AUC | "
+             "BCN20000 val BA | BCN20000 val mel. AUC | best HAM10000 val BA (epoch) | command |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for run_dir in run_dirs:
+        try:
+            state = json.loads((run_dir / "state.json").read_text())
+        except (OSError, ValueError):
+            lines.append(f"| {run_dir} | not started here | — | — | — | — | — | — | — |")
+            continue
+        config, history = state["config"], state.get("history", [])
+        best = state.get("best") or {}
+        kept = next((entry for entry in history if entry.get("phase") == best.get("phase")
+                     and entry.get("epoch") == best.get("epoch")), {})
+        top = max(history, key=lambda entry: entry.get("val_balanced_accuracy") or 0,
+                  default={})
+        planned = config["head_epochs"] + config["fine_tune_epochs"]
+        lines.append(
+            f"| {run_dir} | {len(history)} of {planned} | {kept.get('epoch', '—')} | "
+            f"{fmt(kept.get('val_balanced_accuracy'))} | {fmt(kept.get('val_melanoma_auc'))} | "
+            f"{fmt(kept.get('bcn20000_val_balanced_accuracy'))} | "
+            f"{fmt(kept.get('bcn20000_val_melanoma_auc'))} | "
+            f"{fmt(top.get('val_balanced_accuracy'))} ({top.get('epoch', '—')}) | "
+            f"`{train_command(config, str(run_dir))}` |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir")
-    run_dir = Path(parser.parse_args().run_dir)
+    parser.add_argument("run_dir", nargs="+")
+    parser.add_argument("--summary", action="store_true", help="one row per run")
+    arguments = parser.parse_args()
+    if arguments.summary:
+        print(summary([Path(run_dir) for run_dir in arguments.run_dir]))
+        return 0
+    run_dir = Path(arguments.run_dir[0])
     try:
         state = json.loads((run_dir / "state.json").read_text())
     except (OSError, ValueError) as error:
