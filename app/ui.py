@@ -533,5 +533,6 @@ def error_table_key(model_id: str, set_name: str, true_classes, predicted_classe
 
 def wrap_tabs() -> None:
     """Let a row of many tabs wrap onto a second line instead of scrolling out of sight."""
-    st.markdown("<style>div[data-baseweb='tab-list'] {flex-wrap: wrap; row-gap: 0.25rem}"
-                "</style>", unsafe_allow_html=True)
+    st.markdown("<style>[data-testid='stTabs'] [role='tablist'] {flex-wrap: wrap; "
+                "row-gap: 0.25rem; height: auto; overflow: visible}</style>",
+                unsafe_allow_html=True)
