@@ -214,18 +214,19 @@ def support(study, case, image, form: str, key: str) -> None:
     """The assigned AI support for a case, with the model, its version and intended use."""
     st.divider()
     st.caption(f"AI support from **{study.model_name}** ({study.model_id} v{study.model_version}"
-               f"), computed when the study was created. Intended use: {study.intended_use}.")
+               f"), computed when the study was created. Intended use: "
+               f"{study.intended_use.rstrip('.')}.")
     if case.ai_warning:
         st.warning(f"The model's quality checks on this image: {ui.plain(case.ai_warning)}",
                    icon="⚠️")
     prediction = _prediction(study, case)
+    live = resources.current_catalogue().cards.get(study.model_id)
+    changed = live is None or live.version != study.model_version
     if form in ("probabilities", "heatmap", "all"):
         st.markdown(f"**The AI's answer: {ui.class_label(prediction.top_class)}**, calibrated "
                     f"confidence {100 * prediction.top_probability:.0f}%.")
         st.plotly_chart(ui.probability_figure(prediction, height=260), key=f"{key}_bars")
-        ui.melanoma_box(prediction)
-    live = resources.current_catalogue().cards.get(study.model_id)
-    changed = live is None or live.version != study.model_version
+        ui.melanoma_box(prediction, None if changed else live)  # with the other-clinic caveat
     if form in ("heatmap", "similar", "all") and changed:
         st.warning(f"{study.model_id} v{study.model_version} is no longer the live model here, "
                    "so its heatmap and similar cases cannot be shown; tell the study's "
@@ -273,7 +274,7 @@ def read_out(study, read_out: dict, key: str, export: bool) -> None:
         st.dataframe(_with_interval(read_out[part]), hide_index=True, key=f"{key}_{part}")
     st.markdown("**Switches after AI support** (helped: wrong to right; misled: right to wrong; "
                 "with the AI wrong, how often readers ended on its answer or switched to it)")
-    st.dataframe(read_out["switches"].rename(columns={
+    st.dataframe(read_out["switches"].astype(object).fillna("— (AI not shown)").rename(columns={
         "support_form": "support", "answers": "readings", "followed_wrong_ai":
         "ended on the wrong AI answer", "switched_to_wrong_ai": "switched to it",
         "ai_wrong": "AI wrong"}), hide_index=True, key=f"{key}_switches")

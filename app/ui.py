@@ -205,8 +205,8 @@ def model_picker(label: str = "Model", key: str = "model_choice", container=st) 
     remembered = st.session_state.get("model_id")
     default = remembered if remembered in options else cards.default_id()
     short = {option: f"{cards.cards[option].name} v{cards.cards[option].version}"
-             for option in options}
-    if container is not st.sidebar or len(set(short.values())) < len(short):
+             for option in options}  # fits a narrow box; the page names the id beside it
+    if len(set(short.values())) < len(short):
         short = {option: cards.cards[option].label for option in options}  # the full name
     model_id = container.selectbox(label, options, index=options.index(default), key=key,
                                    format_func=short.get,

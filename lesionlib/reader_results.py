@@ -148,9 +148,10 @@ def switches(table: pd.DataFrame) -> pd.DataFrame:
             "helped": int((~first_right & final_right).sum()),
             "misled": int((first_right & ~final_right).sum()),
             "ai_wrong": int(ai_wrong.sum()),
-            "followed_wrong_ai": int((ai_wrong & ended_on_ai).sum()),
-            "switched_to_wrong_ai": int((ai_wrong & ended_on_ai
-                                         & (group["first_answer"] != group["ai_answer"])).sum()),
+            # without support the reader never saw the AI's answer: following it is undefined
+            "followed_wrong_ai": None if form == "none" else int((ai_wrong & ended_on_ai).sum()),
+            "switched_to_wrong_ai": None if form == "none" else int(
+                (ai_wrong & ended_on_ai & (group["first_answer"] != group["ai_answer"])).sum()),
         })
     return pd.DataFrame(rows, columns=["support_form", "answers", "changed", "helped", "misled",
                                        "ai_wrong", "followed_wrong_ai", "switched_to_wrong_ai"])
@@ -224,16 +225,17 @@ def summary(study: Study, read_out: dict) -> str:
         if not rows.empty:
             row = rows.iloc[0]
             text.append(f"{words}, readers' balanced accuracy went from {row['before']:.2f} to "
-                        f"{row['after']:.2f} ({int(row['answers'])} readings).")
+                        f"{row['after']:.2f} ({_readings(int(row['answers']))}).")
     helped, misled = int(moves["helped"].sum()), int(moves["misled"].sum())
     text.append(f"AI support turned {helped} wrong answer{'s' if helped != 1 else ''} right "
                 f"and {misled} right answer{'s' if misled != 1 else ''} wrong.")
-    wrong = int(moves["ai_wrong"].sum())
+    shown = moves[moves["support_form"] != "none"]  # readings where the AI's answer was seen
+    wrong = int(shown["ai_wrong"].sum())
     if wrong:
-        followed = int(moves["followed_wrong_ai"].sum())
-        text.append(f"When the AI was wrong, readers ended on its answer in {followed} of "
-                    f"{wrong} readings ({100 * followed / wrong:.0f}%), a measure of automation "
-                    "bias.")
+        followed = int(shown["followed_wrong_ai"].sum())
+        text.append(f"When the AI was wrong and its answer was shown, readers ended on it in "
+                    f"{followed} of {_readings(wrong)} ({100 * followed / wrong:.0f}%), a measure "
+                    "of automation bias.")
     management = read_out["management"]
     if management["melanomas"]:
         text.append(f"Of {management['melanomas']} melanoma readings with a management "
@@ -241,6 +243,10 @@ def summary(study: Study, read_out: dict) -> str:
                     f"before AI support and {management['reassured_after']} after.")
     text.append("Small studies give wide intervals: read the intervals, not only the figures.")
     return " ".join(text)
+
+
+def _readings(count: int) -> str:
+    return f"{count} reading{'s' if count != 1 else ''}"
 
 
 def export_csv(study: Study, table: pd.DataFrame) -> bytes:

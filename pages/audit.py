@@ -13,7 +13,9 @@ st.title("Performance and error audit")
 st.caption("Computed from the predictions stored with each model on data it never trained or was "
            "calibrated on; no model is run except for heatmaps in the error browser.")
 
-model_id = ui.model_picker("Model", key="audit_model", container=st.sidebar)
+# The pickers sit above the tabs, not in the narrow sidebar (at 1024 px it cut the model's name).
+picker_column, set_column = st.columns([3, 2])
+model_id = ui.model_picker("Model", key="audit_model", container=picker_column)
 if model_id is None:
     st.stop()
 card = resources.current_catalogue().cards[model_id]
@@ -23,7 +25,7 @@ if not sets:
                "folder), so there is nothing to audit. Run `python -m lesionlib evaluate` with "
                "the datasets in `../shared/data/` to create them.")
     st.stop()
-set_name = st.sidebar.selectbox("Evaluation set", sets, key="audit_set",
+set_name = set_column.selectbox("Evaluation set", sets, key="audit_set",
                                 index=sets.index("ham10000_test") if "ham10000_test" in sets else 0,
                                 format_func=lambda name: views.SET_TITLES.get(name, name))
 frame = resources.stored_predictions(model_id, set_name)

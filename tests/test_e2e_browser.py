@@ -291,6 +291,8 @@ def test_a_reader_completes_three_cases_of_a_study(browser_page, server, screens
             _wait_until_idle(page)
     page.get_by_text("You have completed all 3 cases").first.wait_for()
     page.get_by_text("Balanced accuracy and melanoma sensitivity").first.wait_for()
+    _wait_until_idle(page)
+    page.get_by_text("Switches after AI support").first.wait_for()
     assert page.locator("[data-testid='stDataFrame']").count() >= 4  # the read-out's tables
     _wait_until_idle(page)
     _assert_no_exception(page)
@@ -299,7 +301,8 @@ def test_a_reader_completes_three_cases_of_a_study(browser_page, server, screens
 
 def test_at_1024_px_the_audit_tabs_and_the_model_picker_fit(browser_page, server):
     """At 1024 px the audit page's ten tabs overflowed (some out of sight) and the sidebar's
-    model picker cut the model's name: every tab is now inside the window, the name whole."""
+    model picker cut the model's name: every tab is now inside the window, and the picker, now
+    above the tabs, shows the name whole."""
     # a second window of the same browser, 1024 px wide
     browser = browser_page.context.browser
     page = browser.new_page(viewport={"width": 1024, "height": 900})
@@ -317,8 +320,8 @@ def test_at_1024_px_the_audit_tabs_and_the_model_picker_fit(browser_page, server
             (tabs.nth(index).inner_text(), box)
     cut = page.evaluate("""() => {
         const box = document.querySelector(
-            "[data-testid='stSidebar'] [data-testid='stSelectbox'] input[role='combobox']");
-        if (!box) return "no model picker in the sidebar";
+            "[data-testid='stMain'] [data-testid='stSelectbox'] input[role='combobox']");
+        if (!box) return "no model picker above the tabs";
         return box.scrollWidth > box.clientWidth + 1 ? box.value : "";
     }""")
     assert cut == "", f"truncated in the model picker: {cut}"

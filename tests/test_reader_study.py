@@ -87,7 +87,8 @@ def test_scripted_study_read_out_equals_hand_computed_figures(store):
     assert experience.loc[("student", "balanced accuracy"), "before"] == \
         pytest.approx((0.5 + 1 + 1) / 3)
     assert "turned 3 wrong answers right and 1 right answer wrong" in read_out["summary"]
-    assert "ended on its answer in 2 of 2 readings (100%)" in read_out["summary"]
+    assert "its answer was shown, readers ended on it in 2 of 2 readings (100%)" in \
+        read_out["summary"]
 
 
 def test_export_uses_pseudonyms(store):
@@ -115,9 +116,13 @@ def test_a_committed_answer_is_never_changed(store):
 
 def test_without_support_the_first_answer_is_final(store):
     study = store.create(make_study(forms=("none",)))
-    store.record_first(study, "ana", 2, 0, "none", "mel", None, None, 3.0)
+    store.record_first(study, "ana", 2, 0, "none", "nv", None, None, 3.0)  # the AI says nv
     row = store.answers(study).iloc[0]
-    assert row["final_answer"] == "mel" and row["final_seconds"] == 0
+    assert row["final_answer"] == "nv" and row["final_seconds"] == 0
+    read_out = reader_results.results(study, store.answers(study), {}, samples=20)
+    moves = read_out["switches"].iloc[0]
+    assert moves["ai_wrong"] == 1 and pd.isna(moves["followed_wrong_ai"])  # never shown
+    assert "automation bias" not in read_out["summary"]
 
 
 def test_progress_follows_the_readers_own_order(store):
