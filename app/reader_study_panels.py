@@ -259,6 +259,18 @@ def _with_interval(frame: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def _switch_table(switches):
+    """The switch counts as text, "— (AI not shown)" where the AI's answer was not shown.
+
+    One column holding both numbers and text cannot be drawn (Arrow wants one type a column).
+    """
+    shown = switches.copy()
+    for column in ("followed_wrong_ai", "switched_to_wrong_ai"):
+        shown[column] = [("— (AI not shown)" if value is None or value != value
+                          else str(int(value))) for value in shown[column]]
+    return shown
+
+
 def read_out(study, read_out: dict, key: str, export: bool) -> None:
     """The results of a study (or of one reader), with the CSV export for administrators."""
     st.markdown(read_out["summary"])
@@ -274,7 +286,7 @@ def read_out(study, read_out: dict, key: str, export: bool) -> None:
         st.dataframe(_with_interval(read_out[part]), hide_index=True, key=f"{key}_{part}")
     st.markdown("**Switches after AI support** (helped: wrong to right; misled: right to wrong; "
                 "with the AI wrong, how often readers ended on its answer or switched to it)")
-    st.dataframe(read_out["switches"].astype(object).fillna("— (AI not shown)").rename(columns={
+    st.dataframe(_switch_table(read_out["switches"]).rename(columns={
         "support_form": "support", "answers": "readings", "followed_wrong_ai":
         "ended on the wrong AI answer", "switched_to_wrong_ai": "switched to it",
         "ai_wrong": "AI wrong"}), hide_index=True, key=f"{key}_switches")

@@ -5,6 +5,7 @@ reader sees names a case's reference diagnosis."""
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -117,7 +118,24 @@ def test_a_study_from_creation_to_two_readers_results(no_dataset, monkeypatch):
     overall, _, _, experience = (frame.value for frame in admin.dataframe[:4])
     assert overall["readers"].tolist() == [2, 2, 2]
     assert set(experience["group"]) == {"student", "dermatologist"}
+    switches = next(frame.value for frame in admin.dataframe
+                    if "ended on the wrong AI answer" in frame.value.columns)
+    none_row = switches[switches["support"] == "none"].iloc[0]
+    assert none_row["ended on the wrong AI answer"] == "— (AI not shown)"
     assert admin.get("download_button")
+
+
+def test_the_switch_table_converts_to_arrow_without_streamlit_fixing_it():
+    """Streamlit logs a traceback and rewrites a column that mixes numbers and text."""
+    from app import reader_study_panels
+
+    switches = pd.DataFrame({"support_form": ["none", "probabilities"], "answers": [4, 4],
+                             "ai_wrong": [1, 2], "followed_wrong_ai": [None, 1.0],
+                             "switched_to_wrong_ai": [None, 0.0]})
+    shown = reader_study_panels._switch_table(switches)
+    pyarrow.Table.from_pandas(shown)
+    assert shown["followed_wrong_ai"].tolist() == ["— (AI not shown)", "1"]
+    assert shown["switched_to_wrong_ai"].tolist() == ["— (AI not shown)", "0"]
 
 
 def test_a_reader_without_a_study_name_gets_a_message(no_dataset, monkeypatch):
