@@ -69,8 +69,9 @@ async def idle(page) -> None:
     await page.locator("[data-testid='stStatusWidget']").wait_for(state="hidden")
 
 
-async def one_session(browser, url: str, cases: int) -> list[float]:
-    """One student's round: the seconds of each commit (click to reveal)."""
+async def one_session(browser, url: str, cases: int, think_s: float) -> list[float]:
+    """One student's round: the seconds of each commit (click to reveal), after looking at
+    each case for ``think_s`` seconds."""
     context = await browser.new_context(viewport={"width": 1280, "height": 1600})
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
@@ -85,6 +86,7 @@ async def one_session(browser, url: str, cases: int) -> list[float]:
     for position in range(cases):
         await page.get_by_text(f"Case {position + 1} of {cases}").first.wait_for()
         await idle(page)
+        await page.wait_for_timeout(think_s * 1000)  # the student looks at the image
         await page.get_by_text("nv — Melanocytic nevus").first.click()
         started = time.perf_counter()
         await page.get_by_role("button", name="Commit my answer").click()
@@ -98,14 +100,15 @@ async def one_session(browser, url: str, cases: int) -> list[float]:
     return times
 
 
-async def measure(url: str, sessions: int, cases: int) -> tuple[list[float], list[float]]:
+async def measure(url: str, sessions: int, cases: int,
+                  think_s: float) -> tuple[list[float], list[float]]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        await one_session(browser, url, 1)  # warms the quiz pool and the first heatmaps
-        alone = await one_session(browser, url, cases)
-        results = await asyncio.gather(*(one_session(browser, url, cases)
+        await one_session(browser, url, 1, 0)  # warms the quiz pool and the first heatmaps
+        alone = await one_session(browser, url, cases, think_s)
+        results = await asyncio.gather(*(one_session(browser, url, cases, think_s)
                                          for _ in range(sessions)))
         await browser.close()
     return alone, [value for times in results for value in times]
@@ -120,13 +123,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--cases", type=int, default=3)
+    parser.add_argument("--think-seconds", type=float, default=5.0,
+                        help="how long each student looks at a case before answering")
     parser.add_argument("--out", default=str(REPO_ROOT / "reports" / "quiz_class.md"))
     args = parser.parse_args()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as scratch:
         process, url = start_server(Path(scratch))
         try:
-            alone, together = asyncio.run(measure(url, args.sessions, args.cases))
+            alone, together = asyncio.run(measure(url, args.sessions, args.cases,
+                                                  args.think_seconds))
+        except BaseException:
+            log_tail = (Path(scratch) / "server.log").read_text().splitlines()[-60:]
+            print("the server's last log lines:", *log_tail, sep="\n", file=sys.stderr)
+            raise
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -139,10 +149,11 @@ def main() -> int:
                                                        together)]
     lines = ["# Teaching quiz: a class at once", "",
              f"Written by `python scripts/benchmarks/benchmark_quiz_class.py --sessions "
-             f"{args.sessions} --cases {args.cases}`: the real server (`serve.py`, shipped "
-             "weights), headless Chromium on the same machine (so an upper bound), each session "
-             f"a round of {args.cases} cases; a commit runs from the click on \"Commit my "
-             "answer\" to the reveal on screen.", "",
+             f"{args.sessions} --cases {args.cases} --think-seconds {args.think_seconds:g}`: "
+             "the real server (`serve.py`, shipped weights), headless Chromium on the same "
+             f"machine (so an upper bound), each session a round of {args.cases} cases, each "
+             f"case looked at for {args.think_seconds:g} s before answering; a commit runs from "
+             "the click on \"Commit my answer\" to the reveal on screen.", "",
              f"{os.cpu_count()} cores ({', '.join(flags) or 'no AVX2'}); load average before "
              f"{load_before[0]:.2f}, after {load_after[0]:.2f}.", "",
              "| sessions | commits | median (s) | 90th percentile (s) | max (s) | median vs alone |",
