@@ -123,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_argument("--weights", help="weights folder (default: weights/)")
     package.set_defaults(handler=training.package)
 
+    mixing = commands.add_parser(
+        "interpolate-weights", help="Mix a fine-tuned run's weights with the model it started "
+        "from (WiSE-FT) at several alphas, scored on the validation splits; each mix is a run "
+        "folder for `package`.")
+    mixing.add_argument("--start", required=True, help="the model file the run started from "
+                        "(its --init-from)")
+    mixing.add_argument("--run-dir", required=True, help="the fine-tuned `train` run")
+    mixing.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0],
+                        help="mixing weights of the fine-tuned end, 0 to 1")
+    mixing.add_argument("--out-dir", required=True, help="where the mixes go (alpha-A/ each)")
+    _add_data_option(mixing)
+    mixing.set_defaults(handler=training.interpolate_weights)
+
     ensemble = commands.add_parser("ensemble", help="Define an ensemble of installed models.")
     ensemble.add_argument("--id", required=True)
     ensemble.add_argument("--name", required=True)

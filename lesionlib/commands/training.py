@@ -147,6 +147,12 @@ def package(args) -> int:
                                    "further)" if config.get("initial_weights")
                                    else architecture.imagenet_source if config["imagenet"]
                                    else "random (trained from scratch)")}
+    if state.get("interpolation"):  # a WiSE-FT mix (interpolate-weights)
+        training["interpolation"] = state["interpolation"]
+        training["initialisation"] = (
+            f"a weight-space mix: {1 - state['interpolation']['alpha']:.2f} x "
+            f"{state['interpolation']['start']} + {state['interpolation']['alpha']:.2f} x that "
+            "model fine-tuned by the recipe below")
     # the run folder and its checkpoint's digest: which training run a card came from, exactly
     # (model.keras is re-saved without the optimizer, so its own digest differs)
     training["run"] = {"folder": str(args.run_dir),
@@ -157,12 +163,31 @@ def package(args) -> int:
     card = single_card_data(args.id, args.name, config["architecture"], config["image_size"],
                             architecture.scaling, architecture.cam_layer, "", training,
                             reproduce={"train": train_command(config, args.run_dir),
+                                       **({"interpolate": state["interpolation"]["command"]}
+                                          if state.get("interpolation") else {}),
                                        "package": shell_command(sys.argv)},
                             version=args.version, description=args.description)
     installed = install_model(run_dir / "best.keras", folder, card)
     replaced = (f", replacing v{lineage['parent_version']}" if lineage else "")
     print(f"Installed {installed.id} v{installed.version} ({installed.weights_sha256[:12]}...)"
           f"{replaced}; run `evaluate` and `fit-gate` next.")
+    return 0
+
+
+def interpolate_weights(args) -> int:
+    from lesionlib.cards import shell_command
+    from lesionlib.weight_interpolation import InterpolationError, interpolate_run
+
+    folder = common.data_folder(args.data)
+    try:
+        rows = interpolate_run(Path(args.start), Path(args.run_dir), args.alphas,
+                               Path(args.out_dir), folder, shell_command(sys.argv),
+                               log=lambda message: print(message, flush=True))
+    except (FileNotFoundError, InterpolationError) as error:
+        raise common.UsageError(str(error)) from None
+    best = max(rows, key=lambda row: row["selection_score"])
+    print(f"Scores: {Path(args.out_dir) / 'interpolation.md'}; best mean validation balanced "
+          f"accuracy at alpha {best['alpha']:.2f} ({best['selection_score']:.4f}).")
     return 0
 
 
