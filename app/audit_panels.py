@@ -72,9 +72,10 @@ def case_panel(row: pd.Series, model_id: str, set_name: str, key: str, context: 
     with image_column:
         if case is not None:
             method, class_name, opacity = ui.heatmap_controls(
-                f"{key}_heatmap", row["prediction"], context=f"{model_id}_{image_id}")
+                f"{key}_heatmap", "mel" if card.is_binary else row["prediction"],
+                context=f"{model_id}_{image_id}", class_names=card.class_names)
             ui.show_heatmap(case, model_id, method, class_name, opacity)
-    stored = inference.to_predictions(card, row[list(CLASS_NAMES)].to_numpy(float)[None])[0]
+    stored = inference.to_predictions(card, row[list(card.class_names)].to_numpy(float)[None])[0]
     gate_note = ("; shown despite a failed quality gate: " + ", ".join(
         finding.code for finding in report.gate_failures)
         if report is not None and report.withheld else "")
@@ -302,3 +303,70 @@ def robustness_section(card) -> None:
     if failing:
         st.warning("Beyond the target: " + ", ".join(failing) + ".")
     st.caption(f"{entry.get('set', '')}; reproduce with `{entry.get('command', '')}`.")
+
+
+# ----------------------------------------------------------------------------- binary models
+
+MISTAKES = {"missed": "missed melanomas (below the threshold)",
+            "false_alarm": "false alarms (other lesions at or above the threshold)"}
+
+
+def binary_audit(card, frame: pd.DataFrame, set_name: str) -> None:
+    """The audit of a binary melanoma model on one set: AUC, sensitivity and specificity at its
+    threshold with the ROC curve, then its missed melanomas and false alarms, each openable."""
+    import plotly.graph_objects as go
+
+    from lesionlib.metrics import melanoma_report
+
+    report = melanoma_report(frame["melanoma"].to_numpy(int), frame["mel"].to_numpy(float),
+                             card.melanoma_threshold)
+    st.caption(f"{card.name} is a binary model: it answers melanoma vs the rest only, so it is "
+               "audited on that question (no confusion matrix or per-class figures).")
+    def shown(value) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    for column, (title, value) in zip(st.columns(4), (
+            ("Melanoma AUC", shown(report["melanoma_auc"])),
+            ("Sensitivity at its threshold", shown(report["melanoma_sensitivity"])),
+            ("Specificity at its threshold", shown(report["melanoma_specificity"])),
+            ("Melanomas / images", f"{report['n_melanoma']:,} / {len(frame):,}"))):
+        column.metric(title, value)
+    tab_roc, tab_mistakes = st.tabs(["ROC curve", "Missed melanomas and false alarms"])
+    with tab_roc:
+        roc = views.roc_table(frame, ("mel",))
+        if roc.empty:
+            st.info("This set has a single outcome, so no ROC curve can be drawn.")
+        else:
+            figure = px.line(roc, x="false_positive_rate", y="true_positive_rate", color="curve",
+                             hover_data=["threshold"], title="Melanoma vs the rest")
+            point = views.operating_point(frame, card.melanoma_threshold)
+            if point is not None:
+                figure.add_trace(go.Scatter(
+                    x=[point["false_positive_rate"]], y=[point["true_positive_rate"]],
+                    mode="markers", name=f"operating point (≥ {point['threshold']:.3f})",
+                    marker=dict(symbol="x", size=14, color="black")))
+            st.plotly_chart(figure, key="audit_binary_roc")
+            st.caption(f"Threshold {card.melanoma_threshold:.3f} ({card.threshold_method}).")
+    with tab_mistakes:
+        kind = st.radio("Show", list(MISTAKES), format_func=MISTAKES.get, horizontal=True,
+                        key="audit_binary_kind")
+        flagged = frame["mel"].to_numpy(float) >= card.melanoma_threshold
+        melanoma = frame["melanoma"].to_numpy(int) == 1
+        chosen = (melanoma & ~flagged) if kind == "missed" else (~melanoma & flagged)
+        mistakes = frame[chosen].sort_values("mel", ascending=kind == "missed")
+        mistakes = mistakes.reset_index(drop=True)
+        st.markdown(f"**{len(mistakes):,} {MISTAKES[kind]}**. Click a row to open the case.")
+        table = mistakes[[column for column in ("image_id", "true_class", "mel", "dataset")
+                          if column in mistakes.columns]].rename(
+            columns={"mel": "melanoma probability"})
+        selection = st.dataframe(table, hide_index=True, height=260, on_select="rerun",
+                                 selection_mode="single-row",
+                                 key=f"audit_binary_{card.id}_{set_name}_{kind}")
+        st.download_button("Export this list (CSV)", table.to_csv(index=False).encode(),
+                           f"{kind}_{card.id}_{set_name}.csv", "text/csv",
+                           key="audit_binary_export")
+        rows = [index for index in selection.selection.rows if 0 <= index < len(mistakes)]
+        if rows:
+            row = mistakes.iloc[rows[0]]
+            st.subheader(f"Case {row['image_id']}")
+            case_panel(row, card.id, set_name, key="audit_binary")

@@ -10,7 +10,6 @@ import streamlit as st
 from app import resources, ui
 from lesionlib import case_report, explain, fhir_report
 from lesionlib.caveats import melanoma_caveat
-from lesionlib.classes import CLASS_NAMES
 from lesionlib.database import DatabaseError
 
 logger = logging.getLogger(__name__)
@@ -38,7 +37,7 @@ def build(case, result, card, method: str, class_name: str, opacity: float):
     heatmap = caption = None
     try:
         heatmap = explain.overlay(case.image, resources.heatmap(
-            case, card.id, method, CLASS_NAMES.index(class_name)), opacity)
+            case, card.id, method, resources.output_index(card.id, class_name)), opacity)
         caption = f"{method} for {ui.class_label(class_name)}, from {ui.heatmap_layers(card.id)}"
     except (*ui.MODEL_ERRORS, ValueError, RuntimeError) as error:
         logger.warning("report heatmap unavailable for %s: %s", card.id, error)

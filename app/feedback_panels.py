@@ -28,9 +28,12 @@ def feedback_form(case_id: str, prediction, source: str, key: str,
     was typed.
     """
     with st.form(key=f"{key}_form", clear_on_submit=False):
-        st.markdown(f"**Your review** of `{case_id}` — model says "
-                    f"**{prediction.top_class}**")
-        verdict = st.radio("Do you agree with the top diagnosis?", VERDICTS, horizontal=True,
+        binary = getattr(prediction, "binary", False)
+        answer = (("melanoma" if prediction.melanoma_flag else "not melanoma") if binary
+                  else prediction.top_class)
+        st.markdown(f"**Your review** of `{case_id}` — model says **{answer}**")
+        verdict = st.radio("Do you agree with its melanoma answer?" if binary else
+                           "Do you agree with the top diagnosis?", VERDICTS, horizontal=True,
                            key=f"{key}_verdict", index=None if default_verdict is None
                            else VERDICTS.index(default_verdict))
         corrected = st.selectbox("Corrected diagnosis (if you disagree)",

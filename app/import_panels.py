@@ -14,12 +14,16 @@ from lesionlib import model_import, model_versions, retraining_job
 from lesionlib.classes import CLASS_NAMES
 
 MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,80}$")
+TASKS = {"seven": "seven HAM10000 classes", "binary": "melanoma vs the rest (binary)"}
+MELANOMA_OUTPUTS = {"single": "its single output (a sigmoid)", "0": "output 0 of two (softmax)",
+                    "1": "output 1 of two (softmax)"}
 
 
 def import_form(user_name: str) -> None:
     """Upload (or name on the server) a .keras file, declare what it cannot say, start."""
     st.subheader("Import a model for audit")
-    st.caption("A seven-class Keras classifier trained elsewhere, checked in Keras safe mode "
+    st.caption("A seven-class or binary melanoma Keras classifier trained elsewhere, checked "
+               "in Keras safe mode "
                "(Lambda layers and custom code are refused), rebuilt for heatmaps, then "
                "evaluated on the fixed sets and given its quality gate in the background. Its "
                "card shows what you declare here as declared, and what is measured as measured.")
@@ -33,8 +37,13 @@ def import_form(user_name: str) -> None:
         model_id = st.text_input("Model id (lower case, e.g. resnet50.clinic_a)",
                                  key="import_model_id")
         name = st.text_input("Display name", key="import_model_name")
-        classes = st.text_input("Order of the model's seven outputs", ",".join(CLASS_NAMES),
-                                key="import_model_classes")
+        task = st.radio("What the model answers", list(TASKS), format_func=TASKS.get,
+                        horizontal=True, key="import_model_task")
+        classes = st.text_input("Order of the model's seven outputs (seven-class models)",
+                                ",".join(CLASS_NAMES), key="import_model_classes")
+        melanoma_output = st.selectbox(
+            "Its melanoma output (binary models)", list(MELANOMA_OUTPUTS),
+            format_func=MELANOMA_OUTPUTS.get, key="import_model_melanoma_output")
         scaling = st.selectbox("Input the model expects", list(model_import.SCALINGS),
                                format_func=lambda key: model_import.SCALINGS[key][2],
                                key="import_model_scaling")
@@ -44,20 +53,27 @@ def import_form(user_name: str) -> None:
         submitted = st.form_submit_button("Import and evaluate")
     if submitted:
         _start(upload, server_path.strip(), model_id.strip(), name.strip(), classes, scaling,
-               training_data.strip(), licence.strip(), user_name)
+               training_data.strip(), licence.strip(), user_name,
+               melanoma_output if task == "binary" else None)
 
 
 def _start(upload, server_path: str, model_id: str, name: str, classes: str, scaling: str,
-           training_data: str, licence: str, user_name: str) -> None:
+           training_data: str, licence: str, user_name: str,
+           melanoma_output: str | None = None) -> None:
+    """``melanoma_output``: ``None`` for a seven-class model, else a ``MELANOMA_OUTPUTS`` key."""
     if not MODEL_ID.match(model_id) or not name:
         st.error("Give a model id (2-80 lower-case letters, digits, '.', '_' or '-') and a "
                  "display name.")
         return
-    try:
-        order = model_import.parse_classes(classes)
-    except model_import.ImportRefused as error:
-        st.error(ui.error_message(error))
-        return
+    if melanoma_output is None:
+        try:
+            declared = ["--classes", ",".join(model_import.parse_classes(classes))]
+        except model_import.ImportRefused as error:
+            st.error(ui.error_message(error))
+            return
+    else:
+        declared = ["--binary-melanoma"] + ([] if melanoma_output == "single"
+                                            else ["--melanoma-output", melanoma_output])
     weights = resources.weights_dir()
     if upload is not None:
         staging = model_versions.retraining_root(weights) / "imports"
@@ -69,7 +85,7 @@ def _start(upload, server_path: str, model_id: str, name: str, classes: str, sca
     else:
         st.error("Upload a .keras file, or give the path of one on the server.")
         return
-    options = [str(path), "--name", name, "--classes", ",".join(order), "--scaling", scaling]
+    options = [str(path), "--name", name, *declared, "--scaling", scaling]
     options += ["--training-data", training_data] if training_data else []
     options += ["--licence", licence] if licence else []
     try:

@@ -37,7 +37,8 @@ def available_sources() -> dict[str, str]:
 def create_form(store, admin_name: str) -> None:
     """The administrator's form for a new study; creates it (AI outputs computed) on submit."""
     sources = available_sources()
-    model_id = ui.model_picker("Model whose support readers see", key=f"{KEY}_model")
+    model_id = ui.model_picker("Model whose support readers see", key=f"{KEY}_model",
+                               seven_class_only=True)
     if model_id is None:
         return
     with st.form(f"{KEY}_create"):

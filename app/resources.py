@@ -222,6 +222,14 @@ def _heatmap(sha256: str, model_id: str, method: str, class_index: int, folder: 
     return explain.ensemble_map(members, _image, class_index, method)
 
 
+def output_index(model_id: str, class_name: str) -> int:
+    """The position of ``class_name`` among ``model_id``'s outputs (a binary melanoma model's
+    are ``other``, ``mel``; every other model's the seven classes)."""
+    card = current_catalogue().cards.get(model_id)
+    names = tuple(card.class_names) if card is not None else CLASS_NAMES
+    return names.index(class_name)
+
+
 def heatmap(case: CaseImage, model_id: str, method: str, class_index: int) -> np.ndarray:
     """Cached ``[0, 1]`` heatmap of ``method`` for ``class_index`` (ensembles: members' mean)."""
     return _heatmap(case.sha256, model_id, method, int(class_index), weights_dir(),
@@ -550,7 +558,7 @@ def warm_up(log=print) -> None:
             case = case_from_file(SAMPLE_DIR / files[0], "sample")
             result = predict(case, model_id)
             heatmap(case, model_id, explain.METHODS[0],
-                    CLASS_NAMES.index(result.prediction.top_class))
+                    output_index(model_id, result.prediction.top_class))
         log(f"warm-up: {model_id} ready in {time.perf_counter() - started:.1f} s")
     except Exception as error:  # noqa: BLE001 - the page reports the same failure properly
         log(f"warm-up: stopped ({type(error).__name__}: {error}); pages load on first use")
@@ -588,7 +596,7 @@ def prefetch_reveal(case: CaseImage, model_id: str, k: int = retrieval.DEFAULT_K
         try:
             result = predict(case, model_id)
             heatmap(case, model_id, explain.METHODS[0],
-                    CLASS_NAMES.index(result.prediction.top_class))
+                    output_index(model_id, result.prediction.top_class))
             similar_cases(case, model_id, k)
             if dataset_dir() is None:
                 similar_cases(case, model_id, k, reference="samples")

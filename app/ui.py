@@ -191,17 +191,28 @@ def show_catalogue_problems(cards) -> None:
         st.warning(f"Model folder `{folder}` was not loaded: {reason}")
 
 
-def model_picker(label: str = "Model", key: str = "model_choice", container=st) -> str | None:
+def model_picker(label: str = "Model", key: str = "model_choice", container=st,
+                 seven_class_only: bool = False) -> str | None:
     """A select box over the valid models (default: the ensemble); ``None`` if there are none.
 
-    The choice is remembered in ``st.session_state["model_id"]`` across pages.
+    ``seven_class_only``: leave out binary melanoma models (for pages that need a diagnosis
+    among the seven classes: the quiz, the reader study). The choice is remembered in
+    ``st.session_state["model_id"]`` across pages.
     """
     cards = resources.current_catalogue()
     if not cards.cards:
         st.error(NO_MODELS.format(folder=resources.weights_dir()))
         show_catalogue_problems(cards)
         return None
-    options = sorted(cards.cards)
+    options = sorted(model_id for model_id, card in cards.cards.items()
+                     if not (seven_class_only and card.is_binary))
+    if not options:
+        st.error("This page needs a seven-class model, and only binary melanoma models are "
+                 "installed.")
+        return None
+    if seven_class_only and len(options) < len(cards.cards):
+        container.caption("Binary melanoma models are left out here: this page needs a "
+                          "diagnosis among the seven classes.")
     remembered = st.session_state.get("model_id")
     default = remembered if remembered in options else cards.default_id()
     short = {option: f"{cards.cards[option].name} v{cards.cards[option].version}"
@@ -217,7 +228,8 @@ def model_picker(label: str = "Model", key: str = "model_choice", container=st) 
 
 def model_identity(card) -> None:
     """Model id, version and intended use: always visible beside any output."""
-    st.caption(f"Model **{card.id}** · version {card.version} · {card.name}")
+    st.caption(f"Model **{card.id}** · version {card.version} · {card.name}"
+               + (" · binary: melanoma vs the rest" if card.is_binary else ""))
     st.info(f"Intended use: {card.intended_use}", icon="ℹ️")
 
 
@@ -388,6 +400,9 @@ def prediction_summary(prediction, report=None, members=(), card=None,
     if report is not None:
         quality_warnings(report, failures=False)
     suffix = " (UNRELIABLE)" if unreliable else ""
+    if prediction.binary:
+        binary_summary(prediction, card, unreliable)
+        return True
     left, right = st.columns(2)
     left.metric("Top diagnosis" + suffix, prediction.top_class,
                 help="The class with the highest calibrated probability.")
@@ -401,6 +416,26 @@ def prediction_summary(prediction, report=None, members=(), card=None,
                          f"({100 * member.top_probability:.0f}%)" for member in members)
         st.caption(f"Ensemble members — {tops}")
     return True
+
+
+BINARY_NOTE = ("This model answers one question, melanoma or not: it names no other "
+               "diagnosis, and below its threshold the lesion may still be another cancer "
+               "(basal cell carcinoma, actinic keratosis / Bowen's disease).")
+
+
+def binary_summary(prediction, card=None, unreliable: bool = False) -> None:
+    """A binary melanoma model's output: its answer, the melanoma box, what it cannot say."""
+    suffix = " (UNRELIABLE)" if unreliable else ""
+    calibrated = card is None or card.calibrated
+    left, right = st.columns(2)
+    left.metric("Melanoma question" + suffix,
+                "melanoma" if prediction.melanoma_flag else "not melanoma",
+                help="At or above the model's operating threshold: melanoma.")
+    right.metric(("Calibrated melanoma probability" if calibrated
+                  else "Melanoma probability (NOT calibrated)") + suffix,
+                 f"{100 * prediction.melanoma_probability:.1f}%")
+    melanoma_box(prediction, card, unreliable)
+    st.caption(BINARY_NOTE)
 
 
 def melanoma_box(prediction, card=None, unreliable: bool = False) -> None:
@@ -437,16 +472,19 @@ def quality_warnings(report, failures: bool = True) -> None:
 
 
 def heatmap_controls(key: str, default_class: str, context: str = "",
-                     container=st) -> tuple[str, str, float]:
+                     container=st, class_names=CLASS_NAMES) -> tuple[str, str, float]:
     """Method, class and opacity choosers for a heatmap.
 
     The class chooser is keyed by ``context`` (the case and model): each new case starts on its
     own predicted class, while the method and opacity chosen stay as the reviewer left them.
+    ``class_names``: the outputs that can be explained (a binary model's ``other``, ``mel``).
     """
+    class_names = list(class_names)
     first, second, third = container.columns(3)
     method = first.selectbox("Heatmap method", explain.METHODS, key=f"{key}_method")
-    class_name = second.selectbox("Explain class", CLASS_NAMES,
-                                  index=CLASS_NAMES.index(default_class),
+    class_name = second.selectbox("Explain class", class_names,
+                                  index=class_names.index(default_class)
+                                  if default_class in class_names else 0,
                                   key=f"{key}_class_{context}", format_func=class_label)
     opacity = third.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key=f"{key}_opacity")
     return method, class_name, opacity
@@ -483,7 +521,8 @@ def show_heatmap(case, model_id: str, method: str, class_name: str, opacity: flo
     """Original and heatmap overlay, captioned with method, class, model and layer, and the
     colour legend; returns False (with a message) when it cannot be computed."""
     try:
-        heatmap = resources.heatmap(case, model_id, method, CLASS_NAMES.index(class_name))
+        heatmap = resources.heatmap(case, model_id, method,
+                                    resources.output_index(model_id, class_name))
     except MODEL_ERRORS as error:
         st.error(f"Heatmap unavailable: {error_message(error)}")
         return False

@@ -15,7 +15,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from lesionlib.classes import CLASS_NAMES
+from lesionlib.classes import BINARY_CLASS_NAMES, CLASS_NAMES
 
 CARD_FILE = "card.json"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +85,22 @@ class ModelCard:
         return "evaluate" in self.reproduce and bool(self.metrics)
 
     @property
+    def is_binary(self) -> bool:
+        """Whether the model answers melanoma vs the rest only (outputs ``other``, ``mel``)."""
+        return tuple(self.class_names) == BINARY_CLASS_NAMES
+
+    @property
+    def melanoma_index(self) -> int:
+        """The position of the melanoma output among the model's outputs."""
+        return tuple(self.class_names).index("mel")
+
+    @property
+    def task(self) -> str:
+        """What the model answers, in words."""
+        return ("melanoma vs the rest (binary)" if self.is_binary
+                else f"{len(self.class_names)} HAM10000 classes")
+
+    @property
     def label(self) -> str:
         """How the UI names the model: ``name (id, version)``."""
         return f"{self.name} ({self.id}, v{self.version})"
@@ -131,9 +147,13 @@ def validate_card_data(data: Any, source: str = "card") -> ModelCard:
         if not isinstance(value, expected) or isinstance(value, bool):
             raise CardError(f"{source}: field {field!r} should be {expected.__name__}, received "
                             f"{type(value).__name__} ({value!r:.60}).")
-    if tuple(data["class_names"]) != CLASS_NAMES:
+    if tuple(data["class_names"]) not in (CLASS_NAMES, BINARY_CLASS_NAMES):
         raise CardError(f"{source}: class_names {data['class_names']} differ from the expected "
-                        f"{list(CLASS_NAMES)}.")
+                        f"{list(CLASS_NAMES)} (or {list(BINARY_CLASS_NAMES)} for a binary "
+                        "melanoma model).")
+    if tuple(data["class_names"]) == BINARY_CLASS_NAMES and data["kind"] != "single":
+        raise CardError(f"{source}: a binary melanoma model is a single model; received kind "
+                        f"{data['kind']!r} (ensembles and edge exports are seven-class).")
     if data["kind"] not in ("single", "ensemble", "edge"):
         raise CardError(f"{source}: kind should be 'single', 'ensemble' or 'edge', received "
                         f"{data['kind']!r}.")

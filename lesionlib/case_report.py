@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import numpy as np
 from PIL import Image
 
-from lesionlib.classes import CLASS_LONG_NAMES, CLASS_NAMES
+from lesionlib.classes import CLASS_LONG_NAMES
 
 NOT_A_DIAGNOSIS = "Decision support for review and teaching - not a diagnosis."
 DATA_TERMS = ("The model was trained on HAM10000 (and other research sets) under CC BY-NC 4.0: "
@@ -57,6 +57,7 @@ class CaseReport:
     legend: np.ndarray | None = None  # the colour scale, RGB
     verdict: Verdict | None = None
     created_at: str = ""
+    binary: bool = False  # a melanoma-vs-the-rest model: no seven-class diagnosis
 
     @property
     def melanoma_flag(self) -> bool:
@@ -85,7 +86,18 @@ def from_prediction(case_reference: str, image: np.ndarray, prediction, card, re
         melanoma_threshold=float(prediction.melanoma_threshold),
         threshold_chosen_on_validation=bool(card.calibrated), melanoma_caveat=caveat,
         quality_findings=findings, heatmap=heatmap, heatmap_caption=heatmap_caption,
-        legend=legend, verdict=verdict, created_at=moment.strftime("%Y-%m-%d %H:%M UTC"))
+        legend=legend, verdict=verdict, created_at=moment.strftime("%Y-%m-%d %H:%M UTC"),
+        binary=bool(getattr(prediction, "binary", False)))
+
+
+def answer_sentence(report: CaseReport) -> str:
+    """The model's answer in words: its top diagnosis, or a binary model's melanoma answer."""
+    if report.binary:
+        return (f"Answer (a binary model, melanoma vs the rest): "
+                f"{'melanoma' if report.melanoma_flag else 'not melanoma'}. It names no other "
+                "diagnosis: below its threshold the lesion may still be another cancer.")
+    return (f"Top diagnosis: {report.top_class} ({CLASS_LONG_NAMES[report.top_class]}), "
+            f"calibrated confidence {100 * report.probabilities.get(report.top_class, 0.0):.1f}%.")
 
 
 def melanoma_sentence(report: CaseReport) -> str:
@@ -168,7 +180,7 @@ def pdf_bytes(report: CaseReport) -> bytes:
                                         "contribution to the class's score"))
     pdf.set_y(max(pdf.get_y(), top + image_height) + 6)
     line("Calibrated probabilities", 11, "B", 6)
-    ranked = sorted(CLASS_NAMES, key=lambda name: -report.probabilities.get(name, 0.0))
+    ranked = sorted(report.probabilities, key=lambda name: -report.probabilities[name])
     bar_width = width * 0.35
     for name in ranked:
         probability = report.probabilities.get(name, 0.0)
@@ -182,8 +194,7 @@ def pdf_bytes(report: CaseReport) -> bytes:
         pdf.set_x(x + bar_width + 2)
         pdf.cell(20, 4.4, f"{100 * probability:.1f}%", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(1)
-    line(f"Top diagnosis: {report.top_class} ({CLASS_LONG_NAMES[report.top_class]}), calibrated "
-         f"confidence {100 * report.probabilities.get(report.top_class, 0.0):.1f}%.", 9.5, "B")
+    line(answer_sentence(report), 9.5, "B")
     line("Melanoma", 11, "B", 6)
     line(melanoma_sentence(report))
     line("Quality checks", 11, "B", 6)

@@ -2,6 +2,9 @@
 
 CLASS_NAMES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 MELANOMA_INDEX = CLASS_NAMES.index("mel")
+# A binary melanoma model (brought in with ``import-model --binary-melanoma``) answers one
+# question: melanoma or not. Its two outputs, in this order:
+BINARY_CLASS_NAMES = ("other", "mel")
 
 CLASS_LONG_NAMES = {
     "akiec": "Actinic keratosis / intraepithelial carcinoma (Bowen's disease)",
@@ -11,6 +14,7 @@ CLASS_LONG_NAMES = {
     "mel": "Melanoma",
     "nv": "Melanocytic nevus",
     "vasc": "Vascular lesion",
+    "other": "Not melanoma (any other lesion)",
 }
 
 CLASS_DESCRIPTIONS = {

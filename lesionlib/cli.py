@@ -269,13 +269,19 @@ def build_parser() -> argparse.ArgumentParser:
     mapping.set_defaults(handler=similar_cases.embedding_map)
 
     imported = commands.add_parser(
-        "import-model", help="Bring a seven-class Keras classifier trained elsewhere in for "
-        "audit (safe mode; declared class order, scaling, training data and licence).")
+        "import-model", help="Bring a seven-class or binary melanoma Keras classifier "
+        "trained elsewhere in for audit (safe mode; declared class order, scaling, training "
+        "data and licence).")
     imported.add_argument("file", help="the .keras file")
     imported.add_argument("--id", required=True, help="model id, e.g. resnet50.clinic_a")
     imported.add_argument("--name", required=True, help="display name")
     imported.add_argument("--classes", help="the order of the model's seven outputs, comma-"
                           "separated (default: akiec,bcc,bkl,df,mel,nv,vasc)")
+    imported.add_argument("--binary-melanoma", action="store_true",
+                          help="a melanoma-vs-the-rest model: one sigmoid output, or two softmax "
+                          "outputs (say which is melanoma with --melanoma-output)")
+    imported.add_argument("--melanoma-output", type=int, choices=(0, 1),
+                          help="with --binary-melanoma and two outputs: the melanoma one")
     imported.add_argument("--scaling", choices=("inside", "0-1", "-1-1"), default="inside",
                           help="the input the model expects: RGB 0-255 ('inside': any scaling "
                           "is a layer of the model), RGB/255, or RGB/127.5-1")

@@ -27,9 +27,10 @@ SINGLE_VALUED_OPTIONS: dict[str, frozenset[str]] = {
         "--data", "--max-flag-rate", "--min-error-ratio", "--model", "--per-class", "--weights",
     }),
     "import-model": frozenset({
-        "--classes", "--data", "--description", "--id", "--job-token", "--licence", "--name",
-        "--scaling", "--training-data", "--weights",
+        "--classes", "--data", "--description", "--id", "--job-token", "--licence",
+        "--melanoma-output", "--name", "--scaling", "--training-data", "--weights",
     }),
+    "interpolate-weights": frozenset({"--data", "--out-dir", "--run-dir", "--start"}),
     "make-signing-key": frozenset({
         "--private", "--public",
     }),

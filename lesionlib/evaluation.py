@@ -5,6 +5,10 @@ the melanoma operating threshold; the test split and the external sets (ISIC 201
 melanoma vs the rest) are only ever predicted, never fitted on. Predictions are stored beside the
 model (``weights/<id>/predictions/<set>.csv``) so the dashboard can browse errors without a model,
 and the ensemble is evaluated from its members' stored predictions.
+
+A binary melanoma model (outputs ``other``, ``mel``) is scored on the melanoma question on every
+set: AUC, and sensitivity and specificity at its threshold; its temperature is fitted on the
+melanoma-vs-the-rest labels of HAM10000 validation.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import pandas as pd
 
 from lesionlib import data
 from lesionlib.cards import ModelCard, write_card
-from lesionlib.classes import CLASS_NAMES, MELANOMA_INDEX
+from lesionlib.classes import BINARY_CLASS_NAMES, CLASS_NAMES, MELANOMA_INDEX
 from lesionlib.integrity import read_verified, seal
 from lesionlib.lineage import with_deltas
 from lesionlib.metrics import (apply_temperature, choose_melanoma_threshold,
@@ -66,9 +70,26 @@ def available_prediction_sets(card: ModelCard) -> list[str]:
     return [name for name in EVALUATION_SETS if predictions_path(card, name).is_file()]
 
 
+def output_names(frame: pd.DataFrame) -> tuple[str, ...]:
+    """The probability columns of a prediction frame: the seven classes, or a binary melanoma
+    model's ``other`` and ``mel``."""
+    return BINARY_CLASS_NAMES if "other" in frame.columns else CLASS_NAMES
+
+
+def is_binary_frame(frame: pd.DataFrame) -> bool:
+    return output_names(frame) == BINARY_CLASS_NAMES
+
+
+def binary_answers(melanoma_probability, threshold: float) -> list[str]:
+    """A binary model's answer per image: "mel" at or above its threshold, "other" below."""
+    return ["mel" if value >= threshold else "other" for value in melanoma_probability]
+
+
 def prediction_frame(labels: pd.DataFrame, probabilities: np.ndarray,
-                     dataset_name: str) -> pd.DataFrame:
-    """Join calibrated probabilities with the set's labels and metadata."""
+                     dataset_name: str, class_names: tuple[str, ...] = CLASS_NAMES
+                     ) -> pd.DataFrame:
+    """Join calibrated probabilities (columns in ``class_names`` order) with the set's labels
+    and metadata."""
     # External research sets keep only ids and labels: their metadata stays in ../shared.
     wanted = METADATA_COLUMNS if dataset_name == "ham10000" else ("image_id", "file")
     columns = [column for column in wanted if column in labels.columns]
@@ -77,15 +98,15 @@ def prediction_frame(labels: pd.DataFrame, probabilities: np.ndarray,
     frame["label"] = labels["label"].to_numpy()
     frame["true_class"] = [CLASS_NAMES[i] if i >= 0 else "" for i in frame["label"]]
     frame["melanoma"] = labels["melanoma"].astype(int).to_numpy()
-    for index, name in enumerate(CLASS_NAMES):
+    for index, name in enumerate(class_names):
         frame[name] = probabilities[:, index]
-    frame["prediction"] = [CLASS_NAMES[i] for i in probabilities.argmax(axis=1)]
+    frame["prediction"] = [class_names[i] for i in probabilities.argmax(axis=1)]
     frame["confidence"] = probabilities.max(axis=1)
     return frame
 
 
 def probabilities_of(frame: pd.DataFrame) -> np.ndarray:
-    return frame[list(CLASS_NAMES)].to_numpy("float64")
+    return frame[list(output_names(frame))].to_numpy("float64")
 
 
 def subgroup_report(frame: pd.DataFrame, column: str, threshold: float,
@@ -109,6 +130,11 @@ def subgroup_report(frame: pd.DataFrame, column: str, threshold: float,
 
 def report_for_set(frame: pd.DataFrame, set_name: str, threshold: float) -> dict:
     probabilities = probabilities_of(frame)
+    if is_binary_frame(frame):  # the melanoma question, on every set
+        report = melanoma_report(frame["melanoma"].to_numpy(), frame["mel"].to_numpy("float64"),
+                                 threshold)
+        report["n"] = int(len(frame))
+        return report
     if set_name.startswith(SEVEN_CLASS_PREFIXES):
         report = classification_report(frame["label"].to_numpy(), probabilities, threshold)
         if set_name == "ham10000_test":
@@ -124,11 +150,15 @@ def report_for_set(frame: pd.DataFrame, set_name: str, threshold: float) -> dict
 def calibrate(val_frame_uncalibrated: pd.DataFrame) -> tuple[float, float]:
     """Fit (temperature, melanoma threshold) on validation predictions."""
     probabilities = probabilities_of(val_frame_uncalibrated)
-    labels = val_frame_uncalibrated["label"].to_numpy()
+    if is_binary_frame(val_frame_uncalibrated):  # columns other, mel: melanoma is 1
+        labels = val_frame_uncalibrated["melanoma"].to_numpy(int)
+        melanoma = BINARY_CLASS_NAMES.index("mel")
+    else:
+        labels = val_frame_uncalibrated["label"].to_numpy()
+        melanoma = MELANOMA_INDEX
     temperature = fit_temperature(labels, probabilities)
     calibrated = apply_temperature(probabilities, temperature)
-    threshold = choose_melanoma_threshold(labels == MELANOMA_INDEX,
-                                          calibrated[:, MELANOMA_INDEX])
+    threshold = choose_melanoma_threshold(labels == melanoma, calibrated[:, melanoma])
     return temperature, threshold
 
 
@@ -153,13 +183,16 @@ def calibrate_and_score(uncalibrated: dict[str, pd.DataFrame]) -> Calibrated:
     for set_name, frame in uncalibrated.items():
         calibrated = apply_temperature(probabilities_of(frame), temperature)
         stored = frame.copy()
-        for index, name in enumerate(CLASS_NAMES):
+        names = output_names(frame)
+        for index, name in enumerate(names):
             stored[name] = calibrated[:, index]
-        stored["prediction"] = [CLASS_NAMES[i] for i in calibrated.argmax(axis=1)]
+        stored["prediction"] = ([names[i] for i in calibrated.argmax(axis=1)]
+                                if names == CLASS_NAMES
+                                else binary_answers(stored["mel"], threshold))
         stored["confidence"] = calibrated.max(axis=1)
         predictions[set_name] = stored
         metrics[set_name] = report_for_set(stored, set_name, threshold)
-        if set_name.startswith(SEVEN_CLASS_PREFIXES):
+        if set_name.startswith(SEVEN_CLASS_PREFIXES) and names == CLASS_NAMES:
             labels = frame["label"].to_numpy()
             metrics[set_name]["ece_before_temperature"] = expected_calibration_error(
                 labels, probabilities_of(frame))
@@ -199,7 +232,8 @@ def predict_set(single_model, set_name: str, data_root: Path | None = None) -> p
         single_model.keras_model(np.asarray(images[start:start + 64], dtype="float32"),
                                  training=False).numpy()
         for start in range(0, len(images), 64)]).astype("float64")
-    return prediction_frame(labels, probabilities, folder_name)
+    return prediction_frame(labels, probabilities, folder_name,
+                            tuple(single_model.card.class_names))
 
 
 def ensemble_uncalibrated(members: list[ModelCard]) -> dict[str, pd.DataFrame]:

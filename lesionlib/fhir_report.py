@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 import numpy as np
 from PIL import Image
 
-from lesionlib.case_report import NOT_A_DIAGNOSIS, CaseReport, melanoma_sentence, verdict_sentence
+from lesionlib.case_report import (NOT_A_DIAGNOSIS, CaseReport, answer_sentence,
+                                   melanoma_sentence, verdict_sentence)
 from lesionlib.classes import CLASS_LONG_NAMES
 
 LOINC = "http://loinc.org"
@@ -85,7 +86,9 @@ def bundle_dict(report: CaseReport, now: datetime | None = None) -> dict:
                          + ("" if report.threshold_chosen_on_validation
                             else " (a default, not chosen on validation)")}],
         note=[{"text": melanoma_sentence(report)}])
-    observations = [top, melanoma]
+    # a binary melanoma model names no diagnosis among the seven classes: its finding is the
+    # melanoma observation alone
+    observations = [melanoma] if report.binary else [top, melanoma]
     for code, message, withholds in report.quality_findings:
         observations.append(_observation(
             str(uuid.uuid4()), keys["device"], when, f"Image quality check: {code}",
@@ -96,8 +99,10 @@ def bundle_dict(report: CaseReport, now: datetime | None = None) -> dict:
              "content": [{"attachment": {"contentType": "image/png",
                                          "data": _png_base64(report.image),
                                          "title": "Image as reviewed"}}]}
-    conclusion = (f"AI decision support ({report.model_name} v{report.model_version}): most "
-                  f"probable {CLASS_LONG_NAMES[report.top_class]} ({100 * top_probability:.1f}%). "
+    answer = (answer_sentence(report) if report.binary else
+              f"most probable {CLASS_LONG_NAMES[report.top_class]} "
+              f"({100 * top_probability:.1f}%).")
+    conclusion = (f"AI decision support ({report.model_name} v{report.model_version}): {answer} "
                   f"{melanoma_sentence(report)} {verdict_sentence(report)} {NOT_A_DIAGNOSIS}")
     if report.withheld:
         conclusion = ("UNRELIABLE: the image failed the quality gate; the output was shown on "

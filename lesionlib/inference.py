@@ -28,6 +28,7 @@ class Prediction:
     top_probability: float
     melanoma_probability: float
     melanoma_threshold: float
+    binary: bool = False  # a melanoma-vs-the-rest model: probabilities of "other" and "mel"
 
     @property
     def melanoma_flag(self) -> bool:
@@ -36,16 +37,24 @@ class Prediction:
 
 
 def to_predictions(card, probabilities: np.ndarray) -> list[Prediction]:
+    """One ``Prediction`` per row of calibrated ``probabilities`` (in ``card.class_names``
+    order). A binary melanoma model's answer is "mel" when its melanoma probability reaches
+    its operating threshold and "other" below it (not the 50% argmax)."""
+    names = tuple(getattr(card, "class_names", CLASS_NAMES))
+    melanoma = names.index("mel") if "mel" in names else MELANOMA_INDEX
+    binary = len(names) == 2
     predictions = []
     for row in np.asarray(probabilities):
         top = int(row.argmax())
+        if binary:
+            top = melanoma if row[melanoma] >= card.melanoma_threshold else 1 - melanoma
         predictions.append(Prediction(
             model_id=card.id, model_version=card.version, model_name=card.name,
             intended_use=card.intended_use,
-            probabilities={name: float(row[i]) for i, name in enumerate(CLASS_NAMES)},
-            top_class=CLASS_NAMES[top], top_probability=float(row[top]),
-            melanoma_probability=float(row[MELANOMA_INDEX]),
-            melanoma_threshold=card.melanoma_threshold))
+            probabilities={name: float(row[i]) for i, name in enumerate(names)},
+            top_class=names[top], top_probability=float(row[top]),
+            melanoma_probability=float(row[melanoma]),
+            melanoma_threshold=card.melanoma_threshold, binary=binary))
     return predictions
 
 
@@ -126,7 +135,8 @@ def _score_batch(classifier, batch: list[ImageInput], decoding: list[Future],
         for row, row_probabilities, prediction, report in zip(
                 scored_rows, probabilities, to_predictions(classifier.card, probabilities),
                 reports):
-            row.update(zip(CLASS_NAMES, map(float, row_probabilities)))
+            # a binary melanoma model fills the "mel" column only (its "other" is dropped)
+            row.update(zip(classifier.card.class_names, map(float, row_probabilities)))
             row.update(_prediction_columns(prediction, report))
     frame = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
     frame["model_id"] = classifier.card.id

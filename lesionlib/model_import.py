@@ -1,4 +1,7 @@
-"""Bring a seven-class Keras classifier trained elsewhere in for audit: ``import-model``.
+"""Bring a Keras classifier trained elsewhere in for audit: ``import-model``.
+
+Seven-class HAM10000 models and binary melanoma models (one sigmoid output, or two softmax
+outputs with melanoma at a declared position) are both first-class.
 
 The file is loaded in Keras safe mode; a Lambda layer or a custom class (arbitrary Python code)
 is refused with what to do instead. What the file cannot say is declared by the importer: the
@@ -7,7 +10,8 @@ licence. The model is then rebuilt as one flat functional graph that takes RGB 0
 shipped model: the declared scaling becomes a ``Rescaling`` layer at its start, a nested model
 (``Sequential([base, pooling, dense])``, the usual transfer-learning shape) is inlined so Grad-CAM
 can reach its last convolution, and a fixed permutation puts its outputs in the HAM10000 class
-order. Its outputs are checked (seven probabilities summing to one) before anything is written.
+order (a binary model's become ``other``, ``mel``). Its outputs are checked (probabilities
+summing to one) before anything is written.
 
 The card says what is declared and what is measured: the declared training data and licence as
 given, no recipe or lineage it does not have, and metrics only after ``evaluate`` measures them
@@ -24,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from lesionlib.cards import INTENDED_USE, LIMITATIONS, ModelCard, sha256_of
-from lesionlib.classes import CLASS_NAMES
+from lesionlib.classes import BINARY_CLASS_NAMES, CLASS_NAMES
 from lesionlib.imaging import FRAMING
 
 SCALINGS = {  # name -> (scale, offset, description): the model's input = RGB * scale + offset
@@ -33,6 +37,9 @@ SCALINGS = {  # name -> (scale, offset, description): the model's input = RGB * 
     "-1-1": (1 / 127.5, -1.0, "RGB / 127.5 - 1 (-1 to 1)"),
 }
 NOT_DECLARED = "not declared by the importer"
+BINARY_LIMITATION = ("Binary: answers melanoma vs the rest only. It names no other diagnosis; "
+                     "below its threshold the lesion may still be another cancer (basal cell "
+                     "carcinoma, actinic keratosis / Bowen's disease).")
 
 
 class ImportRefused(ValueError):
@@ -53,6 +60,15 @@ class ImportRequest:
     licence: str = NOT_DECLARED
     version: str = "1.0.0"
     description: str = ""
+    # A binary melanoma model: its melanoma output is position ``melanoma_output`` of two
+    # softmax outputs, or the single sigmoid output (position 0 of 1).
+    binary_melanoma: bool = False
+    melanoma_output: int | None = None
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The rebuilt model's outputs: the seven classes, or ``other``, ``mel``."""
+        return BINARY_CLASS_NAMES if self.binary_melanoma else CLASS_NAMES
 
 
 def parse_classes(text: str) -> tuple[str, ...]:
@@ -140,8 +156,39 @@ def input_size(model) -> int:
     return int(shape[1])
 
 
-def flatten(model, scaling: str, classes: tuple[str, ...]):
-    """The model as one flat functional graph on RGB 0-255 with outputs in HAM10000 order."""
+def _binary_outputs(outputs, melanoma_output: int | None):
+    """A melanoma model's output tensor as two probabilities (``other``, ``mel``), from built-in
+    layers only: one sigmoid p becomes (1 - p, p); two softmax outputs are reordered."""
+    import keras
+
+    width = int(outputs.shape[-1]) if len(outputs.shape) == 2 else None
+    if width not in (1, 2):
+        raise ImportRefused(f"--binary-melanoma: the model's output has shape "
+                            f"{tuple(outputs.shape)}; expected (None, 1), one melanoma "
+                            "probability (sigmoid), or (None, 2), two softmax outputs.")
+    position = 0 if width == 1 else melanoma_output
+    if width == 2 and position not in (0, 1):
+        raise ImportRefused("--binary-melanoma with two outputs: say which is melanoma with "
+                            f"--melanoma-output 0 or 1; received {melanoma_output!r}.")
+    if width == 1 and melanoma_output not in (None, 0):
+        raise ImportRefused(f"--melanoma-output {melanoma_output}: the model has a single "
+                            "output (0), its melanoma probability.")
+    layer = keras.layers.Dense(2, trainable=False, name="melanoma_vs_rest",
+                               use_bias=width == 1)
+    outputs = layer(outputs)
+    if width == 1:  # other = 1 - p, mel = p
+        layer.set_weights([np.array([[-1.0, 1.0]], "float32"), np.array([1.0, 0.0], "float32")])
+    else:
+        order = np.zeros((2, 2), "float32")
+        order[position, 1] = order[1 - position, 0] = 1.0
+        layer.set_weights([order])
+    return outputs
+
+
+def flatten(model, scaling: str, classes: tuple[str, ...], binary_melanoma: bool = False,
+            melanoma_output: int | None = None):
+    """The model as one flat functional graph on RGB 0-255 with outputs in HAM10000 order
+    (``binary_melanoma``: two outputs, ``other`` and ``mel``)."""
     import keras
 
     if scaling not in SCALINGS:
@@ -160,10 +207,16 @@ def flatten(model, scaling: str, classes: tuple[str, ...]):
         if len(outputs) != 1:
             raise ImportRefused(f"The model has {len(outputs)} outputs; expected one.")
         outputs = outputs[0]
+    if binary_melanoma:
+        flat = keras.Model(image, _binary_outputs(outputs, melanoma_output),
+                           name=f"imported_{model.name}")
+        flat.trainable = False
+        return flat
     if tuple(outputs.shape[1:]) != (len(CLASS_NAMES),):
         raise ImportRefused(f"The model's output has shape {tuple(outputs.shape)}; expected "
                             f"(None, {len(CLASS_NAMES)}): one probability per class "
-                            f"({', '.join(classes)}).")
+                            f"({', '.join(classes)}). A melanoma-vs-the-rest model comes in "
+                            "with --binary-melanoma.")
     if tuple(classes) != CLASS_NAMES:
         order = keras.layers.Dense(len(CLASS_NAMES), use_bias=False, trainable=False,
                                    name="class_order")
@@ -189,7 +242,7 @@ def cam_layer(model) -> str:
 
 
 def check_outputs(model, seed: int = 0) -> None:
-    """Seven probabilities summing to one on a few random images, or a refusal."""
+    """Probabilities summing to one on a few random images, or a refusal."""
     size = int(model.inputs[0].shape[1])
     images = np.random.default_rng(seed).uniform(0, 255, (4, size, size, 3)).astype("float32")
     outputs = np.asarray(model(images, training=False), dtype="float64")
@@ -198,7 +251,10 @@ def check_outputs(model, seed: int = 0) -> None:
         raise ImportRefused(f"The model's outputs are not probabilities (rows sum to "
                             f"{', '.join(f'{total:.3f}' for total in outputs.sum(axis=1))}, "
                             f"range {outputs.min():.3f} to {outputs.max():.3f}); expected a "
-                            "softmax over the seven classes: add one as the last layer.")
+                            + ("softmax over the seven classes: add one as the last layer."
+                               if outputs.shape[1] == len(CLASS_NAMES) else
+                               "melanoma probability (a sigmoid output, or a softmax over "
+                               "two) as the last layer."))
 
 
 def card_data(request: ImportRequest, size: int, cam: str, weights_sha256: str,
@@ -211,19 +267,25 @@ def card_data(request: ImportRequest, size: int, cam: str, weights_sha256: str,
         "input_size": size,
         "preprocessing": f"{request.framing}; resized to {size}x{size}; the model's declared "
                          f"input scaling, {scale_text}, is a layer inside the rebuilt graph",
-        "class_names": list(CLASS_NAMES), "melanoma_threshold": 0.5,
+        "class_names": list(request.output_names), "melanoma_threshold": 0.5,
         "threshold_method": "default 0.5 until `evaluate` chooses one on validation",
         "temperature": 1.0, "temperature_method": "none until `evaluate` fits one on validation",
         "intended_use": INTENDED_USE, "limitations": [
             "Imported: trained outside this project; its training data, recipe and any overlap "
             "with the evaluation sets are as declared by the importer, not verified.",
-            *LIMITATIONS],
+            *((BINARY_LIMITATION,) if request.binary_melanoma else ()),
+            *(item for item in LIMITATIONS
+              if not (request.binary_melanoma and item.startswith("Seven classes only")))],
         "licence": request.licence,
         "training": {"data": request.training_data, "declared_by_importer": True,
                      "initialisation": "unknown (imported model)",
                      "imported_from": {"file": Path(request.file).name,
                                        "sha256": source_sha256,
-                                       "declared_class_order": list(request.classes),
+                                       "declared_class_order": (
+                                           ["binary melanoma", f"melanoma output "
+                                            f"{request.melanoma_output or 0}"]
+                                           if request.binary_melanoma
+                                           else list(request.classes)),
                                        "declared_scaling": request.scaling}},
         "metrics": {}, "reproduce": {"import": import_command(request)},
         "weights_file": "model.keras", "weights_sha256": weights_sha256, "cam_layer": cam,
@@ -236,7 +298,10 @@ def import_command(request: ImportRequest) -> str:
 
     parts = ["python -m lesionlib import-model", shlex.quote(str(request.file)),
              f"--id {shlex.quote(request.model_id)}", f"--name {shlex.quote(request.name)}",
-             f"--classes {','.join(request.classes)}", f"--scaling {request.scaling}"]
+             (f"--binary-melanoma" + (f" --melanoma-output {request.melanoma_output}"
+                                      if request.melanoma_output is not None else "")
+              if request.binary_melanoma else f"--classes {','.join(request.classes)}"),
+             f"--scaling {request.scaling}"]
     if request.training_data != NOT_DECLARED:
         parts.append(f"--training-data {shlex.quote(request.training_data)}")
     if request.licence != NOT_DECLARED:
@@ -287,7 +352,8 @@ def import_model(request: ImportRequest, weights_dir: Path) -> ModelCard:
         validate_card_data(card_data(request, 224, "x", "0" * 64, "0" * 64), request.model_id)
     except CardError as error:
         raise ImportRefused(str(error)) from None
-    model = flatten(load_safely(request.file), request.scaling, request.classes)
+    model = flatten(load_safely(request.file), request.scaling, request.classes,
+                    request.binary_melanoma, request.melanoma_output)
     check_outputs(model)
     cam = cam_layer(model)
     with tempfile.TemporaryDirectory() as scratch:

@@ -148,6 +148,11 @@ def stored_scores(frame: pd.DataFrame, member_frames: list[pd.DataFrame] | None 
         ValueError: a member's file lacks images of the model's file.
     """
     frame = frame[frame["label"] >= 0].reset_index(drop=True)
+    if "other" in frame.columns:  # a binary melanoma model: correct on melanoma vs the rest
+        probabilities = frame[["other", "mel"]].to_numpy("float64")
+        correct = (frame["prediction"] == "mel").to_numpy() == frame["melanoma"].astype(
+            bool).to_numpy()
+        return normalised_entropy(probabilities), None, correct
     probabilities = frame[list(CLASS_NAMES)].to_numpy("float64")
     correct = probabilities.argmax(axis=1) == frame["label"].to_numpy()
     disagreement = None

@@ -217,6 +217,29 @@ def disagreeing_cases(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return cases.reset_index(drop=True)
 
 
+def melanoma_agreement(predictions) -> tuple[bool, dict[str, list[str]]]:
+    """``agreement`` on the melanoma question alone: each model's answer is "melanoma" at or
+    above its own threshold, "not melanoma" below (how binary and seven-class models meet)."""
+    chosen: dict[str, list[str]] = {}
+    for prediction in predictions:
+        answer = "melanoma" if prediction.melanoma_flag else "not melanoma"
+        chosen.setdefault(answer, []).append(prediction.model_id)
+    return len(chosen) <= 1, chosen
+
+
+def melanoma_calls(frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Stored predictions turned into answers to the melanoma question: ``prediction`` "mel"
+    where the melanoma probability reaches ``threshold`` (the model's own), else "other", and
+    ``true_class`` "mel" or "other"; ``confidence`` the probability of the answer."""
+    calls = frame.copy()
+    melanoma = calls["mel"].to_numpy("float64")
+    flagged = melanoma >= threshold
+    calls["prediction"] = np.where(flagged, "mel", "other")
+    calls["confidence"] = np.where(flagged, melanoma, 1.0 - melanoma)
+    calls["true_class"] = np.where(calls["melanoma"].astype(int) == 1, "mel", "other")
+    return calls
+
+
 def agreement(predictions) -> tuple[bool, dict[str, list[str]]]:
     """Whether all predictions share one top class, and which models chose each class."""
     chosen: dict[str, list[str]] = {}

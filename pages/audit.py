@@ -29,6 +29,12 @@ set_name = set_column.selectbox("Evaluation set", sets, key="audit_set",
                                 index=sets.index("ham10000_test") if "ham10000_test" in sets else 0,
                                 format_func=lambda name: views.SET_TITLES.get(name, name))
 frame = resources.stored_predictions(model_id, set_name)
+if card.is_binary:  # melanoma vs the rest: audited on that question alone
+    st.markdown(f"**{card.label}** on **{views.SET_TITLES.get(set_name, set_name)}**: "
+                f"{len(frame):,} images. Melanoma threshold {card.melanoma_threshold:.3f} "
+                f"({card.threshold_method}).")
+    audit_panels.binary_audit(card, frame, set_name)
+    st.stop()
 labelled = views.labelled(frame)
 st.markdown(f"**{card.label}** on **{views.SET_TITLES.get(set_name, set_name)}**: "
             f"{len(frame):,} images, {len(labelled):,} with one of the seven classes as "

@@ -53,7 +53,7 @@ with prediction_column:
     ui.model_identity(card)
     shown = ui.prediction_summary(prediction, result.report, result.members, card=card,
                                   key=f"case_review_{case.sha256[:12]}_{model_id}")
-    if shown:
+    if shown and not card.is_binary:  # a binary model has no seven-class bars
         st.plotly_chart(ui.probability_figure(prediction), key="case_review_probabilities")
 if not shown:
     st.info("The heatmap and the feedback form follow the diagnosis: they appear when you ask "
@@ -65,9 +65,11 @@ st.subheader("What drove the prediction")
 if unreliable:
     ui.unreliable_banner()
 method, class_name, opacity = ui.heatmap_controls(
-    "case_review", prediction.top_class, context=f"{case.sha256[:12]}_{model_id}")
+    "case_review", "mel" if card.is_binary else prediction.top_class,
+    context=f"{case.sha256[:12]}_{model_id}", class_names=card.class_names)
 ui.show_heatmap(case, model_id, method, class_name, opacity)
-st.caption(f"About {class_name}: {CLASS_DESCRIPTIONS[class_name]}")
+if class_name in CLASS_DESCRIPTIONS:
+    st.caption(f"About {class_name}: {CLASS_DESCRIPTIONS[class_name]}")
 
 st.subheader("Feedback")
 # Pre-filled details came from the dataset's record, not from the reviewer: say which is which.

@@ -43,13 +43,26 @@ with tab_case:
         if withheld and st.checkbox(ui.REVEAL_LABEL, key=f"compare_reveal_{case.sha256[:12]}"):
             ui.unreliable_banner()
             shown = usable
-        agree, chosen = views.agreement([result.prediction for result in shown.values()])
         marker = " (includes UNRELIABLE outputs)" if withheld and len(shown) == len(usable) else ""
-        if shown and agree:
+        seven_class = [result.prediction for model_id, result in shown.items()
+                       if not cards.cards[model_id].is_binary]
+        if len(seven_class) < len(shown):  # a binary model: all meet on the melanoma question
+            agree, chosen = views.melanoma_agreement([result.prediction
+                                                      for result in shown.values()])
+            if agree:
+                st.success(f"On the melanoma question all {len(shown)} models shown agree: "
+                           f"**{next(iter(chosen))}**{marker} (each at its own threshold).")
+            else:
+                st.error("On the melanoma question the models DISAGREE" + marker + ": "
+                         + "; ".join(f"**{answer}** by {', '.join(models)}"
+                                     for answer, models in chosen.items()))
+        agree, chosen = views.agreement(seven_class)
+        if len(seven_class) >= 2 and agree:
             agreed = ui.class_label(next(iter(chosen)))
-            st.success(f"All {len(shown)} models shown agree: **{agreed}**{marker}.")
-        elif shown:
-            st.error("The models DISAGREE" + marker + ": " + "; ".join(
+            st.success(f"All {len(seven_class)} seven-class models shown agree: "
+                       f"**{agreed}**{marker}.")
+        elif len(seven_class) >= 2:
+            st.error("The seven-class models DISAGREE" + marker + ": " + "; ".join(
                 f"**{name}** by {', '.join(models)}" for name, models in chosen.items()))
         method, class_name, opacity = ui.heatmap_controls(
             "compare", next(iter(shown.values())).prediction.top_class if shown else "mel",
@@ -69,6 +82,15 @@ with tab_case:
                 if not model_card.calibrated:
                     ui.not_evaluated_banner(model_card)
                 suffix = " (UNRELIABLE)" if unreliable else ""
+                if model_card.is_binary:
+                    st.metric("Melanoma question" + suffix, "melanoma"
+                              if prediction.melanoma_flag else "not melanoma")
+                    ui.melanoma_box(prediction, model_card, unreliable)
+                    st.caption(ui.BINARY_NOTE)
+                    ui.show_heatmap(case, model_id, method,
+                                    class_name if class_name in model_card.class_names
+                                    else "mel", opacity, side_by_side=False)
+                    continue
                 st.metric("Top diagnosis" + suffix, prediction.top_class)
                 flag = "ABOVE" if prediction.melanoma_flag else "below"
                 calibrated = "calibrated" if model_card.calibrated else "NOT calibrated"
@@ -107,8 +129,17 @@ with tab_record:
     frames = {model_id: frame for model_id, frame in frames.items() if frame is not None}
     if missing:
         st.caption(f"No stored predictions on this set for: {', '.join(missing)}.")
+    melanoma_question = any(cards.cards[model_id].is_binary for model_id in frames)
+    if melanoma_question:  # a binary model answers melanoma or not: compare all on that
+        frames = {model_id: views.melanoma_calls(frame, cards.cards[model_id].melanoma_threshold)
+                  for model_id, frame in frames.items()}
+        st.caption("A binary melanoma model is among them, so the models are compared on the "
+                   "melanoma question: each answers \"mel\" at or above its own threshold and "
+                   "\"other\" below it.")
     if len(frames) >= 2:
-        st.markdown("**How often each pair of models gives a different top diagnosis**")
+        st.markdown("**How often each pair of models gives a different "
+                    + ("answer to the melanoma question**" if melanoma_question
+                       else "top diagnosis**"))
         matrix = views.disagreement_matrix(frames)
         st.plotly_chart(px.imshow(matrix, text_auto=".1%", color_continuous_scale="Reds",
                                   zmin=0, zmax=max(0.01, float(matrix.to_numpy().max()))),

@@ -40,6 +40,7 @@ for model_id, card in sorted(cards.cards.items()):
         with left:
             st.markdown("**Model**")
             st.markdown(f"- id `{card.id}`, version {card.version}, {card.kind}\n"
+                        f"- answers: {card.task}\n"
                         f"- architecture: {card.architecture}\n"
                         + (f"- members: {', '.join(f'`{member}`' for member in card.members)}\n"
                            if card.members else f"- input: {card.input_size} px\n")

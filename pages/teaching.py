@@ -19,7 +19,7 @@ st.caption(f"{ui.DISCLAIMER}. Cases come from the HAM10000 test split, which the
            "its heatmap and similar training cases appear only after you commit.")
 
 model_id = ui.model_picker("Model to compare with", key="teaching_model_choice",
-                           container=st.sidebar)
+                           container=st.sidebar, seven_class_only=True)
 if model_id is None:
     st.stop()
 for name, default in zip(KEYS, (None, 0, [], False, None, 0)):

@@ -51,10 +51,13 @@ def add_fake_predictions(weights_folder: Path, seed: int = 0) -> None:
         metrics = {}
         for set_name, set_folder in (("ham10000_test", "ham10000"), ("isic2017", "isic2017")):
             labels = _labels(set_name)
-            logits = rng.normal(size=(len(labels), len(CLASS_NAMES)))
-            logits[np.arange(len(labels)), labels["label"]] += 1.5  # mostly right
+            names = tuple(card.class_names)  # a binary melanoma model's: other, mel
+            targets = (labels["label"] if len(names) == len(CLASS_NAMES)
+                       else labels["melanoma"]).to_numpy(int)
+            logits = rng.normal(size=(len(labels), len(names)))
+            logits[np.arange(len(labels)), targets] += 1.5  # mostly right
             probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-            frame = evaluation.prediction_frame(labels, probabilities, set_folder)
+            frame = evaluation.prediction_frame(labels, probabilities, set_folder, names)
             path = evaluation.predictions_path(card, set_name)
             path.parent.mkdir(parents=True, exist_ok=True)
             frame.to_csv(path, index=False)

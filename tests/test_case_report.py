@@ -114,3 +114,17 @@ def test_case_review_offers_both_downloads(no_dataset):
 
 
 from test_pages import app_env, no_dataset, page_weights  # noqa: E402,F401
+
+
+def test_a_binary_models_report_gives_its_melanoma_answer_and_no_diagnosis():
+    report = make_report(probabilities={"other": 0.38, "mel": 0.62}, top_class="mel",
+                         binary=True)
+    pages, text = pdf_text(case_report.pdf_bytes(report))
+    text = " ".join(text.split())
+    assert pages == 1 and "binary model, melanoma vs the rest" in text
+    assert "Answer" in text and "Top diagnosis" not in text and "akiec" not in text
+    bundle = json.loads(fhir_report.bundle_json(report))
+    titles = [entry["resource"].get("code", {}).get("text", "") for entry in bundle["entry"]
+              if entry["resource"]["resourceType"] == "Observation"]
+    assert "Melanoma probability (AI decision support)" in titles
+    assert not any("Most probable diagnosis" in title for title in titles)

@@ -30,6 +30,13 @@ def import_model(args) -> int:
 def _import(args, weights: Path, progress) -> int:
     from lesionlib import model_import
 
+    if args.binary_melanoma and args.classes:
+        raise common.UsageError("--classes and --binary-melanoma: choose one; a binary melanoma "
+                                "model has no seven-class order (say its melanoma output with "
+                                "--melanoma-output).")
+    if args.melanoma_output is not None and not args.binary_melanoma:
+        raise common.UsageError("--melanoma-output is for a binary melanoma model: add "
+                                "--binary-melanoma.")
     try:
         request = model_import.ImportRequest(
             file=Path(args.file), model_id=args.id, name=args.name,
@@ -37,7 +44,8 @@ def _import(args, weights: Path, progress) -> int:
             else model_import.ImportRequest.classes,
             scaling=args.scaling, training_data=args.training_data or model_import.NOT_DECLARED,
             licence=args.licence or model_import.NOT_DECLARED,
-            description=args.description or "")
+            description=args.description or "", binary_melanoma=args.binary_melanoma,
+            melanoma_output=args.melanoma_output)
         card = model_import.import_model(request, weights)
     except model_import.ImportRefused as error:
         raise common.UsageError(str(error)) from None
@@ -56,8 +64,15 @@ def _import(args, weights: Path, progress) -> int:
     except model_import.ImportRefused as error:
         raise common.UsageError(str(error)) from None
     test = card.metrics.get("ham10000_test", {})
-    print(f"{card.id}: evaluated and gated; HAM10000 test balanced accuracy "
-          f"{test.get('balanced_accuracy', float('nan')):.3f}, melanoma AUC "
-          f"{test.get('melanoma_auc') or float('nan'):.3f}.")
+    if card.is_binary:
+        print(f"{card.id}: evaluated and gated; HAM10000 test melanoma AUC "
+              f"{test.get('melanoma_auc') or float('nan'):.3f}, sensitivity "
+              f"{test.get('melanoma_sensitivity') or float('nan'):.3f} and specificity "
+              f"{test.get('melanoma_specificity') or float('nan'):.3f} at its threshold "
+              f"{card.melanoma_threshold:.3f}.")
+    else:
+        print(f"{card.id}: evaluated and gated; HAM10000 test balanced accuracy "
+              f"{test.get('balanced_accuracy', float('nan')):.3f}, melanoma AUC "
+              f"{test.get('melanoma_auc') or float('nan'):.3f}.")
     progress("done", verdict="imported and evaluated", version=card.version)
     return 0

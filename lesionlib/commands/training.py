@@ -199,9 +199,14 @@ def ensemble(args) -> int:
 
     catalogue = discover(args.weights)
     for member in args.members:
-        if common.card(member, catalogue).kind != "single":
+        member_card = common.card(member, catalogue)
+        if member_card.kind != "single":
             raise common.UsageError(f"--members: {member!r} is an ensemble; members must be single "
                                     "models.")
+        if member_card.is_binary:
+            raise common.UsageError(f"--members: {member!r} is a binary melanoma model; an "
+                                    "ensemble averages seven-class probabilities, so its members "
+                                    "must be seven-class models.")
     existing = catalogue.cards.get(args.id)
     if existing is not None and existing.kind == "single":
         raise common.UsageError(f"--id {args.id!r} is an installed single model; choose a new id "
