@@ -222,3 +222,11 @@ def test_the_quiz_leaves_binary_models_out(binary_pages):
     assert "Tiny test model 0 v1.0.0" in box.options
     assert any("Binary melanoma models are left out here" in str(caption.value)
                for caption in app.sidebar.caption)
+
+
+def test_commands_that_need_seven_classes_refuse_a_binary_model(weights, tmp_path, capsys):
+    imported(weights, tmp_path)
+    for command in (["stress-test", "--model", "outside.melanoma"],
+                    ["export", "--model", "outside.melanoma"]):
+        assert main([*command, "--weights", str(weights)]) == 2, command
+        assert "needs a seven-class model" in capsys.readouterr().err

@@ -32,6 +32,17 @@ def card(model_id: str, catalogue):
         raise UsageError(error.args[0]) from None
 
 
+def seven_class_card(model_id: str, catalogue, command: str):
+    """``card`` for commands that need the seven classes; a binary melanoma model is a
+    ``UsageError`` that says so."""
+    found = card(model_id, catalogue)
+    if found.is_binary:
+        raise UsageError(f"--model {model_id}: a binary melanoma model (melanoma vs the rest); "
+                         f"`{command}` needs a seven-class model. Audit it with `evaluate` and "
+                         "the dashboard's audit page.")
+    return found
+
+
 def data_folder(explicit: str | None, name: str = "ham10000") -> Path:
     """The dataset folder in force; a missing one is a ``UsageError``."""
     from lesionlib import data

@@ -82,7 +82,7 @@ def stress_test(args) -> int:
 
     folder = common.data_folder(args.data)
     catalogue = registry.discover(args.weights)
-    card = common.card(args.model, catalogue)
+    card = common.seven_class_card(args.model, catalogue, "stress-test")
     classifier = registry.load_classifier(card.id, catalogue=catalogue)
     frame = robustness.stress_test_model(classifier, folder, limit=args.limit,
                                          log=lambda message: print(message, flush=True))
@@ -148,7 +148,7 @@ def export(args) -> int:
         if not args.model:
             raise common.UsageError("--model is required (the id of a single model) unless "
                                     "--report-only.")
-        parent = common.card(args.model, registry.discover(weights))
+        parent = common.seven_class_card(args.model, registry.discover(weights), "export")
         try:
             representative = (edge.representative_images(parent.input_size, args.per_class,
                                                          args.data)

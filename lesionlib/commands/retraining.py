@@ -19,6 +19,11 @@ def retrain(args) -> int:
     from lesionlib.registry import default_weights_dir
 
     weights = Path(args.weights or default_weights_dir())
+    from lesionlib.registry import discover
+
+    catalogue = discover(weights)
+    if args.model in catalogue.cards:  # an unknown id is reported by retraining itself
+        common.seven_class_card(args.model, catalogue, "retrain")
     if args.new_images and not (Path(args.new_images) / "labels.csv").is_file():
         raise common.UsageError(f"--new-images {args.new_images}: no labels.csv; expected a folder "
                                 "with labels.csv (columns image_id, file, label) and the images.")
