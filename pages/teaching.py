@@ -81,7 +81,9 @@ def load_case(row, paths):
         return None
 
 
-def ask(case, row, position: int, total: int) -> None:
+def ask(case, row, position: int, total: int) -> bool:
+    """The hidden case and the answer form; returns whether the student just committed (the
+    caller then draws the reveal in the same run: no second run of the page)."""
     st.subheader(f"Case {position + 1} of {total}")
     left, right = st.columns([2, 3])
     left.image(case.image, caption=f"Case {position + 1} (diagnosis hidden)", width="stretch")
@@ -93,14 +95,15 @@ def ask(case, row, position: int, total: int) -> None:
         if st.button("Commit my answer", type="primary", key=f"{key}_commit"):
             if answer is None:
                 st.warning("Choose one of the seven diagnoses first, then commit.")
-                return
+                return False
             result = ui.run_model(case, round_model())
             if result is None:
-                return
+                return False
             st.session_state["teaching_answers"].append(
                 teaching.answer_record(position + 1, row, answer, result.prediction))
             st.session_state["teaching_committed"] = True
-            st.rerun()
+            return True
+    return False
 
 
 def round_model() -> str:
@@ -206,7 +209,11 @@ if case is None:
         st.session_state["teaching_position"] = position + 1
         st.rerun()
     st.stop()
-if st.session_state["teaching_committed"]:
-    reveal(case, row, position, len(round_cases))
-else:
-    ask(case, row, position, len(round_cases))
+if not st.session_state["teaching_committed"]:
+    question = st.empty()
+    with question.container():
+        committed = ask(case, row, position, len(round_cases))
+    if not committed:
+        st.stop()
+    question.empty()  # the reveal replaces the question in this same run
+reveal(case, row, position, len(round_cases))
