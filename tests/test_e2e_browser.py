@@ -6,6 +6,9 @@ folder). Uses the tiny weights fixture unless ``E2E_REAL_WEIGHTS=1`` (then the s
 ``weights/``). To refresh the documentation screenshots with the real models:
 
     E2E_REAL_WEIGHTS=1 E2E_SCREENSHOTS=docs/screenshots pytest tests/test_e2e_browser.py
+
+With Debian's ``poppler-utils`` (``pdftoppm``) the downloaded case report is saved as
+``case_report.png`` beside them.
 """
 
 from __future__ import annotations
@@ -181,6 +184,9 @@ def test_case_review_upload_prediction_and_heatmap(browser_page, server, screens
     reader = pypdf.PdfReader(pdf_path)
     text = " ".join(reader.pages[0].extract_text().split())
     assert len(reader.pages) == 1 and "not a diagnosis" in text and "version" in text
+    if shutil.which("pdftoppm"):  # the report as the documentation shows it (poppler-utils)
+        subprocess.run(["pdftoppm", "-png", "-r", "80", "-singlefile", str(pdf_path),
+                        str(screenshot_dir / "case_report")], check=True, timeout=60)
     with page.expect_download() as fhir_download:
         page.get_by_role("button", name="Download report (FHIR JSON)").click()
     fhir_path = tmp_path / "report.fhir.json"
