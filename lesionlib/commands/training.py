@@ -147,7 +147,9 @@ def package(args) -> int:
                                    "further)" if config.get("initial_weights")
                                    else architecture.imagenet_source if config["imagenet"]
                                    else "random (trained from scratch)")}
+    train_run = args.run_dir  # where the recipe ran: a mix's fine-tuned run, not the mix
     if state.get("interpolation"):  # a WiSE-FT mix (interpolate-weights)
+        train_run = str(Path(state["interpolation"]["fine_tuned"]).parent)
         training["interpolation"] = state["interpolation"]
         training["initialisation"] = (
             f"a weight-space mix: {1 - state['interpolation']['alpha']:.2f} x "
@@ -162,7 +164,7 @@ def package(args) -> int:
         training["lineage"] = lineage
     card = single_card_data(args.id, args.name, config["architecture"], config["image_size"],
                             architecture.scaling, architecture.cam_layer, "", training,
-                            reproduce={"train": train_command(config, args.run_dir),
+                            reproduce={"train": train_command(config, train_run),
                                        **({"interpolate": state["interpolation"]["command"]}
                                           if state.get("interpolation") else {}),
                                        "package": shell_command(sys.argv)},

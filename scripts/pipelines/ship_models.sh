@@ -8,6 +8,11 @@
 #   MODEL: efficientnet_lite0 and/or efficientnet_lite2 (default both): package only those runs;
 #   everything downstream of the weights is rebuilt either way.
 #   ENSEMBLE_VERSION (environment, default 3.0.0): the version given to the ensemble.
+#   LITE0_RUN, LITE0_VERSION, LITE0_CHANGES (environment): another run folder for Lite0 (e.g. a
+#   weight-space mix of interpolate-weights), its version (default 2.0.0) and what changed.
+# Version 3 of Lite0 (the WiSE-FT mix, alpha chosen on validation by interpolate_v3d.sh):
+#   LITE0_RUN=runs-v3d/wise/alpha-0.35 LITE0_VERSION=3.0.0 LITE0_CHANGES="..." \
+#   ENSEMBLE_VERSION=3.0.0 bash scripts/pipelines/ship_models.sh runs-v3d efficientnet_lite0
 # Version 2 shipped in two steps: Lite0 v2 with ensemble 2.0.0 (Lite0 v2 + Lite2 v1), then
 #   ENSEMBLE_VERSION=3.0.0 bash scripts/pipelines/ship_models.sh runs-v2 efficientnet_lite2
 # The small CNN baseline stays at version 1.0.0 (scripts/pipelines/train_shipped_models.sh, then
@@ -23,10 +28,11 @@ strong augmentation, class weights (1/f)^0.8, label smoothing 0.1, HAM10000 + IS
 for arch in "${packaged[@]}"; do
   case "$arch" in
     efficientnet_lite0)
-      python -m lesionlib package --run-dir "$runs/efficientnet_lite0" \
+      python -m lesionlib package --run-dir "${LITE0_RUN:-$runs/efficientnet_lite0}" \
         --id efficientnet_lite0.ham10000 --name "EfficientNet-Lite0 (fast, mobile)" \
-        --version 2.0.0 --changes "$recipe; whole backbone fine-tuned 12 epochs (1-epoch warm-up, \
-cosine, EMA 0.998), 224 px (was 192 px, top of the backbone, 6 epochs)" \
+        --version "${LITE0_VERSION:-2.0.0}" --changes "${LITE0_CHANGES:-$recipe; whole backbone \
+fine-tuned 12 epochs (1-epoch warm-up, cosine, EMA 0.998), 224 px (was 192 px, top of the \
+backbone, 6 epochs)}" \
         --description "Small and fast (3.4M parameters, 224 px): fit for phones and edge devices." ;;
     efficientnet_lite2)
       python -m lesionlib package --run-dir "$runs/efficientnet_lite2" \
