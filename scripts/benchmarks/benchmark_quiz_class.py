@@ -1,21 +1,22 @@
 """A class taking the teaching quiz at once: the commit time of 20 concurrent sessions.
 
 Starts the real dashboard server (``serve.py``: the default model warmed) on the shipped weights,
-then drives headless Chromium (Playwright): first one session alone (the reference), then
-``--sessions`` sessions at the same time, each starting a round of ``--cases`` cases and
-committing an answer per case. A commit's time runs from the click on "Commit my answer" to the
-reveal ("confirmed by") on screen. Prints and writes the median, 90th percentile and maximum, and
-their ratio to the lone session's, measured in the same run. Target (issue: dashboard defects):
-median commit <= 1 s with 20 sessions.
+then plays the quiz: first one session alone (the reference), then ``--sessions`` sessions at the
+same time, each starting a round of ``--cases`` cases and committing an answer per case after
+looking at it for ``--think-seconds``. Prints and writes the median, 90th percentile and maximum
+commit time, and their ratio to the lone session's, measured in the same run. Target (issue:
+dashboard defects): median commit <= 1 s with 20 scripted sessions.
 
-    python scripts/benchmarks/benchmark_quiz_class.py [--sessions 20] [--cases 3]
-        [--out reports/quiz_class.md]
+    python scripts/benchmarks/benchmark_quiz_class.py [--client protocol|chromium]
+        [--sessions 20] [--cases 3] [--think-seconds 5] [--out reports/quiz_class.md]
 
-The browsers run on the same machine as the server here (in a class they would not), so the
-figures are an upper bound of what students see. Check ``uptime`` first: run it on a quiet
-machine.
+``--client protocol`` (default): scripted sessions speak Streamlit's websocket protocol
+(``streamlit_session.py``), so the machine does only the server's work, as in a class where each
+student has their own computer; a commit runs from the request to the reveal's element arriving.
+``--client chromium``: a headless Chromium page per session on this machine, from the click to
+the reveal on screen; the browsers share the server's cores, so it is an upper bound. Check
+``uptime`` first: run it on a quiet machine.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -100,6 +101,38 @@ async def one_session(browser, url: str, cases: int, think_s: float) -> list[flo
     return times
 
 
+async def protocol_session(url: str, cases: int, think_s: float) -> list[float]:
+    """``one_session`` spoken in Streamlit's websocket protocol (``streamlit_session``): the
+    same clicks and the same reveal, timed from the request to the reveal's element arriving."""
+    from streamlit_session import ScriptedSession, choose, click, number
+
+    async with ScriptedSession(url, "teaching") as session:
+        await session.run()
+        await session.run([number(session.widget("number_input", "Cases in the round"), cases),
+                           click(session.widget("button", "Start the round"))])
+        times = []
+        for position in range(cases):
+            await asyncio.sleep(think_s)  # the student looks at the image
+            answer = choose(session.widget("radio", "Your diagnosis"), "nv — Melanocytic nevus")
+            seen, _ = await session.run([answer, click(session.widget("button",
+                                                                       "Commit my answer"))],
+                                        until="confirmed by")
+            times.append(seen)
+            label = "Next case" if position + 1 < cases else "See my results"
+            await session.run([click(session.widget("button", label))],
+                              until="Case " if position + 1 < cases else "balanced accuracy")
+    return times
+
+
+async def measure_protocol(url: str, sessions: int, cases: int,
+                           think_s: float) -> tuple[list[float], list[float]]:
+    await protocol_session(url, 1, 0)  # warms the quiz pool and the first heatmaps
+    alone = await protocol_session(url, cases, think_s)
+    results = await asyncio.gather(*(protocol_session(url, cases, think_s)
+                                     for _ in range(sessions)))
+    return alone, [value for times in results for value in times]
+
+
 async def measure(url: str, sessions: int, cases: int,
                   think_s: float) -> tuple[list[float], list[float]]:
     from playwright.async_api import async_playwright
@@ -125,14 +158,24 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=3)
     parser.add_argument("--think-seconds", type=float, default=5.0,
                         help="how long each student looks at a case before answering")
-    parser.add_argument("--out", default=str(REPO_ROOT / "reports" / "quiz_class.md"))
+    parser.add_argument("--client", choices=("protocol", "chromium"), default="protocol",
+                        help="protocol: scripted sessions speaking Streamlit's websocket "
+                        "protocol (the server's work alone, as when each student has their own "
+                        "computer); chromium: a headless Chromium page per session on this "
+                        "machine (an upper bound: the browsers share the server's cores)")
+    parser.add_argument("--out", help="the report (default: reports/quiz_class.md, or "
+                        "reports/quiz_class_chromium.md with --client chromium)")
     args = parser.parse_args()
+    args.out = args.out or str(REPO_ROOT / "reports" / (
+        "quiz_class.md" if args.client == "protocol" else "quiz_class_chromium.md"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # streamlit_session
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as scratch:
         process, url = start_server(Path(scratch))
         try:
-            alone, together = asyncio.run(measure(url, args.sessions, args.cases,
-                                                  args.think_seconds))
+            driver = measure_protocol if args.client == "protocol" else measure
+            alone, together = asyncio.run(driver(url, args.sessions, args.cases,
+                                                 args.think_seconds))
         except BaseException:
             log_tail = (Path(scratch) / "server.log").read_text().splitlines()[-60:]
             print("the server's last log lines:", *log_tail, sep="\n", file=sys.stderr)
@@ -147,13 +190,20 @@ def main() -> int:
                     if flag.startswith(("avx2", "avx512f", "amx_tile"))})
     rows = [("one session alone (reference)", alone), (f"{args.sessions} sessions at once",
                                                        together)]
+    clients = ("scripted sessions speaking Streamlit's websocket protocol "
+               "(`scripts/benchmarks/streamlit_session.py`: the server's work alone, no page "
+               "rendering, as when each student has their own computer); a commit runs from "
+               "the request with the answer and the click on \"Commit my answer\" to the "
+               "reveal's element arriving" if args.client == "protocol" else
+               "headless Chromium on the same machine (so an upper bound: the browsers share "
+               "the server's cores); a commit runs from the click on \"Commit my answer\" to "
+               "the reveal on screen")
     lines = ["# Teaching quiz: a class at once", "",
-             f"Written by `python scripts/benchmarks/benchmark_quiz_class.py --sessions "
-             f"{args.sessions} --cases {args.cases} --think-seconds {args.think_seconds:g}`: "
-             "the real server (`serve.py`, shipped weights), headless Chromium on the same "
-             f"machine (so an upper bound), each session a round of {args.cases} cases, each "
-             f"case looked at for {args.think_seconds:g} s before answering; a commit runs from "
-             "the click on \"Commit my answer\" to the reveal on screen.", "",
+             f"Written by `python scripts/benchmarks/benchmark_quiz_class.py --client "
+             f"{args.client} --sessions {args.sessions} --cases {args.cases} --think-seconds "
+             f"{args.think_seconds:g}`: the real server (`serve.py`, shipped weights), "
+             f"{clients}. Each session plays a round of {args.cases} cases, each case looked "
+             f"at for {args.think_seconds:g} s before answering.", "",
              f"{os.cpu_count()} cores ({', '.join(flags) or 'no AVX2'}); load average before "
              f"{load_before[0]:.2f}, after {load_after[0]:.2f}.", "",
              "| sessions | commits | median (s) | 90th percentile (s) | max (s) | median vs alone |",
