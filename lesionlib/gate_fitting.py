@@ -82,11 +82,11 @@ def fit_model_gate(model_id: str, weights: str | Path | None, ham10000: Path,
     quality_images = val_images + [data.load_image(path) for frame, _ in clinic_val
                                    for path in frame["path"]]
 
-    def val_features(member_card):
+    def val_features(member_card, learned: set[str]):
         model = registry.load_single(member_card)
         extractor = feature_extractor(model.keras_model)
-        learned = set(_recipe(member_card).get("extra_training_sets") or ())
         # the distance threshold: the validation images of every clinic the model learned from
+        # (an ensemble's: of any member, so that every member scores the same images)
         frames = [(val, "ham10000_val"), *[(frame, tag) for frame, tag in clinic_val
                                            if tag.removesuffix("_val") in learned]]
         return np.concatenate([extract_features(extractor, data.cached_images(
@@ -95,8 +95,9 @@ def fit_model_gate(model_id: str, weights: str | Path | None, ham10000: Path,
     if thresholds_only:
         gate = dataclasses.replace(load_gate(card), **image_thresholds(quality_images))
     elif card.kind == "ensemble":
+        learned = learned_clinics(member_cards)
         gate = fit_ensemble_gate(card.members, [load_gate(member) for member in member_cards],
-                                 [val_features(member) for member in member_cards],
+                                 [val_features(member, learned) for member in member_cards],
                                  quality_images)
     else:
         extractor = feature_extractor(registry.load_single(card).keras_model)
@@ -104,7 +105,8 @@ def fit_model_gate(model_id: str, weights: str | Path | None, ham10000: Path,
             frame, card.input_size, tag)) for frame, tag in [(train, "gate_train_balanced"),
                                                              *extra_gate_samples(card, ham10000,
                                                                                  per_class)]])
-        gate = fit_gate(train_features, val_features(card), quality_images)
+        gate = fit_gate(train_features, val_features(card, learned_clinics([card])),
+                        quality_images)
     entropy, disagreement, correct = selective.stored_scores(stored[0], stored[1:] or None)
     thresholds = selective.select_thresholds(entropy, disagreement, correct, max_flag_rate,
                                              min_error_ratio)
@@ -152,6 +154,12 @@ def extra_gate_samples(card, ham10000: Path, per_class: int) -> list:
         balanced = frame.sample(frac=1.0, random_state=0).groupby("label").head(per_class)
         samples.append((balanced.sort_index(), f"gate_{name}_balanced"))
     return samples
+
+
+def learned_clinics(cards) -> set[str]:
+    """The extra training sets any of ``cards`` learned from (their recipes'
+    ``extra_training_sets``): whose validation images set a distance threshold."""
+    return {name for card in cards for name in _recipe(card).get("extra_training_sets") or ()}
 
 
 def _recipe(card) -> dict:

@@ -231,6 +231,22 @@ def test_gate_samples_every_training_set_of_the_model(tmp_path):
         extra_gate_samples(card, ham, 2)
 
 
+def test_an_ensembles_members_score_the_same_validation_clinics():
+    """Lite0 v3 learned BCN20000, Lite2 v1 did not: the ensemble's gate combines each member's
+    distance per image, so both members score the validation images of every clinic either
+    learned from (the union), not each its own (that gave arrays of two lengths)."""
+    import types
+
+    from lesionlib.gate_fitting import learned_clinics
+
+    lite0 = types.SimpleNamespace(training={"recipe": {"extra_training_sets": ["isic2017",
+                                                                               "bcn20000"]}})
+    lite2 = types.SimpleNamespace(training={"recipe": {"extra_training_sets": ["isic2017"]}})
+    imported = types.SimpleNamespace(training={"data": "declared"})
+    assert learned_clinics([lite0, lite2, imported]) == {"isic2017", "bcn20000"}
+    assert learned_clinics([lite2]) == {"isic2017"} and learned_clinics([imported]) == set()
+
+
 def test_the_unfamiliar_image_finding_does_not_claim_the_image_is_not_dermoscopic():
     """A real PH2 melanoma (IMD058) was withheld as "looks unlike the dermoscopic images": the
     gate is only unsure, so its words must not assert what the image is."""
