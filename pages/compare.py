@@ -57,12 +57,12 @@ with tab_case:
                          + "; ".join(f"**{answer}** by {', '.join(models)}"
                                      for answer, models in chosen.items()))
         agree, chosen = views.agreement(seven_class)
+        which = "seven-class models" if len(seven_class) < len(shown) else "models"
         if len(seven_class) >= 2 and agree:
             agreed = ui.class_label(next(iter(chosen)))
-            st.success(f"All {len(seven_class)} seven-class models shown agree: "
-                       f"**{agreed}**{marker}.")
+            st.success(f"All {len(seven_class)} {which} shown agree: **{agreed}**{marker}.")
         elif len(seven_class) >= 2:
-            st.error("The seven-class models DISAGREE" + marker + ": " + "; ".join(
+            st.error(f"The {which} DISAGREE" + marker + ": " + "; ".join(
                 f"**{name}** by {', '.join(models)}" for name, models in chosen.items()))
         method, class_name, opacity = ui.heatmap_controls(
             "compare", next(iter(shown.values())).prediction.top_class if shown else "mel",
