@@ -12,7 +12,8 @@ dashboard defects): median commit <= 1 s with 20 scripted sessions.
 
 ``--client protocol`` (default): scripted sessions speak Streamlit's websocket protocol
 (``streamlit_session.py``), so the machine does only the server's work, as in a class where each
-student has their own computer; a commit runs from the request to the reveal's element arriving.
+student has their own computer; a commit runs from the request to the reveal's answer arriving,
+and to the end of the run that draws the whole reveal (heatmap and similar cases included).
 ``--client chromium``: a headless Chromium page per session on this machine, from the click to
 the reveal on screen; the browsers share the server's cores, so it is an upper bound. Check
 ``uptime`` first: run it on a quiet machine.
@@ -114,27 +115,27 @@ async def protocol_session(url: str, cases: int, think_s: float) -> list[float]:
         for position in range(cases):
             await asyncio.sleep(think_s)  # the student looks at the image
             answer = choose(session.widget("radio", "Your diagnosis"), "nv — Melanocytic nevus")
-            seen, _ = await session.run([answer, click(session.widget("button",
-                                                                       "Commit my answer"))],
-                                        until="confirmed by")
-            times.append(seen)
+            times.append(await session.run(
+                [answer, click(session.widget("button", "Commit my answer"))],
+                until="confirmed by"))  # (the answer shown, the whole reveal drawn)
             label = "Next case" if position + 1 < cases else "See my results"
             await session.run([click(session.widget("button", label))],
                               until="Case " if position + 1 < cases else "balanced accuracy")
     return times
 
 
-async def measure_protocol(url: str, sessions: int, cases: int,
-                           think_s: float) -> tuple[list[float], list[float]]:
+async def measure_protocol(url: str, sessions: int, cases: int, think_s: float) -> dict:
     await protocol_session(url, 1, 0)  # warms the quiz pool and the first heatmaps
     alone = await protocol_session(url, cases, think_s)
     results = await asyncio.gather(*(protocol_session(url, cases, think_s)
                                      for _ in range(sessions)))
-    return alone, [value for times in results for value in times]
+    together = [value for times in results for value in times]
+    return {"the answer shown": ([a for a, _ in alone], [a for a, _ in together]),
+            "the whole reveal drawn (answer, heatmap, similar cases)": (
+                [b for _, b in alone], [b for _, b in together])}
 
 
-async def measure(url: str, sessions: int, cases: int,
-                  think_s: float) -> tuple[list[float], list[float]]:
+async def measure(url: str, sessions: int, cases: int, think_s: float) -> dict:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
@@ -144,7 +145,7 @@ async def measure(url: str, sessions: int, cases: int,
         results = await asyncio.gather(*(one_session(browser, url, cases, think_s)
                                          for _ in range(sessions)))
         await browser.close()
-    return alone, [value for times in results for value in times]
+    return {"the answer on screen": (alone, [value for times in results for value in times])}
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -174,8 +175,7 @@ def main() -> int:
         process, url = start_server(Path(scratch))
         try:
             driver = measure_protocol if args.client == "protocol" else measure
-            alone, together = asyncio.run(driver(url, args.sessions, args.cases,
-                                                 args.think_seconds))
+            measured = asyncio.run(driver(url, args.sessions, args.cases, args.think_seconds))
         except BaseException:
             log_tail = (Path(scratch) / "server.log").read_text().splitlines()[-60:]
             print("the server's last log lines:", *log_tail, sep="\n", file=sys.stderr)
@@ -184,17 +184,15 @@ def main() -> int:
             process.terminate()
             process.wait(timeout=30)
     load_after = os.getloadavg()
-    median_alone, median = statistics.median(alone), statistics.median(together)
     flags = sorted({flag for line in Path("/proc/cpuinfo").read_text().splitlines()
                     if line.startswith("flags") for flag in line.split()
                     if flag.startswith(("avx2", "avx512f", "amx_tile"))})
-    rows = [("one session alone (reference)", alone), (f"{args.sessions} sessions at once",
-                                                       together)]
     clients = ("scripted sessions speaking Streamlit's websocket protocol "
                "(`scripts/benchmarks/streamlit_session.py`: the server's work alone, no page "
                "rendering, as when each student has their own computer); a commit runs from "
                "the request with the answer and the click on \"Commit my answer\" to the "
-               "reveal's element arriving" if args.client == "protocol" else
+               "reveal's first element arriving (the answer), and to the end of the run that "
+               "draws the whole reveal" if args.client == "protocol" else
                "headless Chromium on the same machine (so an upper bound: the browsers share "
                "the server's cores); a commit runs from the click on \"Commit my answer\" to "
                "the reveal on screen")
@@ -206,15 +204,19 @@ def main() -> int:
              f"at for {args.think_seconds:g} s before answering.", "",
              f"{os.cpu_count()} cores ({', '.join(flags) or 'no AVX2'}); load average before "
              f"{load_before[0]:.2f}, after {load_after[0]:.2f}.", "",
-             "| sessions | commits | median (s) | 90th percentile (s) | max (s) | median vs alone |",
-             "|---|---|---|---|---|---|"]
-    for title, values in rows:
-        lines.append(f"| {title} | {len(values)} | {statistics.median(values):.2f} | "
-                     f"{percentile(values, 0.9):.2f} | {max(values):.2f} | "
-                     f"{statistics.median(values) / median_alone:.1f}x |")
+             "| commit until | sessions | commits | median (s) | 90th percentile (s) | max (s) "
+             "| median vs alone |", "|---|---|---|---|---|---|---|"]
+    for metric, (alone, together) in measured.items():
+        for title, values in (("one session alone (reference)", alone),
+                              (f"{args.sessions} sessions at once", together)):
+            lines.append(f"| {metric} | {title} | {len(values)} | "
+                         f"{statistics.median(values):.2f} | {percentile(values, 0.9):.2f} | "
+                         f"{max(values):.2f} | "
+                         f"{statistics.median(values) / max(statistics.median(alone), 1e-3):.1f}x |")
+    median = statistics.median(next(iter(measured.values()))[1])
     verdict = "met" if median <= 1.0 else "NOT met"
-    lines += ["", f"Target: median commit <= 1 s with {args.sessions} sessions: **{verdict}** "
-              f"({median:.2f} s).", ""]
+    lines += ["", f"Target: median commit <= 1 s with {args.sessions} sessions (until "
+              f"{next(iter(measured))}): **{verdict}** ({median:.2f} s).", ""]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
