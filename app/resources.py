@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -562,48 +561,3 @@ def warm_up(log=print) -> None:
         log(f"warm-up: {model_id} ready in {time.perf_counter() - started:.1f} s")
     except Exception as error:  # noqa: BLE001 - the page reports the same failure properly
         log(f"warm-up: stopped ({type(error).__name__}: {error}); pages load on first use")
-
-
-# ----------------------------------------------------------------------------- prefetch
-
-_PREFETCH_LOCK = threading.Lock()
-_prefetching: set[tuple[str, str]] = set()
-
-
-@st.cache_resource(show_spinner=False)
-def _prefetch_pool():
-    from concurrent.futures import ThreadPoolExecutor
-
-    # One worker for the whole server: a class's prefetches queue instead of fighting for cores.
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
-
-
-def prefetch_reveal(case: CaseImage, model_id: str, k: int = retrieval.DEFAULT_K) -> None:
-    """Compute, in the background, what a quiz reveal shows for ``case`` (the prediction, its
-    Grad-CAM and the similar cases) while the student is still looking at the image; the
-    reveal then reads them from the caches. Failures are left for the reveal to report."""
-    key = (case.sha256, model_id)
-    with _PREFETCH_LOCK:
-        if key in _prefetching:
-            return
-        _prefetching.add(key)
-
-    def work() -> None:
-        import logging
-
-        logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(
-            logging.ERROR)  # this thread has no page context, on purpose
-        try:
-            result = predict(case, model_id)
-            heatmap(case, model_id, explain.METHODS[0],
-                    output_index(model_id, result.prediction.top_class))
-            similar_cases(case, model_id, k)
-            if dataset_dir() is None:
-                similar_cases(case, model_id, k, reference="samples")
-        except Exception:  # noqa: BLE001 - the reveal computes again and says what failed
-            pass
-        finally:
-            with _PREFETCH_LOCK:
-                _prefetching.discard(key)
-
-    _prefetch_pool().submit(work)

@@ -4,7 +4,7 @@ import numpy as np
 import plotly.express as px
 import streamlit as st
 
-from app import resources, teaching_panels, ui
+from app import prefetch, resources, teaching_panels, ui
 from lesionlib import explain, imaging, teaching
 from lesionlib.classes import CLASS_DESCRIPTIONS, CLASS_NAMES
 
@@ -87,7 +87,7 @@ def ask(case, row, position: int, total: int) -> bool:
     st.subheader(f"Case {position + 1} of {total}")
     left, right = st.columns([2, 3])
     left.image(case.image, caption=f"Case {position + 1} (diagnosis hidden)", width="stretch")
-    resources.prefetch_reveal(case, round_model())  # ready by the time the student commits
+    prefetch.prefetch_reveal(case, round_model())  # ready by the time the student commits
     key = f"teaching_answer_{st.session_state['teaching_round_number']}_{position}"
     with right:
         answer = st.radio("Your diagnosis", CLASS_NAMES, index=None, key=key,
