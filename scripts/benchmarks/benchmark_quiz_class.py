@@ -102,14 +102,18 @@ async def one_session(browser, url: str, cases: int, think_s: float) -> list[flo
     return times
 
 
-async def protocol_session(url: str, cases: int, think_s: float) -> list[float]:
+async def protocol_session(url: str, cases: int, think_s: float,
+                           model: str | None = None) -> list[float]:
     """``one_session`` spoken in Streamlit's websocket protocol (``streamlit_session``): the
     same clicks and the same reveal, timed from the request to the reveal's element arriving."""
     from streamlit_session import ScriptedSession, choose, click, number
 
     async with ScriptedSession(url, "teaching") as session:
         await session.run()
-        await session.run([number(session.widget("number_input", "Cases in the round"), cases),
+        chosen = [] if model is None else [choose(session.widget(
+            "selectbox", "Model to compare with"), model)]
+        await session.run([*chosen, number(session.widget("number_input", "Cases in the round"),
+                                           cases),
                            click(session.widget("button", "Start the round"))])
         times = []
         for position in range(cases):
@@ -124,10 +128,11 @@ async def protocol_session(url: str, cases: int, think_s: float) -> list[float]:
     return times
 
 
-async def measure_protocol(url: str, sessions: int, cases: int, think_s: float) -> dict:
-    await protocol_session(url, 1, 0)  # warms the quiz pool and the first heatmaps
-    alone = await protocol_session(url, cases, think_s)
-    results = await asyncio.gather(*(protocol_session(url, cases, think_s)
+async def measure_protocol(url: str, sessions: int, cases: int, think_s: float,
+                           model: str | None = None) -> dict:
+    await protocol_session(url, 1, 0, model)  # warms the quiz pool and the first heatmaps
+    alone = await protocol_session(url, cases, think_s, model)
+    results = await asyncio.gather(*(protocol_session(url, cases, think_s, model)
                                      for _ in range(sessions)))
     together = [value for times in results for value in times]
     return {"the answer shown": ([a for a, _ in alone], [a for a, _ in together]),
@@ -135,7 +140,8 @@ async def measure_protocol(url: str, sessions: int, cases: int, think_s: float) 
                 [b for _, b in alone], [b for _, b in together])}
 
 
-async def measure(url: str, sessions: int, cases: int, think_s: float) -> dict:
+async def measure(url: str, sessions: int, cases: int, think_s: float,
+                  model: str | None = None) -> dict:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
@@ -164,9 +170,14 @@ def main() -> int:
                         "protocol (the server's work alone, as when each student has their own "
                         "computer); chromium: a headless Chromium page per session on this "
                         "machine (an upper bound: the browsers share the server's cores)")
+    parser.add_argument("--model", help="the quiz's model as its picker shows it, e.g. "
+                        "'EfficientNet-Lite0 (fast, mobile) v3.0.0' (default: the page's "
+                        "default, the ensemble; --client protocol only)")
     parser.add_argument("--out", help="the report (default: reports/quiz_class.md, or "
                         "reports/quiz_class_chromium.md with --client chromium)")
     args = parser.parse_args()
+    if args.model and args.client != "protocol":
+        parser.error("--model needs --client protocol")
     args.out = args.out or str(REPO_ROOT / "reports" / (
         "quiz_class.md" if args.client == "protocol" else "quiz_class_chromium.md"))
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # streamlit_session
@@ -175,7 +186,8 @@ def main() -> int:
         process, url = start_server(Path(scratch))
         try:
             driver = measure_protocol if args.client == "protocol" else measure
-            measured = asyncio.run(driver(url, args.sessions, args.cases, args.think_seconds))
+            measured = asyncio.run(driver(url, args.sessions, args.cases, args.think_seconds,
+                                          args.model))
         except BaseException:
             log_tail = (Path(scratch) / "server.log").read_text().splitlines()[-60:]
             print("the server's last log lines:", *log_tail, sep="\n", file=sys.stderr)
@@ -199,7 +211,8 @@ def main() -> int:
     lines = ["# Teaching quiz: a class at once", "",
              f"Written by `python scripts/benchmarks/benchmark_quiz_class.py --client "
              f"{args.client} --sessions {args.sessions} --cases {args.cases} --think-seconds "
-             f"{args.think_seconds:g}`: the real server (`serve.py`, shipped weights), "
+             f"{args.think_seconds:g}" + (f" --model '{args.model}'" if args.model else "")
+             + f"`: the real server (`serve.py`, shipped weights), "
              f"{clients}. Each session plays a round of {args.cases} cases, each case looked "
              f"at for {args.think_seconds:g} s before answering.", "",
              f"{os.cpu_count()} cores ({', '.join(flags) or 'no AVX2'}); load average before "

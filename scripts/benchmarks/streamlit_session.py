@@ -36,7 +36,8 @@ class ScriptedSession:
         import websockets
 
         self.socket = await websockets.connect(self.url, subprotocols=["streamlit"],
-                                               max_size=None, open_timeout=60)
+                                               max_size=None, open_timeout=60,
+                                               ping_interval=None)  # a busy server is slow to pong
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -105,12 +106,12 @@ def click(button) -> WidgetState:
     return state
 
 
-def choose(radio, option: str) -> WidgetState:
-    """A radio answered with ``option`` (its displayed text)."""
-    if option not in radio.options:
-        raise LookupError(f"{radio.label!r} has no option {option!r}: {list(radio.options)}")
-    state = WidgetState(id=radio.id)
-    state.string_value = option  # Streamlit 1.67 sends a radio's formatted option
+def choose(widget, option: str) -> WidgetState:
+    """A radio or select box set to ``option`` (its displayed text)."""
+    if option not in widget.options:
+        raise LookupError(f"{widget.label!r} has no option {option!r}: {list(widget.options)}")
+    state = WidgetState(id=widget.id)
+    state.string_value = option  # Streamlit 1.67 sends the formatted option of both
     return state
 
 
