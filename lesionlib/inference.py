@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lesionlib.classes import CLASS_NAMES, MELANOMA_INDEX
+from lesionlib.classes import CLASS_NAMES
 from lesionlib.imaging import ImageLoadError, load_image
 
 
@@ -41,8 +41,7 @@ def to_predictions(card, probabilities: np.ndarray) -> list[Prediction]:
     order). A binary melanoma model's answer is "mel" when its melanoma probability reaches
     its operating threshold and "other" below it (not the 50% argmax)."""
     names = tuple(getattr(card, "class_names", CLASS_NAMES))
-    melanoma = names.index("mel") if "mel" in names else MELANOMA_INDEX
-    binary = len(names) == 2
+    melanoma, binary = names.index("mel"), len(names) == 2
     predictions = []
     for row in np.asarray(probabilities):
         top = int(row.argmax())

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lesionlib.classes import CLASS_NAMES
+from lesionlib.evaluation import is_binary_frame, probabilities_of
 
 MAX_FLAG_RATE = 0.20
 MIN_ERROR_RATIO = 2.0
@@ -148,8 +149,8 @@ def stored_scores(frame: pd.DataFrame, member_frames: list[pd.DataFrame] | None 
         ValueError: a member's file lacks images of the model's file.
     """
     frame = frame[frame["label"] >= 0].reset_index(drop=True)
-    if "other" in frame.columns:  # a binary melanoma model: correct on melanoma vs the rest
-        probabilities = frame[["other", "mel"]].to_numpy("float64")
+    if is_binary_frame(frame):  # a binary melanoma model: correct on melanoma vs the rest
+        probabilities = probabilities_of(frame)
         correct = (frame["prediction"] == "mel").to_numpy() == frame["melanoma"].astype(
             bool).to_numpy()
         return normalised_entropy(probabilities), None, correct

@@ -14,7 +14,8 @@ import pandas as pd
 from sklearn import metrics as sk_metrics
 
 from lesionlib.classes import CLASS_LONG_NAMES, CLASS_NAMES, MELANOMA_INDEX
-from lesionlib.evaluation import SUBGROUP_COLUMNS, probabilities_of, subgroup_report
+from lesionlib.evaluation import (SUBGROUP_COLUMNS, binary_answers, probabilities_of,
+                                  subgroup_report)
 from lesionlib.metrics import binary_at_threshold, reliability_curve
 
 SET_TITLES = {
@@ -233,9 +234,8 @@ def melanoma_calls(frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
     ``true_class`` "mel" or "other"; ``confidence`` the probability of the answer."""
     calls = frame.copy()
     melanoma = calls["mel"].to_numpy("float64")
-    flagged = melanoma >= threshold
-    calls["prediction"] = np.where(flagged, "mel", "other")
-    calls["confidence"] = np.where(flagged, melanoma, 1.0 - melanoma)
+    calls["prediction"] = binary_answers(melanoma, threshold)
+    calls["confidence"] = np.where(melanoma >= threshold, melanoma, 1.0 - melanoma)
     calls["true_class"] = np.where(calls["melanoma"].astype(int) == 1, "mel", "other")
     return calls
 

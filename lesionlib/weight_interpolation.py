@@ -121,10 +121,10 @@ def interpolate_run(start_file: Path, run_dir: Path, alphas: list[float], out_di
     config = state["config"]
     extra = tuple(config.get("extra_validation_sets") or ())
     sets = validation_sets(folder, int(config["image_size"]), extra)
-    start = load_model(start_file)
-    start_weights = start.get_weights()
-    end = load_model(end_file)
-    end_weights = end.get_weights()
+    start, end = load_model(start_file), load_model(end_file)
+    end_weights = end.get_weights()  # mix() overwrites end's weights; start's never change
+    ends = {"start": str(start_file), "start_sha256": sha256_of(Path(start_file)),
+            "fine_tuned": str(end_file), "fine_tuned_sha256": sha256_of(end_file)}
     rows = []
     for alpha in alphas:
         model = mix(start, end, alpha)
@@ -144,12 +144,9 @@ def interpolate_run(start_file: Path, run_dir: Path, alphas: list[float], out_di
                        "interpolation": {
                            "method": "weight-space interpolation (WiSE-FT): (1 - alpha) * start "
                                      "+ alpha * fine-tuned, alpha chosen on validation",
-                           "alpha": float(alpha), "start": str(start_file),
-                           "start_sha256": sha256_of(Path(start_file)),
-                           "fine_tuned": str(end_file), "fine_tuned_sha256": sha256_of(end_file),
-                           "validation": scores, "command": command}}
+                           "alpha": float(alpha), **ends, "validation": scores,
+                           "command": command}}
         (target / "state.json").write_text(json.dumps(mixed_state, indent=2))
         end.set_weights(end_weights)  # the next alpha mixes the original two ends again
-        start.set_weights(start_weights)
     (out_dir / "interpolation.md").write_text(mixing_table(rows, list(sets)) + "\n")
     return rows

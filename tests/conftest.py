@@ -53,6 +53,16 @@ def tiny_weights_dir(tmp_path_factory) -> Path:
     return build_tiny_weights(tmp_path_factory.mktemp("weights"))
 
 
+@pytest.fixture()
+def weights(tiny_weights_dir, tmp_path) -> Path:
+    """A copy of the tiny weights folder that a test may change (import, evaluate...)."""
+    import shutil
+
+    folder = tmp_path / "weights"
+    shutil.copytree(tiny_weights_dir, folder)
+    return folder
+
+
 @pytest.fixture
 def rgb_image() -> np.ndarray:
     rng = np.random.default_rng(0)

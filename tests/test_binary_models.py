@@ -4,7 +4,6 @@ Case review, Compare and the audit page without seven-class bars."""
 
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -26,13 +25,6 @@ def melanoma_model(outputs: int = 1):
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(image, keras.layers.Dense(
         outputs, activation="sigmoid" if outputs == 1 else "softmax")(x))
-
-
-@pytest.fixture()
-def weights(tiny_weights_dir, tmp_path):
-    folder = tmp_path / "weights"
-    shutil.copytree(tiny_weights_dir, folder)
-    return folder
 
 
 def saved(model, tmp_path, name="melanoma.keras"):

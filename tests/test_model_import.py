@@ -3,7 +3,6 @@ explained; Lambda layers, wrong outputs and taken ids are refused with reasons."
 
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
@@ -38,13 +37,6 @@ def nested_model():
     return keras.Sequential([keras.Input((32, 32, 3)), base,
                              keras.layers.GlobalAveragePooling2D(),
                              keras.layers.Dense(7, activation="softmax")])
-
-
-@pytest.fixture()
-def weights(tiny_weights_dir, tmp_path):
-    folder = tmp_path / "weights"
-    shutil.copytree(tiny_weights_dir, folder)
-    return folder
 
 
 def saved(model, tmp_path, name="model.keras"):
