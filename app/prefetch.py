@@ -4,6 +4,8 @@ While a case is on screen, one background worker fills ``app.resources``' caches
 prediction, its Grad-CAM and the similar cases; the commit then reads them. Streamlit's cache
 lock makes a commit whose prefetch is still running wait for it instead of computing twice.
 One worker for the whole server: a class's prefetches queue instead of fighting for the cores.
+The quiz asks for a prefetch only where the model has no stored reveal of the case
+(``lesionlib.quiz_reveals``, read by ``resources.stored_reveal``), which needs no model work.
 """
 
 from __future__ import annotations

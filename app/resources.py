@@ -3,10 +3,9 @@
 Models, explainers and quality checkers are loaded once per process with ``st.cache_resource``
 and shared by all sessions: they are never modified. A model is loaded (and its inference
 compiled, ``lesionlib.compiled``) once, whether used alone, inside an ensemble or to explain its
-edge export. Predictions and
-heatmaps are cached with ``st.cache_data`` keyed by the image's sha256, the model id and its
-weights fingerprint, the heatmap method and the class, so a second look at a case recomputes
-nothing. Arguments whose names start with ``_`` are left out of the cache key.
+edge export. Predictions and heatmaps are cached with ``st.cache_data`` keyed by the image's
+sha256, the model id and its weights fingerprint, the heatmap method and the class (the quiz's
+reveals may be precomputed: ``stored_reveal``). Arguments starting with ``_`` are not keys.
 
 The weights and data folders are read from the environment on every call (not at import), so a
 test or a deployment can point ``LESIONLIB_WEIGHTS`` / ``LESIONLIB_DATA`` elsewhere.
@@ -24,7 +23,7 @@ import pandas as pd
 import streamlit as st
 
 from lesionlib import dataset_cases, edge, evaluation, explain, imaging, inference, quality
-from lesionlib import registry, retrieval, subgroups
+from lesionlib import quiz_reveals, registry, retrieval, subgroups
 from lesionlib import embedding_map as lesion_embedding_map
 from lesionlib import label_audit as lesion_label_audit
 from lesionlib import data as lesion_data
@@ -502,6 +501,44 @@ def similar_cases(case: CaseImage, model_id: str, k: int = retrieval.DEFAULT_K,
     exclude = (Path(case.name).stem, str(case.case_id))
     return _similar(case.sha256, model_id, reference, int(k), exclude, weights_dir(),
                     fingerprint(model_id, current_catalogue()), case.image)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredReveal:
+    """A quiz reveal computed ahead (``lesionlib.quiz_reveals``): no model work at commit."""
+
+    result: CaseResult
+    heatmap: np.ndarray  # Grad-CAM of ``heatmap_class``, the model's answer
+    heatmap_class: int
+    neighbours: dict  # "training" / "samples" -> frame as ``similar_cases``
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _quiz_reveals(model_id: str, folder: str, weights_fingerprint: str):
+    cards = catalogue(folder)
+    try:
+        store = quiz_reveals.load(cards.cards[model_id], cards)
+    except quiz_reveals.load_errors():
+        return None  # missing or stale: the quiz computes live, as without a store
+    return store, store.rows
+
+
+def stored_reveal(case: CaseImage, model_id: str) -> StoredReveal | None:
+    """The quiz's stored reveal of ``case`` by ``model_id``, or ``None`` (no current store, or
+    an image it does not hold): the caller then computes live."""
+    cards = current_catalogue()
+    loaded = _quiz_reveals(model_id, weights_dir(), fingerprint(model_id, cards))
+    if loaded is None or case.sha256 not in loaded[1]:
+        return None
+    try:
+        index = retrieval_index(model_id)[0]
+    except quiz_reveals.load_errors():
+        index = None  # no neighbours: the similar-case panel says why
+    reveal = loaded[0].reveal(case.sha256, index, loaded[1])
+    card = cards.cards[model_id]
+    members = [cards.cards[member] for member in card.members] if card.kind == "ensemble" else []
+    return StoredReveal(CaseResult(*quiz_reveals.case_outputs(reveal, card, members)),
+                        reveal.heatmap, reveal.heatmap_class, reveal.neighbours)
 
 
 # ----------------------------------------------------------------------------- research views

@@ -31,15 +31,19 @@ def retrieval_figures(index) -> str:
             f"{metrics['majority_vote_balanced_accuracy']:.3f}.")
 
 
-def similar_cases_panel(case, model_id: str, key: str, k: int = retrieval.DEFAULT_K) -> None:
+def similar_cases_panel(case, model_id: str, key: str, k: int = retrieval.DEFAULT_K,
+                        stored: dict | None = None) -> None:
     """The case's most similar training images with diagnosis, dx_type and similarity.
 
     Without the HAM10000 images, the training neighbours are listed without pictures and the
-    most similar bundled sample images are shown instead (and the page says so).
+    most similar bundled sample images are shown instead (and the page says so). ``stored``:
+    the neighbours computed ahead, by reference set (the quiz's stored reveals).
     """
+    stored = stored or {}
     try:
         index, single_card = resources.retrieval_index(model_id)
-        neighbours = resources.similar_cases(case, model_id, k)
+        neighbours = stored["training"].head(k) if "training" in stored else \
+            resources.similar_cases(case, model_id, k)
     except INDEX_ERRORS as error:
         st.info(f"Similar cases are not available for this model: "
                 f"{ui.error_message(error)}")
@@ -61,7 +65,8 @@ def similar_cases_panel(case, model_id: str, key: str, k: int = retrieval.DEFAUL
             "split), with pictures.")
     st.dataframe(neighbour_table(neighbours), hide_index=True, key=f"{key}_similar_table")
     if index.samples is not None:
-        samples = resources.similar_cases(case, model_id, k, reference="samples")
+        samples = stored["samples"].head(k) if "samples" in stored else \
+            resources.similar_cases(case, model_id, k, reference="samples")
         paths, _ = resources.image_paths()
         neighbour_gallery(samples, paths, f"{key}_samples")
 

@@ -518,12 +518,13 @@ def heatmap_legend() -> None:
 
 
 def show_heatmap(case, model_id: str, method: str, class_name: str, opacity: float,
-                 side_by_side: bool = True) -> bool:
+                 side_by_side: bool = True, precomputed=None) -> bool:
     """Original and heatmap overlay, captioned with method, class, model and layer, and the
-    colour legend; returns False (with a message) when it cannot be computed."""
+    colour legend; returns False (with a message) when it cannot be computed. ``precomputed``:
+    the same map computed ahead (the quiz's stored reveals)."""
     try:
-        heatmap = resources.heatmap(case, model_id, method,
-                                    resources.output_index(model_id, class_name))
+        heatmap = precomputed if precomputed is not None else resources.heatmap(
+            case, model_id, method, resources.output_index(model_id, class_name))
     except MODEL_ERRORS as error:
         st.error(f"Heatmap unavailable: {error_message(error)}")
         return False

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from lesionlib.commands import (common, evaluation, importing, integrity, predicting,
-                                retraining, similar_cases, training)
+                                retraining, similar_cases, teaching, training)
 
 
 def _add_data_option(parser: argparse.ArgumentParser) -> None:
@@ -267,6 +267,17 @@ def build_parser() -> argparse.ArgumentParser:
     mapping.add_argument("--seed", type=int, default=0)
     mapping.add_argument("--weights", help="weights folder (default: weights/)")
     mapping.set_defaults(handler=similar_cases.embedding_map)
+
+    quiz = commands.add_parser(
+        "quiz-reveals", help="Compute what the teaching quiz shows after each answer (the "
+        "model's output, its gate findings, Grad-CAM and similar cases) for every quiz case, so "
+        "a class can answer at once (writes weights/<id>/quiz_reveals.npz)")
+    _add_data_option(quiz)
+    quiz.add_argument("--model", required=True, help="the quiz's model (seven classes)")
+    quiz.add_argument("--k", type=int, default=5, help="similar cases per reference set, as the "
+                      "quiz shows them (default 5)")
+    quiz.add_argument("--weights", help="weights folder (default: weights/)")
+    quiz.set_defaults(handler=teaching.quiz_reveals)
 
     imported = commands.add_parser(
         "import-model", help="Bring a seven-class or binary melanoma Keras classifier "

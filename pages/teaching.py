@@ -87,7 +87,9 @@ def ask(case, row, position: int, total: int) -> bool:
     st.subheader(f"Case {position + 1} of {total}")
     left, right = st.columns([2, 3])
     left.image(case.image, caption=f"Case {position + 1} (diagnosis hidden)", width="stretch")
-    prefetch.prefetch_reveal(case, round_model())  # ready by the time the student commits
+    stored = resources.stored_reveal(case, round_model())  # computed ahead per model version
+    if stored is None:
+        prefetch.prefetch_reveal(case, round_model())  # ready by the time the student commits
     key = f"teaching_answer_{st.session_state['teaching_round_number']}_{position}"
     with right:
         answer = st.radio("Your diagnosis", CLASS_NAMES, index=None, key=key,
@@ -96,7 +98,7 @@ def ask(case, row, position: int, total: int) -> bool:
             if answer is None:
                 st.warning("Choose one of the seven diagnoses first, then commit.")
                 return False
-            result = ui.run_model(case, round_model())
+            result = stored.result if stored else ui.run_model(case, round_model())
             if result is None:
                 return False
             st.session_state["teaching_answers"].append(
@@ -112,6 +114,7 @@ def round_model() -> str:
 
 def reveal(case, row, position: int, total: int) -> None:
     record = st.session_state["teaching_answers"][-1]
+    stored = resources.stored_reveal(case, round_model())
     st.subheader(f"Case {position + 1} of {total}: the answer")
     left, right = st.columns([2, 3])
     left.image(case.image, caption=f"{row['image_id']}", width="stretch")
@@ -121,19 +124,23 @@ def reveal(case, row, position: int, total: int) -> None:
         st.success(f"Reference diagnosis: **{ui.class_label(record['reference'])}**, "
                    f"confirmed by {record['dx_type']}.")
         st.caption(CLASS_DESCRIPTIONS[record["reference"]])
-        show_model_answer(case)
+        show_model_answer(case, stored)
     st.markdown("**What drove the model's answer**")
-    ui.show_heatmap(case, round_model(), explain.METHODS[0], record["model"], 0.45)
+    answer_map = stored.heatmap if stored and stored.heatmap_class == resources.output_index(
+        round_model(), record["model"]) else None
+    ui.show_heatmap(case, round_model(), explain.METHODS[0], record["model"], 0.45,
+                    precomputed=answer_map)
     st.markdown("**Similar training cases**")
-    teaching_panels.similar_cases_panel(case, round_model(), key=f"teaching_{position}")
+    teaching_panels.similar_cases_panel(case, round_model(), key=f"teaching_{position}",
+                                        stored=stored.neighbours if stored else None)
     if st.button("Next case" if position + 1 < total else "See my results", type="primary",
                  key=f"teaching_next_{st.session_state['teaching_round_number']}_{position}"):
         st.session_state.update(teaching_position=position + 1, teaching_committed=False)
         st.rerun()
 
 
-def show_model_answer(case) -> None:
-    result = ui.run_model(case, round_model())
+def show_model_answer(case, stored) -> None:
+    result = stored.result if stored else ui.run_model(case, round_model())
     if result is None:
         return
     card = resources.current_catalogue().cards[round_model()]

@@ -25,6 +25,7 @@ def test_lite2_brings_its_edge_export_index_and_the_ensemble_that_contains_it():
         "+ python -m lesionlib export --model efficientnet_lite2.ham10000 --format tflite --int8",
         "+ python -m lesionlib similar --build --model efficientnet_lite2.ham10000",
         "+ python scripts/benchmarks/retrieval_report.py",
+        "+ python -m lesionlib quiz-reveals --model ensemble.ham10000",
         "+ bash scripts/pipelines/build_embedding_maps.sh efficientnet_lite2.ham10000",
         "+ python scripts/benchmarks/benchmark_quality_gate.py --model efficientnet_lite2.ham10000 "
         "--model efficientnet_lite2.ham10000.int8 --model ensemble.ham10000",

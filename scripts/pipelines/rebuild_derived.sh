@@ -4,6 +4,8 @@
 # promotion), so no page shows (or refuses) an artefact of the old weights:
 #   - the edge (TensorFlow Lite) exports whose card names a model as parent: exported again;
 #   - with --had-index, their similar-case indices, then reports/retrieval.md;
+#   - the teaching quiz's stored reveals of every ensemble that contains one of them and of
+#     every one of them that had such a store (after the similar-case index they point into);
 #   - their embedding maps;
 #   - the quality-gate benchmark of the models, their edge exports and every ensemble that
 #     contains one of them (the rows of the other models are kept);
@@ -41,12 +43,17 @@ for path in sorted(Path("weights").glob("*/card.json")):
 EOF
 )
 measured=("${models[@]}")
+reveals=()
+for model in "${models[@]}"; do
+  if [ -f "weights/$model/quiz_reveals.npz" ]; then reveals+=("$model"); fi
+done
 while read -r kind id parent flag; do
   case "$kind" in
     # shellcheck disable=SC2086 - an empty flag is no argument
     edge) run python -m lesionlib export --model "$parent" --format tflite $flag
           measured+=("$id") ;;
-    ensemble) measured+=("$id") ;;
+    ensemble) measured+=("$id")
+              reveals+=("$id") ;;
   esac
 done <<< "$dependants"
 if [ -n "$had_index" ]; then
@@ -55,6 +62,9 @@ if [ -n "$had_index" ]; then
   done
   run python scripts/benchmarks/retrieval_report.py
 fi
+for model in "${reveals[@]}"; do
+  run python -m lesionlib quiz-reveals --model "$model"
+done
 run bash scripts/pipelines/build_embedding_maps.sh "${models[@]}"
 run python scripts/benchmarks/benchmark_quality_gate.py $(printf -- '--model %s ' "${measured[@]}")
 run python scripts/benchmarks/label_audit_report.py
