@@ -43,6 +43,9 @@ SINGLE_VALUED_OPTIONS: dict[str, frozenset[str]] = {
     "predict": frozenset({
         "--batch-size", "--images", "--model", "--out", "--weights",
     }),
+    "quiz-reveals": frozenset({
+        "--data", "--k", "--model", "--weights",
+    }),
     "retrain": frozenset({
         "--data", "--epochs", "--feedback-url", "--job-token", "--judge", "--learning-rate",
         "--model", "--new-images", "--user", "--weights",

@@ -10,6 +10,7 @@
 #   ENSEMBLE_VERSION (environment, default 3.0.0): the version given to the ensemble.
 #   LITE0_RUN, LITE0_VERSION, LITE0_CHANGES (environment): another run folder for Lite0 (e.g. a
 #   weight-space mix of interpolate-weights), its version (default 2.0.0) and what changed.
+#   LITE2_RUN, LITE2_VERSION, LITE2_CHANGES: the same for Lite2.
 # Version 3 of Lite0 (the WiSE-FT mix, alpha chosen on validation by interpolate_v3d.sh):
 #   LITE0_RUN=runs-v3d/wise/alpha-0.35 LITE0_VERSION=3.0.0 LITE0_CHANGES="..." \
 #   ENSEMBLE_VERSION=3.0.0 bash scripts/pipelines/ship_models.sh runs-v3d efficientnet_lite0
@@ -35,10 +36,11 @@ fine-tuned 12 epochs (1-epoch warm-up, cosine, EMA 0.998), 224 px (was 192 px, t
 backbone, 6 epochs)}" \
         --description "Small and fast (3.4M parameters, 224 px): fit for phones and edge devices." ;;
     efficientnet_lite2)
-      python -m lesionlib package --run-dir "$runs/efficientnet_lite2" \
+      python -m lesionlib package --run-dir "${LITE2_RUN:-$runs/efficientnet_lite2}" \
         --id efficientnet_lite2.ham10000 --name "EfficientNet-Lite2 (accurate)" \
-        --version 2.0.0 --changes "$recipe; whole backbone fine-tuned 4 epochs (1-epoch warm-up, \
-cosine, EMA 0.998), 224 px (was 224 px from block6 of the backbone, 6 epochs)" \
+        --version "${LITE2_VERSION:-2.0.0}" --changes "${LITE2_CHANGES:-$recipe; whole backbone \
+fine-tuned 4 epochs (1-epoch warm-up, cosine, EMA 0.998), 224 px (was 224 px from block6 of the \
+backbone, 6 epochs)}" \
         --description "Larger EfficientNet-Lite (4.9M parameters, 224 px): the more accurate single model." ;;
     *) echo "ship_models.sh: unknown model $arch (expected efficientnet_lite0 or efficientnet_lite2)" >&2
        exit 2 ;;
