@@ -121,6 +121,19 @@ def test_added_missing_and_foreign_files_are_refused(weights, change, message):
     assert message in _refusal(weights)
 
 
+def test_evaluate_of_another_model_reports_a_refusal_without_failing(weights, tmp_path, capsys):
+    """Shipping evaluates a member while its ensemble is stale: ``evaluate --model ID`` names the
+    refused model but succeeds; without --model any refusal fails the command."""
+    (weights / "tiny0.test" / "card.json").write_text(
+        (weights / "tiny0.test" / "card.json").read_text().replace('"1.0.0"', '"9.9.9"'))
+    reports = tmp_path / "reports"
+    code = main(["evaluate", "--summary-only", "--model", "tiny1.test", "--weights",
+                 str(weights), "--report-dir", str(reports)])
+    assert code == 0
+    assert "REFUSED tiny0.test" in capsys.readouterr().err
+    assert "tiny0.test" in json.loads((reports / "evaluation.json").read_text())["refused"]
+
+
 def test_evaluate_summary_marks_a_tampered_model(weights, tmp_path, capsys):
     (weights / "tiny0.test" / "card.json").write_text(
         (weights / "tiny0.test" / "card.json").read_text().replace('"1.0.0"', '"9.9.9"'))

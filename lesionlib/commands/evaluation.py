@@ -50,7 +50,10 @@ def evaluate(args) -> int:
                              "python -m lesionlib evaluate" if args.summary_only else command,
                              refused=evaluated.problems)
     print(f"Reports written to {args.report_dir}/evaluation.json and evaluation.md")
-    return 1 if evaluated.problems else 0
+    # Evaluating a member makes its ensemble stale until `ensemble` rebuilds it: a refusal of a
+    # model not asked for is reported above but does not fail `evaluate --model ID`.
+    asked = set(args.model or ())
+    return 1 if any(not asked or model_id in asked for model_id in evaluated.problems) else 0
 
 
 def predict_sets(model) -> dict:
