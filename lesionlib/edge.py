@@ -281,19 +281,37 @@ def predict_set(model: EdgeModel, set_name: str):
     return evaluation.prediction_frame(labels, probabilities, folder_name), features
 
 
-def fit_edge_gate(model: EdgeModel, val_features: np.ndarray, per_class: int = 500,
+def fit_edge_gate(model: EdgeModel, parent, features: dict, per_class: int = 500,
                   val_frame=None) -> Path:
-    """Fit the quality gate on the edge model's own features (as ``fit-gate`` does), with its
-    "review carefully" thresholds chosen on its calibrated validation predictions."""
-    from lesionlib import data, selective
+    """Fit the quality gate on the edge model's own features as ``fit-gate`` fits its parent's
+    (``lesionlib.gate_fitting``): a class-balanced sample of every set the parent learned from,
+    the distance threshold on the validation images of every clinic it learned from, the image
+    checks on every clinic's validation images; "review carefully" thresholds from its
+    calibrated validation predictions.
+
+    Args:
+        parent: the card of the model it was exported from (its recipe names the training sets).
+        features: set name -> the edge model's features of that evaluation set (``predict_set``);
+            ``ham10000_val`` is required.
+    """
+    from lesionlib import data, gate_fitting, selective
     from lesionlib.quality import GATE_FILE, fit_gate
 
-    labels = data.load_labels(data.resolve_data_dir())
-    train = balanced_sample(data.select_split(labels, "train"), per_class)
-    train_features = model.run_framed(data.cached_images(train, model.card.input_size,
-                                                         "gate_train_balanced"))[1]
-    val_images = [data.load_image(path) for path in data.select_split(labels, "val")["path"]]
-    gate = fit_gate(train_features, val_features, val_images)
+    folder = data.resolve_data_dir()
+    train, val = gate_fitting.gate_samples(folder, per_class)
+    samples = [(train, "gate_train_balanced"),
+               *gate_fitting.extra_gate_samples(parent, folder, per_class)]
+    train_features = np.concatenate([
+        model.run_framed(data.cached_images(frame, model.card.input_size, tag))[1]
+        for frame, tag in samples])
+    learned = gate_fitting.learned_clinics([parent])
+    clinic_val = gate_fitting.clinic_val_samples(folder)
+    val_features = np.concatenate([features["ham10000_val"], *[
+        model.run_framed(data.cached_images(frame, model.card.input_size, tag))[1]
+        for frame, tag in clinic_val if tag.removesuffix("_val") in learned]])
+    quality_images = [data.load_image(path) for path in val["path"]] + [
+        data.load_image(path) for frame, _ in clinic_val for path in frame["path"]]
+    gate = fit_gate(train_features, val_features, quality_images)
     if val_frame is not None:
         entropy, _, correct = selective.stored_scores(val_frame)
         gate = gate.with_uncertainty(selective.select_thresholds(entropy, None, correct))
@@ -386,10 +404,10 @@ def evaluate_edge(card: ModelCard, catalogue, command: str, latency_image: np.nd
                                                    catalogue).temperature_method,
         threshold_method=registry.get_card(card.edge["parent"], catalogue).threshold_method)
     card, _ = evaluation.finish_evaluation(card, frames, command)
-    gate_path = fit_edge_gate(model, features["ham10000_val"], gate_per_class,
+    parent = registry.get_card(card.edge["parent"], catalogue)
+    gate_path = fit_edge_gate(model, parent, features, gate_per_class,
                               evaluation.load_predictions(card, "ham10000_val"))
     log(f"{card.id}: quality gate {gate_path}")
-    parent = registry.get_card(card.edge["parent"], catalogue)
     edge = {**card.edge, "parity": metric_changes(card, parent),
             "latency": latency(model, registry.load_single(parent).keras_model, latency_image,
                                latency_runs)}

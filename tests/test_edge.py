@@ -253,3 +253,62 @@ def test_pages_show_the_edge_model_and_explain_it_with_its_parent(edge_page_env)
     assert edge_page_env.id in content and "Intended use" in content
     assert "computed with the parent model tiny0.test" in captions(app)
     assert "parent Keras model `tiny0.test`" in content
+
+
+def _clinic_folder(folder, splits: dict, seed: int):
+    """A tiny labelled image folder: ``splits`` maps split -> class labels."""
+    import pandas as pd
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for split, labels in splits.items():
+        for index, label in enumerate(labels):
+            name = f"{split}_{index}.png"
+            Image.fromarray(rng.integers(0, 255, (36, 48, 3), dtype=np.uint8)).save(folder / name)
+            rows.append({"file": name, "label_ham": label, "split_lesion_grouped": split})
+    pd.DataFrame(rows).to_csv(folder / "labels.csv", index=False)
+
+
+@pytest.mark.parametrize("learned, train_rows, val_rows", [
+    (["bcn20000"], 4 + 3, 5 + 2),  # BCN20000 in the parent's recipe: its train and val count
+    ([], 4, 5),                    # not learned: neither sets the distance
+])
+def test_edge_gate_is_fitted_on_every_clinic_its_parent_learned_from(
+        tmp_path, monkeypatch, learned, train_rows, val_rows):
+    """As `fit-gate` fits the parent's: the parent's training sets shape the features, the
+    clinics it learned from set the distance, every clinic's validation images set the image
+    checks (an int8 Lite2 fitted on HAM10000 alone withheld 28% of BCN20000 test images)."""
+    import types
+
+    from lesionlib import data, edge, quality
+
+    ham, bcn = tmp_path / "data" / "ham10000", tmp_path / "data" / "bcn20000"
+    _clinic_folder(ham, {"train": [0, 0, 5, 5, 5], "val": [0, 5, 5, 4, 4]}, 0)
+    _clinic_folder(bcn, {"train": [1, 1, 4], "val": [1, 4], "test": [4]}, 1)
+    monkeypatch.setenv(data.DATA_ENV, str(ham))
+    monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "cache")
+    fitted = {}
+
+    class Gate:
+        def with_uncertainty(self, thresholds):
+            return self
+
+        def save(self, path):
+            return path
+
+    def fake_fit_gate(train_features, val_features, images):
+        fitted.update(train=len(train_features), val=len(val_features), images=len(images))
+        return Gate()
+
+    monkeypatch.setattr(quality, "fit_gate", fake_fit_gate)
+    model = types.SimpleNamespace(
+        card=types.SimpleNamespace(input_size=16, folder=tmp_path),
+        run_framed=lambda images: (None, np.zeros((len(images), 3), "float32")))
+    parent = types.SimpleNamespace(id="parent", training={"recipe": {
+        "extra_training_sets": learned}})
+    edge.fit_edge_gate(model, parent, {"ham10000_val": np.zeros((5, 3), "float32")},
+                       per_class=2)
+    # HAM10000 train: 2 per class of 0 and 5; BCN20000 train: 2 of class 1, 1 of class 4
+    assert fitted == {"train": train_rows, "val": val_rows, "images": 5 + 2}
