@@ -23,6 +23,7 @@ def planned(*arguments: str) -> list[str]:
 def test_lite2_brings_its_edge_export_index_and_the_ensemble_that_contains_it():
     assert planned("--had-index", "efficientnet_lite2.ham10000") == [
         "+ python -m lesionlib export --model efficientnet_lite2.ham10000 --format tflite --int8",
+        "+ python -m lesionlib evaluate --summary-only",  # the export's figures in the report
         "+ python -m lesionlib similar --build --model efficientnet_lite2.ham10000",
         "+ python scripts/benchmarks/retrieval_report.py",
         "+ python -m lesionlib quiz-reveals --model ensemble.ham10000",
@@ -35,7 +36,8 @@ def test_lite2_brings_its_edge_export_index_and_the_ensemble_that_contains_it():
 
 def test_a_model_outside_every_ensemble_and_without_exports_rebuilds_only_its_own():
     commands = planned("small_cnn.ham10000")
-    assert not any("export" in line or "similar" in line for line in commands)
+    assert not any("export" in line or "similar" in line or "summary" in line
+                   for line in commands)
     assert ("+ python scripts/benchmarks/benchmark_quality_gate.py --model small_cnn.ham10000"
             in commands)
 

@@ -2,7 +2,8 @@
 # Rebuild everything derived from the weights of the named models, after they changed
 # (scripts/pipelines/ship_models.sh after packaging, scripts/pipelines/refresh_after_retraining.sh after a
 # promotion), so no page shows (or refuses) an artefact of the old weights:
-#   - the edge (TensorFlow Lite) exports whose card names a model as parent: exported again;
+#   - the edge (TensorFlow Lite) exports whose card names a model as parent: exported again
+#     (then reports/evaluation.md is written again with their figures);
 #   - with --had-index, their similar-case indices, then reports/retrieval.md;
 #   - the teaching quiz's stored reveals of every ensemble that contains one of them and of
 #     every one of them that had such a store (after the similar-case index they point into);
@@ -56,6 +57,10 @@ while read -r kind id parent flag; do
               reveals+=("$id") ;;
   esac
 done <<< "$dependants"
+# the exports' new figures in reports/evaluation.md (ship_models.sh wrote it before them)
+if grep -q "^edge" <<< "$dependants"; then
+  run python -m lesionlib evaluate --summary-only
+fi
 if [ -n "$had_index" ]; then
   for model in "${models[@]}"; do
     run python -m lesionlib similar --build --model "$model"
