@@ -7,10 +7,11 @@ page shares the sidebar notice drawn here. Logic lives in ``lesionlib``; cached 
 
 import streamlit as st
 
-from app import auth, ui
+from app import auth, server_runtime, ui
 from lesionlib import server_logging
 
 server_logging.install()  # a browser dropping an upload is one log line, not a traceback
+server_runtime.install()  # no Keras clear_session after every run: the models are shared
 
 st.set_page_config(page_title="Skin-lesion review", page_icon=":material/biotech:",
                    layout="wide")

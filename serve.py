@@ -2,7 +2,7 @@
 
 The same as ``streamlit run dashboard.py [options]`` (any Streamlit option, e.g.
 ``--server.port 8502``), plus a thread that loads the default model, compiles its inference and
-computes the first case while the server starts (``app.resources.warm_up``), so the first
+computes the first case while the server starts (``app.warm_up``), so the first
 visitor does not wait for TensorFlow, the weights and the first heatmap.
 """
 
@@ -16,14 +16,14 @@ ROOT = Path(__file__).resolve().parent
 def _warm_up() -> None:
     import logging
 
-    from app import resources
+    from app import warm_up
 
     # The warm-up runs outside any page's script run, on purpose: Streamlit's warning that
     # this thread has no ScriptRunContext says nothing useful here.
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(
         logging.ERROR)
 
-    resources.warm_up(log=lambda line: print(line, file=sys.stderr, flush=True))
+    warm_up.run(log=lambda line: print(line, file=sys.stderr, flush=True))
 
 
 def main() -> int:

@@ -338,9 +338,10 @@ def _sample_labels(path: str) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
-def thumbnail(path: str, size: int = 160) -> np.ndarray | None:
-    """A small copy of a dataset image for galleries (``None`` if unreadable)."""
+@st.cache_resource(max_entries=512, show_spinner=False)
+def thumbnail(path: str, size: int = 160) -> bytes | None:
+    """A small JPEG copy of a dataset image for galleries, encoded once for every session
+    (``st.image`` would encode an array again on every run); ``None`` if unreadable."""
     try:
         image = imaging.load_image(path)
     except imaging.ImageLoadError:
@@ -349,8 +350,20 @@ def thumbnail(path: str, size: int = 160) -> np.ndarray | None:
     scale = size / max(height, width)
     import cv2
 
-    return cv2.resize(image, (max(1, int(width * scale)), max(1, int(height * scale))),
-                      interpolation=cv2.INTER_AREA)
+    small = cv2.resize(image, (max(1, int(width * scale)), max(1, int(height * scale))),
+                       interpolation=cv2.INTER_AREA)
+    encoded, data = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
+                                 [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return data.tobytes() if encoded else None
+
+
+@st.cache_resource(max_entries=512, show_spinner=False)
+def encoded_png(key: tuple, _make) -> bytes:
+    """PNG bytes of ``_make()`` (an RGB array), made once per ``key`` for every session (the
+    case image, its heatmap overlay, the legend): ``st.image`` re-encodes an array every run."""
+    import cv2
+
+    return cv2.imencode(".png", cv2.cvtColor(_make(), cv2.COLOR_RGB2BGR))[1].tobytes()
 
 
 def dataset_image_path(set_folder: str, file: str) -> Path | None:
@@ -526,15 +539,24 @@ def _quiz_reveals(model_id: str, folder: str, weights_fingerprint: str):
 def stored_reveal(case: CaseImage, model_id: str) -> StoredReveal | None:
     """The quiz's stored reveal of ``case`` by ``model_id``, or ``None`` (no current store, or
     an image it does not hold): the caller then computes live."""
-    cards = current_catalogue()
-    loaded = _quiz_reveals(model_id, weights_dir(), fingerprint(model_id, cards))
-    if loaded is None or case.sha256 not in loaded[1]:
+    return _stored_reveal(model_id, weights_dir(), fingerprint(model_id, current_catalogue()),
+                          case.sha256)
+
+
+# Shared by every session (a reveal is read twice per case: at the question and at the answer);
+# ~0.2 MB each (the heatmap at the model's input size), so a bounded number.
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _stored_reveal(model_id: str, folder: str, weights_fingerprint: str,
+                   sha256: str) -> StoredReveal | None:
+    loaded = _quiz_reveals(model_id, folder, weights_fingerprint)
+    if loaded is None or sha256 not in loaded[1]:
         return None
     try:
         index = retrieval_index(model_id)[0]
     except quiz_reveals.load_errors():
         index = None  # no neighbours: the similar-case panel says why
-    reveal = loaded[0].reveal(case.sha256, index, loaded[1])
+    reveal = loaded[0].reveal(sha256, index, loaded[1])
+    cards = catalogue(folder)
     card = cards.cards[model_id]
     members = [cards.cards[member] for member in card.members] if card.kind == "ensemble" else []
     return StoredReveal(CaseResult(*quiz_reveals.case_outputs(reveal, card, members)),
@@ -570,31 +592,3 @@ def label_audit(model_id: str):
     """The label-issue audit of ``model_id``'s stored HAM10000 predictions (cached per model
     fingerprint). Raises: ValueError when it stores no validation or test predictions."""
     return _label_audit(model_id, weights_dir(), fingerprint(model_id, current_catalogue()))
-
-
-# ----------------------------------------------------------------------------- warm-up
-
-def warm_up(log=print) -> None:
-    """Load the default model, its explainers and gate, and compute the first case's
-    prediction and Grad-CAM, so the first visitor finds them cached (``serve.py`` calls this
-    in a thread while the server starts). Any failure is logged and left for the page to
-    report as it would without a warm-up."""
-    import time
-
-    started = time.perf_counter()
-    try:
-        model_id = current_catalogue().default_id()
-        if model_id is None:
-            log("warm-up: no valid model to load")
-            return
-        explainers(model_id)
-        quality_checker(model_id)
-        files = list(available_samples()["file"])
-        if files:
-            case = case_from_file(SAMPLE_DIR / files[0], "sample")
-            result = predict(case, model_id)
-            heatmap(case, model_id, explain.METHODS[0],
-                    output_index(model_id, result.prediction.top_class))
-        log(f"warm-up: {model_id} ready in {time.perf_counter() - started:.1f} s")
-    except Exception as error:  # noqa: BLE001 - the page reports the same failure properly
-        log(f"warm-up: stopped ({type(error).__name__}: {error}); pages load on first use")

@@ -511,7 +511,7 @@ def heatmap_layers(model_id: str) -> str:
 
 def heatmap_legend() -> None:
     """The colour scale of every heatmap, low to high, with what "high" means."""
-    st.image(explain.colour_scale(), width="stretch",
+    st.image(resources.encoded_png(("colour scale",), explain.colour_scale), width="stretch",
              caption="Heatmap colour scale: blue = low → red = high contribution to the chosen "
                      "class's score (each map is scaled to its own maximum; it shows where the "
                      "model looked, not where the lesion is).")
@@ -534,7 +534,11 @@ def show_heatmap(case, model_id: str, method: str, class_name: str, opacity: flo
         st.error(f"The {method} heatmap could not be computed for model `{model_id}`; the "
                  "prediction above is unaffected. Try another heatmap method.")
         return False
-    blended = explain.overlay(case.image, heatmap, opacity)
+    blended = resources.encoded_png(
+        ("overlay", case.sha256, model_id, resources.fingerprint(
+            model_id, resources.current_catalogue()), method, class_name, opacity,
+         precomputed is not None),
+        lambda: explain.overlay(case.image, heatmap, opacity))
     caption = (f"{method} for {class_label(class_name)} ({model_id}), from "
                f"{heatmap_layers(model_id)}")
     cards = resources.current_catalogue().cards
@@ -548,7 +552,8 @@ def show_heatmap(case, model_id: str, method: str, class_name: str, opacity: flo
                    "Lite export without gradients, so its own attention cannot be shown.")
     if side_by_side:
         left, right = st.columns(2)
-        left.image(case.image, caption="Original", width="stretch")
+        left.image(resources.encoded_png(("case", case.sha256), lambda: case.image),
+                   caption="Original", width="stretch")
         right.image(blended, caption=caption, width="stretch")
     else:
         st.image(blended, caption=caption, width="stretch")

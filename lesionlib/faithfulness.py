@@ -20,6 +20,7 @@ the full field of view resized to a square), so a lesion mask is mapped through 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -236,6 +237,15 @@ def load_report(path: str | Path | None = None) -> dict | None:
     path = Path(path or os.environ.get(REPORT_ENV) or REPORT_PATH)
     if not path.is_file():
         return None
+    stat = path.stat()
+    return _read_report(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_report(path_text: str, mtime_ns: int, size: int) -> dict:
+    """The parsed report, read again only when the file changed (shown beside every heatmap;
+    the caller must not modify it)."""
+    path = Path(path_text)
     try:
         report = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -1,4 +1,4 @@
-"""``app.resources.warm_up`` (what ``serve.py`` runs while the server starts) fills the caches
+"""``app.warm_up.run`` (what ``serve.py`` runs while the server starts) fills the caches
 the first visitor needs, and a failure is a log line, never an exception."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import pytest
 from conftest import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT))
+
+from app import warm_up  # noqa: E402
 
 
 @pytest.fixture()
@@ -26,7 +28,7 @@ def resources(tiny_weights_dir, monkeypatch):
 
 def test_warm_up_caches_the_default_model_and_first_case(resources):
     lines = []
-    resources.warm_up(log=lines.append)
+    warm_up.run(log=lines.append)
     assert len(lines) == 1 and lines[0].startswith("warm-up: ") and "ready in" in lines[0]
     model_id = resources.current_catalogue().default_id()
     assert model_id in lines[0]
@@ -44,7 +46,7 @@ def test_warm_up_caches_the_default_model_and_first_case(resources):
 def test_warm_up_failure_is_one_log_line(resources, tmp_path, monkeypatch):
     monkeypatch.setenv("LESIONLIB_WEIGHTS", str(tmp_path))  # no models at all
     lines = []
-    resources.warm_up(log=lines.append)
+    warm_up.run(log=lines.append)
     assert lines == ["warm-up: no valid model to load"]
 
 
