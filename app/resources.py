@@ -357,7 +357,7 @@ def thumbnail(path: str, size: int = 160) -> bytes | None:
     return data.tobytes() if encoded else None
 
 
-@st.cache_resource(max_entries=512, show_spinner=False)
+@st.cache_resource(max_entries=128, show_spinner=False)  # up to ~2 MB each at 1024 px
 def encoded_png(key: tuple, _make) -> bytes:
     """PNG bytes of ``_make()`` (an RGB array), made once per ``key`` for every session (the
     case image, its heatmap overlay, the legend): ``st.image`` re-encodes an array every run."""
