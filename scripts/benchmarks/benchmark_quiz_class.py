@@ -16,7 +16,8 @@ student has their own computer; a commit runs from the request to the reveal's a
 and to the end of the run that draws the whole reveal (heatmap and similar cases included).
 ``--client chromium``: a headless Chromium page per session on this machine, from the click to
 the reveal on screen; the browsers share the server's cores, so it is an upper bound. Check
-``uptime`` first: run it on a quiet machine.
+``uptime`` first: run it on a quiet machine. The report gives the server's peak memory; Streamlit
+options can be changed for one run by environment, e.g. ``STREAMLIT_RUNNER_POST_SCRIPT_GC=true``.
 """
 from __future__ import annotations
 
@@ -42,6 +43,17 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def server_peak_mb(pid: int) -> str:
+    """The server process's peak resident memory (``VmHWM``) in MB, or "unknown"."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return "unknown"
+    kilobytes = next((line.split()[1] for line in status.splitlines()
+                      if line.startswith("VmHWM:")), None)
+    return f"{int(kilobytes) / 1024:.0f}" if kilobytes else "unknown"
 
 
 def start_server(folder: Path) -> tuple[subprocess.Popen, str]:
@@ -193,6 +205,7 @@ def main() -> int:
             print("the server's last log lines:", *log_tail, sep="\n", file=sys.stderr)
             raise
         finally:
+            peak_mb = server_peak_mb(process.pid)
             process.terminate()
             process.wait(timeout=30)
     load_after = os.getloadavg()
@@ -209,14 +222,17 @@ def main() -> int:
                "the server's cores); a commit runs from the click on \"Commit my answer\" to "
                "the reveal on screen")
     lines = ["# Teaching quiz: a class at once", "",
-             f"Written by `python scripts/benchmarks/benchmark_quiz_class.py --client "
+             "Written by `" + "".join(f"{name}={value} " for name, value in sorted(
+                 os.environ.items()) if name.startswith("STREAMLIT_"))
+             + "python scripts/benchmarks/benchmark_quiz_class.py --client "
              f"{args.client} --sessions {args.sessions} --cases {args.cases} --think-seconds "
              f"{args.think_seconds:g}" + (f" --model '{args.model}'" if args.model else "")
              + f"`: the real server (`serve.py`, shipped weights), "
              f"{clients}. Each session plays a round of {args.cases} cases, each case looked "
              f"at for {args.think_seconds:g} s before answering.", "",
              f"{os.cpu_count()} cores ({', '.join(flags) or 'no AVX2'}); load average before "
-             f"{load_before[0]:.2f}, after {load_after[0]:.2f}.", "",
+             f"{load_before[0]:.2f}, after {load_after[0]:.2f}. Server peak memory (VmHWM): "
+             f"{peak_mb} MB.", "",
              "| commit until | sessions | commits | median (s) | 90th percentile (s) | max (s) "
              "| median vs alone |", "|---|---|---|---|---|---|---|"]
     for metric, (alone, together) in measured.items():
