@@ -25,10 +25,14 @@ def test_the_runner_no_longer_clears_the_keras_session(monkeypatch):
     source = inspect.getsource(script_runner)
     original = source[source.index("def _clean_problem_modules"):]
     assert "keras" in original[:original.index("\ndef ")] and "clear_session" in original
-    monkeypatch.setattr(script_runner, "_clean_problem_modules",
-                        script_runner._clean_problem_modules)  # restored after the test
     cleared = []
     monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: cleared.append(1))
+    # start from a runner that clears the session, as Streamlit's does (restored after the test)
+    monkeypatch.setattr(script_runner, "_clean_problem_modules",
+                        lambda: sys.modules["keras"].backend.clear_session())
+    script_runner._clean_problem_modules()
+    assert cleared == [1]
+    cleared.clear()
     server_runtime.install()
     server_runtime.install()  # idempotent
     script_runner._clean_problem_modules()
