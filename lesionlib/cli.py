@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--low-resolution", type=float, default=0.0, metavar="PROBABILITY",
                        help="resolution augmentation: this share of training images is seen "
                        "at 72-128 px and upsampled back (as BCN20000's 84x84 images are)")
+    train.add_argument("--logit-adjustment", type=float, default=0.0, metavar="TAU",
+                       help="train softmax(logits + TAU * log class share) (Menon et al. 2021) "
+                       "instead of class weights; needs --class-weight-power 0 (0: off)")
+    train.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                       help="blend each batch with a shuffled copy, Beta(ALPHA, ALPHA) "
+                       "(e.g. 0.2; 0: off)")
     train.add_argument("--init-from", metavar="MODEL.keras",
                        help="start from this trained model's weights instead of ImageNet "
                        "(e.g. weights/efficientnet_lite0.ham10000/model.keras); with "

@@ -69,8 +69,8 @@ SINGLE_VALUED_OPTIONS: dict[str, frozenset[str]] = {
     "train": frozenset({
         "--arch", "--augmentation", "--batch-size", "--class-weight-power", "--data", "--ema",
         "--fine-tune-epochs", "--fine-tune-from", "--fine-tune-lr", "--head-epochs",
-        "--init-from", "--label-smoothing", "--low-resolution", "--run-dir", "--seed", "--size",
-        "--verbose", "--warmup-epochs", "--weight-decay", "--worker-index", "--workers",
+        "--init-from", "--label-smoothing", "--logit-adjustment", "--low-resolution", "--mixup",
+        "--run-dir", "--seed", "--size", "--verbose", "--warmup-epochs", "--weight-decay", "--worker-index", "--workers",
     }),
     "verify": frozenset({
         "--weights",

@@ -53,6 +53,7 @@ _TRAIN_FLAGS = (("--fine-tune-lr", "fine_tune_learning_rate"), ("--seed", "seed"
                 ("--weight-decay", "weight_decay"),
                 ("--low-resolution", "low_resolution_probability"),
                 ("--init-from", "initial_weights"))
+_LEVER_FLAGS = (("--logit-adjustment", "logit_adjustment"), ("--mixup", "mixup_alpha"))  # if on
 
 
 def training_data(recipe: dict) -> str:
@@ -81,6 +82,7 @@ def train_command(recipe: dict, run_dir: str) -> str:
         parts.append("--extra-val " + " ".join(recipe["extra_validation_sets"]))
     if recipe.get("class_weight_groups"):
         parts.append("--class-weight-groups " + " ".join(recipe["class_weight_groups"]))
+    parts += [f"{flag} {recipe[key]}" for flag, key in _LEVER_FLAGS if recipe.get(key)]
     return " ".join(parts)
 
 

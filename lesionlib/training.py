@@ -33,7 +33,9 @@ from lesionlib.architectures import build_classifier
 from lesionlib.classes import CLASS_NAMES
 from lesionlib.distributed import (ClusterError, gather_from_workers, prepare_model,
                                    release_write_dir, shard_rows, worker_count, write_dir)
+from lesionlib.losses import LogitAdjustedCrossentropy, class_priors
 from lesionlib.metrics import balanced_accuracy
+from lesionlib.mixup import mixup
 
 
 @dataclasses.dataclass
@@ -68,6 +70,9 @@ class TrainConfig:
     # normalised to a mean of 1 over its samples), so that a set with another class mix (BCN20000:
     # a quarter melanomas) does not lower the weights of HAM10000's rare classes
     class_weight_groups: tuple[str, ...] = ()
+    # Further levers (issue 18's ablation); the defaults reproduce version 3.
+    logit_adjustment: float = 0.0  # tau of the logit-adjusted loss (losses.py); 0 = off
+    mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixup of each batch (mixup.py); 0 = off
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -248,9 +253,9 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, config: TrainConfig,
         tf.TensorSpec((None, size, size, 3), tf.uint8), tf.TensorSpec((None,), tf.int32),
         tf.TensorSpec((None,), tf.float32), tf.TensorSpec((2,), tf.int64)))
     dataset = dataset.map(
-        lambda batch_images, batch_labels, batch_weights, seed: (
+        lambda batch_images, batch_labels, batch_weights, seed: mixup(
             augmentation(batch_images, seed), tf.one_hot(batch_labels, len(CLASS_NAMES)),
-            batch_weights),
+            batch_weights, seed, config.mixup_alpha),
         num_parallel_calls=2)
     return dataset.prefetch(2)
 
@@ -461,7 +466,10 @@ def train(config: TrainConfig, train_images, train_labels, val_images, val_label
             model = build_classifier(config.architecture, config.image_size, config.imagenet,
                                      config.dropout, colour_constancy=config.colour_constancy)
     prepare_model(model, strategy)
-    if config.class_weight_groups:
+    loss = _loss(config, train_labels)
+    if config.logit_adjustment > 0:
+        weights = state["class_weights"] = {index: 1.0 for index in range(len(CLASS_NAMES))}
+    elif config.class_weight_groups:
         if train_groups is None:
             raise ValueError("class_weight_groups needs train_groups (each sample's set).")
         weights, state["class_weights"] = grouped_sample_weights(
@@ -469,7 +477,6 @@ def train(config: TrainConfig, train_images, train_labels, val_images, val_label
     else:
         weights = class_weights(train_labels, config.class_weight_power)
         state["class_weights"] = weights
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     scratch = not config.imagenet  # build_classifier refuses imagenet=True for small_cnn
     phases = [("scratch", config.head_epochs + config.fine_tune_epochs,
                config.head_learning_rate)] if scratch else [
@@ -501,6 +508,22 @@ def train(config: TrainConfig, train_images, train_labels, val_images, val_label
                   callbacks=[checkpoint], verbose=verbose)
     release_write_dir(output_dir, run_dir)
     return run_dir / "best.keras"
+
+
+def _loss(config: TrainConfig, train_labels: np.ndarray) -> keras.losses.Loss:
+    """Cross-entropy, or the logit-adjusted loss on the training labels' class shares (which
+    replaces class weights: both at once would correct the imbalance twice)."""
+    if config.logit_adjustment <= 0:
+        return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    if config.class_weight_power or config.class_weight_groups:
+        raise ValueError(
+            f"Logit adjustment (tau {config.logit_adjustment}) replaces class weights; received "
+            f"class_weight_power {config.class_weight_power} and class_weight_groups "
+            f"{list(config.class_weight_groups)}. Pass --class-weight-power 0 and no "
+            "--class-weight-groups.")
+    return LogitAdjustedCrossentropy(class_priors(train_labels, len(CLASS_NAMES)),
+                                     tau=config.logit_adjustment,
+                                     label_smoothing=config.label_smoothing)
 
 
 def _optimizer(config: TrainConfig, phase: str, learning_rate: float, steps: int,

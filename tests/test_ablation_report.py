@@ -49,3 +49,33 @@ def test_a_card_that_records_its_checkpoint_is_matched_exactly(tmp_path):
              "checkpoint_sha256": "0" * 64}
     assert ablation_report.full_run_row(run, [other])["lever"].endswith("not shipped)")
     assert ablation_report.full_run_row(run, [{**other, "checkpoint_sha256": digest}]) is None
+
+
+def test_rows_measured_earlier_survive_when_their_run_folder_is_not_here(tmp_path):
+    earlier = {"lever": "old words", "run": "runs-ablation/no_ema", "status": "done",
+               "val_balanced_accuracy": 0.698, "val_melanoma_auc": 0.892, "kept_epoch": "x",
+               "command": "python -m lesionlib train ..."}
+    row = ablation_report.run_row(tmp_path / "no_ema", "without the EMA", earlier)
+    assert row["val_balanced_accuracy"] == 0.698 and row["lever"] == "without the EMA"
+    pending = ablation_report.run_row(tmp_path / "mixup", "with mixup", None)
+    assert pending["status"] == "pending"
+    fresh = write_run(tmp_path / "no_ema_here", epochs=4, score=0.71)
+    assert ablation_report.run_row(fresh, "x", earlier)["val_balanced_accuracy"] == 0.71
+
+
+def test_replaced_versions_stay_as_history_and_hand_written_sections_are_kept(tmp_path):
+    rows = [{"lever": "efficientnet_lite0.ham10000 v3.0.0 (shipped)"},
+            {"lever": "efficientnet_lite0.ham10000 v2.0.0 (shipped before)"}]
+    earlier = [{"lever": "efficientnet_lite0.ham10000 v2.0.0 (shipped)"},
+               {"lever": "efficientnet_lite0.ham10000 v1.0.0 (version 1 recipe, shipped before)"},
+               {"lever": "small_cnn.ham10000 v1.0.0 (shipped)"}]
+    merged = [row["lever"] for row in ablation_report.with_earlier_rows(rows, earlier)]
+    assert merged == [rows[0]["lever"], rows[1]["lever"],
+                      "efficientnet_lite0.ham10000 v1.0.0 (version 1 recipe, shipped before)",
+                      "small_cnn.ham10000 v1.0.0 (shipped before)"]
+    report = tmp_path / "ablation.md"
+    report.write_text("# Title\n\n## Full budget\n\ntable\n\n## A second clinic\n\nby hand\n\n"
+                      "## At test time only: flips and image size\n\nrows\n")
+    assert ablation_report.kept_sections(report) == ["## A second clinic\n\nby hand"]
+    text = ablation_report.markdown([], [], [], ablation_report.kept_sections(report))
+    assert "## A second clinic\n\nby hand" in text

@@ -41,6 +41,7 @@ def train(args) -> int:
                          extra_validation_sets=tuple(args.extra_val or ()),
                          low_resolution_probability=args.low_resolution,
                          class_weight_groups=tuple(args.class_weight_groups or ()),
+                         logit_adjustment=args.logit_adjustment, mixup_alpha=args.mixup,
                          initial_weights=args.init_from)
     initial_model = None
     if args.init_from:
