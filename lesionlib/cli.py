@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
                        help="blend each batch with a shuffled copy, Beta(ALPHA, ALPHA) "
                        "(e.g. 0.2; 0: off)")
+    train.add_argument("--balanced-sampling", action="store_true",
+                       help="draw each epoch's images with replacement in proportion to their "
+                       "class weight (--class-weight-power), instead of weighting the loss")
     train.add_argument("--init-from", metavar="MODEL.keras",
                        help="start from this trained model's weights instead of ImageNet "
                        "(e.g. weights/efficientnet_lite0.ham10000/model.keras); with "

@@ -83,6 +83,8 @@ def train_command(recipe: dict, run_dir: str) -> str:
     if recipe.get("class_weight_groups"):
         parts.append("--class-weight-groups " + " ".join(recipe["class_weight_groups"]))
     parts += [f"{flag} {recipe[key]}" for flag, key in _LEVER_FLAGS if recipe.get(key)]
+    if recipe.get("balanced_sampling"):
+        parts.append("--balanced-sampling")
     return " ".join(parts)
 
 

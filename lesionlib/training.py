@@ -12,7 +12,9 @@ flips, 90-degree rotations, zoom and small colour changes, each shared by a batc
 per-image flips and 90-degree rotations, a random affine transform (rotation, scale, shear,
 shift; reflected borders), per-image brightness/contrast/saturation and channel-gain jitter, and
 random erasing. Class imbalance: class weights proportional to
-``(1 / class frequency) ** class_weight_power``, normalised to a mean of 1 over samples.
+``(1 / class frequency) ** class_weight_power``, normalised to a mean of 1 over samples, or
+instead the logit-adjusted loss (``losses.py``), or the same weights as sampling probabilities
+(``balanced_sampling``). Optionally mixup of each batch (``mixup.py``).
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ class TrainConfig:
     # Further levers (issue 18's ablation); the defaults reproduce version 3.
     logit_adjustment: float = 0.0  # tau of the logit-adjusted loss (losses.py); 0 = off
     mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixup of each batch (mixup.py); 0 = off
+    # draw each epoch's images with replacement, in proportion to their class weight, and train
+    # unweighted: the same class balance as the weights, with less noisy gradients
+    balanced_sampling: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -225,15 +230,21 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, config: TrainConfig,
 
     ``shard=(index, count)``: this worker's contiguous part of each global batch of
     ``config.batch_size``, augmented with its own seed (one worker: the whole batch, unchanged).
-    ``weights``: per class, or already per sample (``grouped_sample_weights``).
+    ``weights``: per class, or already per sample (``grouped_sample_weights``); with
+    ``config.balanced_sampling`` they are sampling probabilities instead of loss weights.
     """
     sample_weights = (np.asarray(weights, dtype="float32") if isinstance(weights, np.ndarray)
                       else np.array([weights[int(label)] for label in labels], dtype="float32"))
+    draw = sample_weights / sample_weights.sum() if config.balanced_sampling else None
+    if draw is not None:
+        sample_weights = np.ones_like(sample_weights)
     shard_index, shard_count = shard
 
     def generator():
         for epoch_seed in epoch_seeds:
-            order = np.random.default_rng(config.seed + epoch_seed).permutation(len(labels))
+            rng = np.random.default_rng(config.seed + epoch_seed)
+            order = (rng.permutation(len(labels)) if draw is None
+                     else rng.choice(len(labels), len(labels), p=draw))
             for step, start in enumerate(range(0, len(order), config.batch_size)):
                 batch = np.sort(order[start:start + config.batch_size])  # sorted: mmap reads
                 batch = shard_rows(batch, shard_count, shard_index)

@@ -102,5 +102,24 @@ def test_a_runs_command_names_the_levers_it_used():
                          logit_adjustment=1.0, mixup_alpha=0.2).to_dict()
     command = train_command(recipe, "runs-ablation/x")
     assert "--logit-adjustment 1.0" in command and "--mixup 0.2" in command
+    sampled = TrainConfig("efficientnet_lite0", 160, balanced_sampling=True).to_dict()
+    assert train_command(sampled, "r").endswith("--balanced-sampling")
     plain = train_command(TrainConfig("efficientnet_lite0", 160).to_dict(), "runs/x")
     assert "--logit-adjustment" not in plain and "--mixup" not in plain
+
+
+def test_balanced_sampling_draws_rare_classes_more_and_trains_unweighted():
+    labels = np.array([5] * 90 + [3] * 10, dtype="int32")
+    images = np.zeros((100, 4, 4, 3), dtype=np.uint8)
+    weights = {3: 5.0, 5: 0.5}  # class 3 carries 10 * 5 = 50 of the total weight 95
+    config = TrainConfig("small_cnn", 4, imagenet=False, batch_size=100, balanced_sampling=True)
+    _, targets, sample_weights = next(iter(make_dataset(images, labels, config, [0], weights)))
+    drawn = targets.numpy().argmax(axis=1)
+    assert 35 <= (drawn == 3).sum() <= 70  # about half, not one in ten
+    assert set(sample_weights.numpy().tolist()) == {1.0}
+    again = next(iter(make_dataset(images, labels, config, [0], weights)))[1].numpy()
+    np.testing.assert_array_equal(again.argmax(axis=1), drawn)  # seeded: a resume draws alike
+    plain = TrainConfig("small_cnn", 4, imagenet=False, batch_size=100)
+    _, targets, sample_weights = next(iter(make_dataset(images, labels, plain, [0], weights)))
+    assert (targets.numpy().argmax(axis=1) == 3).sum() == 10
+    assert sorted(set(sample_weights.numpy().tolist())) == [0.5, 5.0]

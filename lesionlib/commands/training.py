@@ -42,6 +42,7 @@ def train(args) -> int:
                          low_resolution_probability=args.low_resolution,
                          class_weight_groups=tuple(args.class_weight_groups or ()),
                          logit_adjustment=args.logit_adjustment, mixup_alpha=args.mixup,
+                         balanced_sampling=args.balanced_sampling,
                          initial_weights=args.init_from)
     initial_model = None
     if args.init_from:

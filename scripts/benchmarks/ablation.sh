@@ -34,3 +34,4 @@ row no_class_weights "${full[@]}" --class-weight-power 0
 # Levers added for version 3 (issue 18): each adds one lever to (or swaps one in) the full recipe.
 row logit_adjustment "${full[@]}" --class-weight-power 0 --logit-adjustment 1
 row mixup "${full[@]}" --mixup 0.2
+row balanced_sampling "${full[@]}" --balanced-sampling

@@ -36,6 +36,8 @@ SHORT_ROWS = {  # run folder -> what the row changes, relative to "all levers"
     "no_class_weights": "without class weights (plain cross-entropy on the imbalanced data)",
     "logit_adjustment": "logit-adjusted loss (tau 1, Menon et al. 2021) instead of class weights",
     "mixup": "with mixup of each batch (alpha 0.2) added",
+    "balanced_sampling": "class weights as sampling probabilities (with replacement) instead of "
+                         "loss weights",
 }
 GENERATED_SECTIONS = ("Leave-one-out at a short budget", "Full budget",
                       "At test time only: flips and image size")
