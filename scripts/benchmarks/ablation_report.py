@@ -203,11 +203,19 @@ def card_rows(weights: Path) -> list[dict]:
                      "val_balanced_accuracy": entry["val_balanced_accuracy"],
                      "val_melanoma_auc": entry.get("val_melanoma_auc"),
                      "kept_epoch": f"{entry['phase']} {entry['epoch']}",
-                     "command": train_command(training["recipe"], (
-                         "runs-v2/" if card["version"].startswith("2.") else "runs/")
-                         + training["recipe"]["architecture"])
+                     "command": train_command(training["recipe"], run_folder(card))
                      if isinstance(training.get("recipe"), dict) else "—"})
     return rows
+
+
+def run_folder(card: dict) -> str:
+    """The run folder a card was packaged from (older cards: by version, as they were trained)."""
+    training = card.get("training") or {}
+    folder = (training.get("run") or {}).get("folder")
+    if folder:
+        return folder
+    return ("runs-v2/" if card["version"].startswith("2.") else "runs/") + training["recipe"][
+        "architecture"]
 
 
 def model_version(row: dict) -> str:
