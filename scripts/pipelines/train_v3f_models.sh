@@ -6,8 +6,9 @@
 # 0.3, EMA 0.998) on a new cosine from 1e-4. Sized from this machine's measurements: a Lite2 epoch
 # of 17,637 images took 574 s on an AVX-512 + AMX machine (load 2.2), so the run, its mixes and
 # shipping fit one session. Then scripts/pipelines/interpolate_v3f.sh mixes it with v3.0.0.
-# --init-from names the shipped Lite2 **v3.0.0** (weights sha256 in its card's lineage once v3.1
-# ships; before that, weights/efficientnet_lite2.ham10000/model.keras).
+# --init-from names a copy of the shipped Lite2 **v3.0.0** (sha256 8a1d4fed..., as
+# weights/efficientnet_lite2.ham10000/model.keras). Outcome (reports/training_v3.md): better on
+# both validation splits, worse on PH2; not shipped.
 # Resumable:
 #   mkdir -p runs-v3f && nohup bash scripts/pipelines/train_v3f_models.sh > runs-v3f/train.log 2>&1 &
 set -euo pipefail
