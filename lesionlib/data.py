@@ -138,6 +138,12 @@ def cached_images(frame: pd.DataFrame, size: int, tag: str) -> np.ndarray:
     return images
 
 
+def balanced_sample(frame: pd.DataFrame, per_class: int, seed: int = 0) -> pd.DataFrame:
+    """Up to ``per_class`` rows of each ``label`` of ``frame`` (seeded)."""
+    return frame.groupby("label", group_keys=False).apply(
+        lambda group: group.sample(min(len(group), per_class), random_state=seed))
+
+
 def training_arrays(folder: Path, size: int, extra_sets: tuple[str, ...] = (), log=print,
                     extra_validation: tuple[str, ...] = ()) -> dict:
     """``{"train": (images, labels), "val": (...), "extra_val": {name: (...)}, "train_groups":

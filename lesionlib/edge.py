@@ -157,12 +157,6 @@ def convert(keras_model, quantization: str, representative: np.ndarray | None = 
     return converter.convert()
 
 
-def balanced_sample(labels, per_class: int, seed: int = 0):
-    """Up to ``per_class`` rows of each class of ``labels`` (seeded)."""
-    return labels.groupby("label", group_keys=False).apply(
-        lambda group: group.sample(min(len(group), per_class), random_state=seed))
-
-
 def representative_images(size: int, per_class: int = 40, data_dir=None) -> np.ndarray:
     """Class-balanced framed HAM10000 training images (the int8 calibration set).
 
@@ -175,7 +169,7 @@ def representative_images(size: int, per_class: int = 40, data_dir=None) -> np.n
     if folder is None:
         raise EdgeExportError("int8 export needs HAM10000 training images: pass --data or set "
                               "LESIONLIB_DATA (expected a folder with labels.csv).")
-    train = balanced_sample(data.select_split(data.load_labels(folder), "train"), per_class)
+    train = data.balanced_sample(data.select_split(data.load_labels(folder), "train"), per_class)
     return data.cached_images(train, size, f"edge_representative_{per_class}")
 
 
@@ -299,19 +293,21 @@ def fit_edge_gate(model: EdgeModel, parent, features: dict, per_class: int = 500
 
     folder = data.resolve_data_dir()
     train, val = gate_fitting.gate_samples(folder, per_class)
-    samples = [(train, "gate_train_balanced"),
-               *gate_fitting.extra_gate_samples(parent, folder, per_class)]
-    train_features = np.concatenate([
-        model.run_framed(data.cached_images(frame, model.card.input_size, tag))[1]
-        for frame, tag in samples])
-    learned = gate_fitting.learned_clinics([parent])
     clinic_val = gate_fitting.clinic_val_samples(folder)
-    val_features = np.concatenate([features["ham10000_val"], *[
-        model.run_framed(data.cached_images(frame, model.card.input_size, tag))[1]
-        for frame, tag in clinic_val if tag.removesuffix("_val") in learned]])
-    quality_images = [data.load_image(path) for path in val["path"]] + [
-        data.load_image(path) for frame, _ in clinic_val for path in frame["path"]]
-    gate = fit_gate(train_features, val_features, quality_images)
+
+    def features_of(frame, tag):
+        return model.run_framed(data.cached_images(frame, model.card.input_size, tag))[1]
+
+    train_features = np.concatenate([
+        features_of(*sample)
+        for sample in gate_fitting.training_samples(parent, train, folder, per_class)])
+    distance = gate_fitting.distance_val_samples(val, clinic_val,
+                                                 gate_fitting.learned_clinics([parent]))
+    # HAM10000 validation (first) comes with the evaluation's ``features``: not run again
+    val_features = np.concatenate([features["ham10000_val"],
+                                   *[features_of(*sample) for sample in distance[1:]]])
+    gate = fit_gate(train_features, val_features,
+                    gate_fitting.quality_reference_images(val, clinic_val))
     if val_frame is not None:
         entropy, _, correct = selective.stored_scores(val_frame)
         gate = gate.with_uncertainty(selective.select_thresholds(entropy, None, correct))

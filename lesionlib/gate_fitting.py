@@ -74,23 +74,14 @@ def fit_model_gate(model_id: str, weights: str | Path | None, ham10000: Path,
     if any(frame is None for frame in stored):
         raise GateFitError(f"{card.id!r} (or a member) has no stored validation predictions; "
                            "run `python -m lesionlib evaluate` first.")
-    val_images = [data.load_image(path) for path in val["path"]]
-    # The image checks judge image quality, not the model's familiarity: their reference is
-    # every clinic's validation images at hand (BCN20000's dark vignette corners are ordinary
-    # dermoscopy; with HAM10000's alone 30% of them read "much darker" and were withheld).
     clinic_val = clinic_val_samples(ham10000)
-    quality_images = val_images + [data.load_image(path) for frame, _ in clinic_val
-                                   for path in frame["path"]]
+    quality_images = quality_reference_images(val, clinic_val)
 
-    def val_features(member_card, learned: set[str]):
-        model = registry.load_single(member_card)
-        extractor = feature_extractor(model.keras_model)
-        # the distance threshold: the validation images of every clinic the model learned from
-        # (an ensemble's: of any member, so that every member scores the same images)
-        frames = [(val, "ham10000_val"), *[(frame, tag) for frame, tag in clinic_val
-                                           if tag.removesuffix("_val") in learned]]
+    def val_features(member_card, learned: set[str], extractor=None):
+        extractor = extractor or feature_extractor(registry.load_single(member_card).keras_model)
         return np.concatenate([extract_features(extractor, data.cached_images(
-            frame, member_card.input_size, tag)) for frame, tag in frames])
+            frame, member_card.input_size, tag))
+            for frame, tag in distance_val_samples(val, clinic_val, learned)])
 
     if thresholds_only:
         gate = dataclasses.replace(load_gate(card), **image_thresholds(quality_images))
@@ -100,12 +91,11 @@ def fit_model_gate(model_id: str, weights: str | Path | None, ham10000: Path,
                                  [val_features(member, learned) for member in member_cards],
                                  quality_images)
     else:
-        extractor = feature_extractor(registry.load_single(card).keras_model)
+        extractor = feature_extractor(registry.load_single(card).keras_model)  # loaded once
         train_features = np.concatenate([extract_features(extractor, data.cached_images(
-            frame, card.input_size, tag)) for frame, tag in [(train, "gate_train_balanced"),
-                                                             *extra_gate_samples(card, ham10000,
-                                                                                 per_class)]])
-        gate = fit_gate(train_features, val_features(card, learned_clinics([card])),
+            frame, card.input_size, tag))
+            for frame, tag in training_samples(card, train, ham10000, per_class)])
+        gate = fit_gate(train_features, val_features(card, learned_clinics([card]), extractor),
                         quality_images)
     entropy, disagreement, correct = selective.stored_scores(stored[0], stored[1:] or None)
     thresholds = selective.select_thresholds(entropy, disagreement, correct, max_flag_rate,
@@ -123,8 +113,30 @@ def gate_samples(folder: Path, per_class: int):
     except ValueError as error:
         raise GateFitError(f"{folder}: {error}") from None
     # Class-balanced sample: rare classes (vasc, df) shape the feature subspace as much as nv.
-    return train.groupby("label", group_keys=False).apply(
-        lambda group: group.sample(min(len(group), per_class), random_state=0)), val
+    return data.balanced_sample(train, per_class), val
+
+
+def training_samples(card, train, ham10000: Path, per_class: int) -> list:
+    """``[(frame, tag)]`` whose features span a single model's gate subspace: the HAM10000
+    sample of ``gate_samples`` and a class-balanced sample of every other set ``card`` learned
+    from (``extra_gate_samples``)."""
+    return [(train, "gate_train_balanced"), *extra_gate_samples(card, ham10000, per_class)]
+
+
+def distance_val_samples(val, clinic_val: list, learned: set[str]) -> list:
+    """``[(frame, tag)]`` that set the distance threshold: HAM10000 validation (first) and the
+    validation split of every other clinic in ``learned`` (an ensemble's: of any member, so
+    that every member scores the same images)."""
+    return [(val, "ham10000_val"), *[(frame, tag) for frame, tag in clinic_val
+                                     if tag.removesuffix("_val") in learned]]
+
+
+def quality_reference_images(val, clinic_val: list) -> list:
+    """The images the image checks are fitted on: every clinic's validation images at hand.
+    They judge image quality, not the model's familiarity (BCN20000's dark vignette corners
+    are ordinary dermoscopy; with HAM10000's alone 30% of them read "much darker")."""
+    return [data.load_image(path) for path in val["path"]] + [
+        data.load_image(path) for frame, _ in clinic_val for path in frame["path"]]
 
 
 def clinic_val_samples(ham10000: Path) -> list:

@@ -13,6 +13,7 @@ Usage: python scripts/benchmarks/ablation_report.py [--runs runs-ablation] [--fu
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import sys
@@ -73,19 +74,27 @@ def run_row(run_dir: Path, lever: str, earlier: dict | None = None) -> dict:
             "command": train_command(config, str(run_dir))}
 
 
+@functools.lru_cache(maxsize=8)
+def validation_set(clinic: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``clinic``'s validation images framed at ``size`` and their labels, read once per run
+    (every row scores the same images with and without its change)."""
+    from lesionlib import data
+
+    frame = data.select_split(data.load_labels(data.resolve_data_dir(name=clinic)), "val")
+    frame = frame[frame["label"] >= 0].reset_index(drop=True)
+    return np.asarray(data.cached_images(frame, size, f"{clinic}_val")), frame["label"].to_numpy()
+
+
 def validation_scores(predict, size: int, clinic: str = "ham10000") -> tuple[float, float]:
     """Balanced accuracy and melanoma AUC of ``predict`` (framed images -> probabilities) on
     ``clinic``'s validation images (``ham10000`` or ``bcn20000``) framed at ``size``."""
     from sklearn.metrics import roc_auc_score
 
-    from lesionlib import data
     from lesionlib.classes import CLASS_NAMES
     from lesionlib.metrics import balanced_accuracy
 
-    frame = data.select_split(data.load_labels(data.resolve_data_dir(name=clinic)), "val")
-    frame = frame[frame["label"] >= 0].reset_index(drop=True)
-    probabilities = predict(np.asarray(data.cached_images(frame, size, f"{clinic}_val")))
-    labels = frame["label"].to_numpy()
+    images, labels = validation_set(clinic, size)
+    probabilities = predict(images)
     melanoma = (labels == CLASS_NAMES.index("mel")).astype(int)
     return (balanced_accuracy(labels, probabilities.argmax(1)),
             float(roc_auc_score(melanoma, probabilities[:, CLASS_NAMES.index("mel")])))
