@@ -31,7 +31,7 @@ def frame(correct: np.ndarray, melanoma_score: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(probabilities, columns=list(CLASS_NAMES)).assign(label=LABELS)
 
 
-def predictions() -> dict:
+def predictions(split: str = "ham10000_val") -> dict:
     rng = np.random.default_rng(0)
     is_melanoma = LABELS == MELANOMA_INDEX
     return {
@@ -66,3 +66,18 @@ def test_the_script_warns_when_a_single_model_beats_every_ensemble(monkeypatch, 
     out = capsys.readouterr().out
     assert "Chosen ensemble: accurate + ranks_melanoma" in out
     assert "Warning: the best single model, accurate (score 0.92" in out
+
+
+def test_another_split_prints_the_table_for_information_only(monkeypatch, capsys):
+    asked = []
+    monkeypatch.setattr(choose_ensemble, "validation_predictions",
+                        lambda split: asked.append(split) or predictions())
+    assert choose_ensemble.main(["--split", "bcn20000_val"]) == 0
+    assert asked == ["bcn20000_val"]
+    out = capsys.readouterr().out
+    assert "on bcn20000_val, for information" in out
+    assert "Chosen ensemble" not in out and "(information, not the choice)" in out
+    with pytest.raises(SystemExit) as refused:
+        choose_ensemble.main(["--split", "bcn20000_val", "--members"])
+    assert refused.value.code == 2
+    assert "--members and --name give the choice made on ham10000_val" in capsys.readouterr().err

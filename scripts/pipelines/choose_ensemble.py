@@ -10,6 +10,8 @@ Usage:
   python scripts/pipelines/choose_ensemble.py             # the table, the choice and the comparison
   python scripts/pipelines/choose_ensemble.py --members   # the chosen members' ids only (for scripts)
   python scripts/pipelines/choose_ensemble.py --name      # its display name, e.g. Ensemble (Lite0 v2 + Lite2 v1)
+  python scripts/pipelines/choose_ensemble.py --split bcn20000_val   # the same table on another
+                                                # stored validation split, for information only
 """
 
 import argparse
@@ -25,6 +27,7 @@ from lesionlib import evaluation, metrics, registry  # noqa: E402
 from lesionlib.classes import MELANOMA_INDEX  # noqa: E402
 
 RULE = "mean of validation balanced accuracy and validation melanoma AUC"
+INFORMATION_SPLITS = ("ham10000_val", "bcn20000_val")
 
 
 def score_combinations(predictions: dict) -> list[dict]:
@@ -67,9 +70,10 @@ def ensemble_name(members: tuple[str, ...], cards: dict) -> str:
     return f"Ensemble ({' + '.join(short(cards[member]) for member in members)})"
 
 
-def validation_predictions() -> dict:
+def validation_predictions(split: str = "ham10000_val") -> dict:
+    """Model id -> its stored predictions on ``split``, for every single model that has them."""
     cards = registry.discover().cards
-    stored = {card_id: evaluation.load_predictions(card, "ham10000_val")
+    stored = {card_id: evaluation.load_predictions(card, split)
               for card_id, card in cards.items() if card.kind == "single"}
     return {card_id: frame for card_id, frame in stored.items() if frame is not None}
 
@@ -80,8 +84,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="print only the chosen members' ids, space-separated")
     parser.add_argument("--name", action="store_true",
                         help="print only the chosen ensemble's display name")
+    parser.add_argument("--split", choices=INFORMATION_SPLITS, default="ham10000_val",
+                        help="score on this stored validation split (the table only: the choice "
+                             "that --members and --name print is always made on HAM10000 "
+                             "validation)")
     args = parser.parse_args(argv)
-    rows = score_combinations(validation_predictions())
+    if args.split != "ham10000_val" and (args.members or args.name):
+        parser.error(f"--split {args.split} prints the table only; --members and --name give "
+                     "the choice made on ham10000_val")
+    rows = score_combinations(validation_predictions(args.split))
     try:
         ensemble, single = choose(rows)
     except ValueError as error:
@@ -93,11 +104,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.name:
         print(ensemble_name(ensemble["members"], registry.discover().cards))
         return 0
-    print(f"Score: {RULE} (HAM10000 validation split only).")
+    if args.split != "ham10000_val":
+        print(f"Score: {RULE} on {args.split}, for information: the ensemble is chosen on "
+              "ham10000_val.")
+    else:
+        print(f"Score: {RULE} (HAM10000 validation split only).")
     for row in rows:
         alone = "  (alone, not an ensemble)" if len(row["members"]) == 1 else ""
         print(f"score {row['score']:.4f}  val balanced accuracy {row['balanced_accuracy']:.4f}  "
               f"melanoma AUC {row['melanoma_auc']:.4f}  {' + '.join(row['members'])}{alone}")
+    if args.split != "ham10000_val":
+        print(f"Best ensemble on {args.split} (information, not the choice): "
+              f"{' + '.join(ensemble['members'])} (score {ensemble['score']:.4f}); best single "
+              f"model {single['members'][0]} (score {single['score']:.4f}).")
+        return 0
     print(f"Chosen ensemble: {' + '.join(ensemble['members'])} (score {ensemble['score']:.4f}).")
     if single["score"] > ensemble["score"]:
         print(f"Warning: the best single model, {single['members'][0]} (score "
