@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The eighth version 3 attempt: a third architecture for the ensemble (the issue's "Lite0, Lite1
+# and Lite2"). EfficientNet-Lite1 has never been trained in this project; the ensemble's two
+# members are both fine-tunes of earlier versions, and a second Lite0 run added only +0.003 as a
+# third member (scripts/pipelines/third_member_v3g.sh). Lite1 from ImageNet on HAM10000 + ISIC 2017
+# + BCN20000 train with the version 3 levers (BCN20000's own class weights used as sampling
+# probabilities, resolution augmentation 0.3, colour constancy, strong augmentation, EMA), one head
+# epoch and 5 epochs of the top ~70% of the backbone (a cosine after a 0.3-epoch warm-up), sized to
+# finish in ~50 minutes on a 2-core AVX-512 machine (benchmark_training.py first elsewhere).
+# Judged on validation only, as a third ensemble member beside the shipped models
+# (third_member_v3g.sh's method with this run; see reports/ablation.md).
+# Resumable:
+#   mkdir -p runs-v3h && nohup bash scripts/pipelines/train_v3h_models.sh > runs-v3h/train.log 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=${1:-runs-v3h}
+mkdir -p "$runs"
+python -m lesionlib train --arch efficientnet_lite1 --size 224 --run-dir "$runs/efficientnet_lite1" \
+  --head-epochs 1 --fine-tune-epochs 5 --fine-tune-lr 3e-4 --warmup-epochs 0.3 --ema 0.998 \
+  --class-weight-power 0.8 --class-weight-groups bcn20000 --label-smoothing 0.1 \
+  --colour-constancy --augmentation strong --extra-train isic2017 bcn20000 --extra-val bcn20000 \
+  --low-resolution 0.3 --balanced-sampling --verbose 2
