@@ -7,6 +7,7 @@ import pytest
 from conftest import REPO_ROOT
 
 PAGES = [REPO_ROOT / "README.md", REPO_ROOT / "scripts" / "README.md",
+         REPO_ROOT / "candidates" / "README.md",
          *sorted((REPO_ROOT / "docs").glob("*.md"))]
 
 

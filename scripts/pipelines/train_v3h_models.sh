@@ -2,13 +2,14 @@
 # The eighth version 3 attempt: a third architecture for the ensemble (the issue's "Lite0, Lite1
 # and Lite2"). EfficientNet-Lite1 has never been trained in this project; the ensemble's two
 # members are both fine-tunes of earlier versions, and a second Lite0 run added only +0.003 as a
-# third member (scripts/pipelines/third_member_v3g.sh). Lite1 from ImageNet on HAM10000 + ISIC 2017
+# third member (scripts/pipelines/try_ensemble_member.sh). Lite1 from ImageNet on HAM10000 + ISIC 2017
 # + BCN20000 train with the version 3 levers (BCN20000's own class weights used as sampling
 # probabilities, resolution augmentation 0.3, colour constancy, strong augmentation, EMA), one head
 # epoch and 5 epochs of the top ~70% of the backbone (a cosine after a 0.3-epoch warm-up), sized to
 # finish in ~50 minutes on a 2-core AVX-512 machine (benchmark_training.py first elsewhere).
 # Judged on validation only, as a third ensemble member beside the shipped models
-# (third_member_v3g.sh's method with this run; see reports/ablation.md).
+# (`bash scripts/pipelines/try_ensemble_member.sh runs-v3h/efficientnet_lite1
+# efficientnet_lite1.ham10000`; reports/ablation.md).
 # Resumable:
 #   mkdir -p runs-v3h && nohup bash scripts/pipelines/train_v3h_models.sh > runs-v3h/train.log 2>&1 &
 set -euo pipefail
