@@ -20,17 +20,23 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT))
 REPORT = "reports/evaluation.json"
 
-# (split, metric, label, must_rise): must_rise figures must be higher, the others not lower.
-FIGURES = (
-    ("ham10000_val", "balanced_accuracy", "HAM10000 val BA", True),
-    ("bcn20000_val", "balanced_accuracy", "BCN20000 val BA", True),
-    ("isic2017", "melanoma_auc", "ISIC 2017 mel. AUC", False),
-    ("ph2", "melanoma_auc", "PH2 mel. AUC", False),
-    ("bcn20000_test", "balanced_accuracy", "BCN20000 test BA", False),
-    ("bcn20000_test", "melanoma_auc", "BCN20000 test mel. AUC", False),
+# The rule as gates of lesionlib.retraining.compare, the check a retrained model passes before it
+# is promoted: (split, metric, higher is better, tolerance). A tolerance is how much worse a figure
+# may be; a negative one is the least rise required (RISE: any rise at all).
+RISE = -1e-9
+SHIP_GATES = (
+    ("ham10000_val", "balanced_accuracy", True, RISE),
+    ("bcn20000_val", "balanced_accuracy", True, RISE),
+    ("isic2017", "melanoma_auc", True, 0.0),
+    ("ph2", "melanoma_auc", True, 0.0),
+    ("bcn20000_test", "balanced_accuracy", True, 0.0),
+    ("bcn20000_test", "melanoma_auc", True, 0.0),
 )
+LABELS = ("HAM10000 val BA", "BCN20000 val BA", "ISIC 2017 mel. AUC", "PH2 mel. AUC",
+          "BCN20000 test BA", "BCN20000 test mel. AUC")
 
 
 def load_before(revision: str) -> dict:
@@ -54,21 +60,18 @@ def load_after(path: Path) -> dict:
 
 def check(before: dict, after: dict) -> list[dict]:
     """One row per model present in both reports whose version changed: each figure's pair and
-    whether it obeys the rule."""
+    whether it obeys the rule (``None``: not measured on one side, which does not fail it)."""
+    from lesionlib.retraining import compare
+
     rows = []
     for model_id in sorted(set(before) & set(after)):
         old, new = before[model_id], after[model_id]
         if old["version"] == new["version"]:
             continue
-        figures = []
-        for split, metric, label, must_rise in FIGURES:
-            was = old["metrics"].get(split, {}).get(metric)
-            now = new["metrics"].get(split, {}).get(metric)
-            if was is None or now is None:
-                figures.append({"label": label, "was": was, "now": now, "holds": None})
-                continue
-            holds = now > was if must_rise else now >= was
-            figures.append({"label": label, "was": was, "now": now, "holds": holds})
+        _, comparison = compare(old["metrics"], new["metrics"], SHIP_GATES)
+        figures = [{"label": label, "was": gate.live, "now": gate.challenger,
+                    "holds": {"ok": True, "worse": False}.get(gate.verdict)}
+                   for label, gate in zip(LABELS, comparison.itertuples())]
         rows.append({"model": model_id, "was": old["version"], "now": new["version"],
                      "figures": figures,
                      "holds": all(figure["holds"] is not False for figure in figures)})
@@ -82,7 +85,7 @@ def markdown(rows: list[dict]) -> str:
             return "not measured"
         text = f"{figure['was']:.4f} → {figure['now']:.4f}"
         return text if figure["holds"] else f"**{text}**"
-    header = ["model", "version", *(label for _, _, label, _ in FIGURES), "rule"]
+    header = ["model", "version", *LABELS, "rule"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         lines.append("| " + " | ".join([row["model"], f"{row['was']} → {row['now']}",

@@ -27,7 +27,8 @@ from lesionlib import evaluation, metrics, registry  # noqa: E402
 from lesionlib.classes import MELANOMA_INDEX  # noqa: E402
 
 RULE = "mean of validation balanced accuracy and validation melanoma AUC"
-INFORMATION_SPLITS = ("ham10000_val", "bcn20000_val")
+CHOICE_SPLIT = "ham10000_val"  # the split the ensemble is chosen on
+INFORMATION_SPLITS = (CHOICE_SPLIT, "bcn20000_val")
 
 
 def score_combinations(predictions: dict) -> list[dict]:
@@ -70,7 +71,7 @@ def ensemble_name(members: tuple[str, ...], cards: dict) -> str:
     return f"Ensemble ({' + '.join(short(cards[member]) for member in members)})"
 
 
-def validation_predictions(split: str = "ham10000_val") -> dict:
+def validation_predictions(split: str = CHOICE_SPLIT) -> dict:
     """Model id -> its stored predictions on ``split``, for every single model that has them."""
     cards = registry.discover().cards
     stored = {card_id: evaluation.load_predictions(card, split)
@@ -84,12 +85,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="print only the chosen members' ids, space-separated")
     parser.add_argument("--name", action="store_true",
                         help="print only the chosen ensemble's display name")
-    parser.add_argument("--split", choices=INFORMATION_SPLITS, default="ham10000_val",
+    parser.add_argument("--split", choices=INFORMATION_SPLITS, default=CHOICE_SPLIT,
                         help="score on this stored validation split (the table only: the choice "
                              "that --members and --name print is always made on HAM10000 "
                              "validation)")
     args = parser.parse_args(argv)
-    if args.split != "ham10000_val" and (args.members or args.name):
+    for_information = args.split != CHOICE_SPLIT
+    if for_information and (args.members or args.name):
         parser.error(f"--split {args.split} prints the table only; --members and --name give "
                      "the choice made on ham10000_val")
     rows = score_combinations(validation_predictions(args.split))
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.name:
         print(ensemble_name(ensemble["members"], registry.discover().cards))
         return 0
-    if args.split != "ham10000_val":
+    if for_information:
         print(f"Score: {RULE} on {args.split}, for information: the ensemble is chosen on "
               "ham10000_val.")
     else:
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         alone = "  (alone, not an ensemble)" if len(row["members"]) == 1 else ""
         print(f"score {row['score']:.4f}  val balanced accuracy {row['balanced_accuracy']:.4f}  "
               f"melanoma AUC {row['melanoma_auc']:.4f}  {' + '.join(row['members'])}{alone}")
-    if args.split != "ham10000_val":
+    if for_information:
         print(f"Best ensemble on {args.split} (information, not the choice): "
               f"{' + '.join(ensemble['members'])} (score {ensemble['score']:.4f}); best single "
               f"model {single['members'][0]} (score {single['score']:.4f}).")
