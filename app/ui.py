@@ -31,7 +31,7 @@ from lesionlib.plain_text import escape_markdown
 DISCLAIMER = "Decision support for review and teaching — not a diagnosis"
 LICENCE_NOTE = ("Models and images: CC BY-NC 4.0, from HAM10000 (Tschandl et al., Sci Data 2018); "
                 "version-2 and -3 models also learned from ISIC 2017 challenge images (Codella "
-                "et al., 2017; non-commercial research), Lite0 v3 and Lite2 v3 from BCN20000 "
+                "et al., 2017; non-commercial research), Lite0 v3, Lite1 and Lite2 v3 from BCN20000 "
                 "(Combalia et al., 2019; CC BY-NC 4.0). Non-commercial use with attribution.")
 NO_MODELS = ("No usable model was found in `{folder}`. Install the shipped models into "
              "`weights/` (see the README) or set `LESIONLIB_WEIGHTS` to a folder of model "

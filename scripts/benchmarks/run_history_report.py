@@ -1,13 +1,15 @@
 """A training run's per-epoch history as a Markdown table (from its state.json).
 
     python scripts/benchmarks/run_history_report.py runs-v3/efficientnet_lite0
+    python scripts/benchmarks/run_history_report.py weights/efficientnet_lite1.ham10000
     python scripts/benchmarks/run_history_report.py --summary RUN_DIR [RUN_DIR ...]
 
 With ``--summary``: one row per run (its kept epoch's validation figures on every clinic it
 scored, the epoch with the best HAM10000 validation balanced accuracy, epochs done, and the
 command that reproduces it), for ``reports/ablation.md``.
 
-Prints each epoch's loss, HAM10000 validation balanced accuracy and melanoma AUC, the other
+A model folder (its card.json) stands for the run it was packaged from: the card keeps the
+run's history and kept epoch. Prints each epoch's loss, HAM10000 validation balanced accuracy and melanoma AUC, the other
 clinics' validation figures where the run scored them (``--extra-val``), the selection score,
 the epoch time and the load average, and which epoch was kept.
 """
@@ -82,6 +84,20 @@ def summary(run_dirs: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def read_state(folder: Path) -> dict:
+    """A run folder's state.json, or what a model folder's card keeps of its training run."""
+    if (folder / "state.json").is_file() or not (folder / "card.json").is_file():
+        return json.loads((folder / "state.json").read_text())
+    training = json.loads((folder / "card.json").read_text())["training"]
+    best = training["best_epoch"]
+    kept = next((entry for entry in training["history"] if entry.get("phase") == best["phase"]
+                 and entry.get("epoch") == best["epoch"]), {})
+    return {"history": training["history"], "best": best,
+            "best_val_balanced_accuracy": training.get("best_val_balanced_accuracy"),
+            "best_selection_score": kept.get("selection_score",
+                                             training.get("best_val_balanced_accuracy"))}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", nargs="+")
@@ -92,9 +108,10 @@ def main() -> int:
         return 0
     run_dir = Path(arguments.run_dir[0])
     try:
-        state = json.loads((run_dir / "state.json").read_text())
-    except (OSError, ValueError) as error:
-        print(f"error: {run_dir}/state.json cannot be read ({error}).", file=sys.stderr)
+        state = read_state(run_dir)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"error: {run_dir}: expected a run folder's state.json or a model folder's "
+              f"card.json with its training history ({error}).", file=sys.stderr)
         return 2
     print(table(state))
     return 0
