@@ -22,6 +22,9 @@ def test_every_run_state_belongs_to_a_packaged_candidate():
 
 
 def test_a_shipped_model_is_no_longer_a_candidate():
-    shipped = set(registry.discover(REPO_ROOT / "weights").cards)
-    waiting = {folder.name for folder in CANDIDATES.iterdir() if (folder / "card.json").is_file()}
-    assert not waiting & shipped, f"shipped and still in candidates/: {sorted(waiting & shipped)}"
+    """A candidate is a new model or another version of a shipped one, never what ships."""
+    shipped = registry.discover(REPO_ROOT / "weights").cards
+    waiting = registry.discover(CANDIDATES).cards
+    same = sorted(model_id for model_id, card in waiting.items()
+                  if model_id in shipped and shipped[model_id].version == card.version)
+    assert not same, f"shipped and still in candidates/, same version: {same}"
