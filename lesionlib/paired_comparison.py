@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from lesionlib.evaluation import probabilities_of
-from lesionlib.subgroups import DEFAULT_RESAMPLES, DEFAULT_SEED, metric_values
+from lesionlib.subgroups import (DEFAULT_RESAMPLES, DEFAULT_SEED, metric_values,
+                                 percentile_interval)
 
 
 def paired_differences(before: pd.DataFrame, after: pd.DataFrame, before_threshold: float,
@@ -57,16 +58,13 @@ def paired_differences(before: pd.DataFrame, after: pd.DataFrame, before_thresho
                                    threshold))
         drawn.append(metric_values(labels[indices], predictions[indices], is_melanoma[indices],
                                    melanoma_probability[indices], threshold))
-    tail = 100 * (1 - confidence) / 2
     result = {}
     for name in point[0]:
         was, now = (float(values[name]) for values in point)
-        if np.isnan(was) or np.isnan(now):
+        interval = percentile_interval(drawn[1][name] - drawn[0][name], confidence)
+        if np.isnan(was) or np.isnan(now) or interval is None:
             result[name] = (None if np.isnan(was) else was, None if np.isnan(now) else now,
                             None, None, None)
             continue
-        differences = drawn[1][name] - drawn[0][name]
-        differences = differences[~np.isnan(differences)]
-        low, high = np.percentile(differences, [tail, 100 - tail])
-        result[name] = (was, now, now - was, float(low), float(high))
+        result[name] = (was, now, now - was, *interval)
     return result

@@ -175,16 +175,25 @@ def bootstrap_intervals(labels, predictions, is_melanoma, melanoma_probability,
     rng = np.random.default_rng(seed)
     indices = rng.integers(0, len(arrays[0]), size=(resamples, len(arrays[0])))
     resampled = metric_values(*[values[indices] for values in arrays], threshold)
-    tail = 100 * (1 - confidence) / 2
     result = {}
     for name, estimate in estimates.items():
-        values = resampled[name][~np.isnan(resampled[name])]
-        if np.isnan(estimate) or not len(values):
+        interval = percentile_interval(resampled[name], confidence)
+        if np.isnan(estimate) or interval is None:
             result[name] = (None if np.isnan(estimate) else float(estimate), None, None)
             continue
-        low, high = np.percentile(values, [tail, 100 - tail])
-        result[name] = (float(estimate), float(low), float(high))
+        result[name] = (float(estimate), *interval)
     return result
+
+
+def percentile_interval(resampled: np.ndarray, confidence: float) -> tuple[float, float] | None:
+    """The central ``confidence`` interval of bootstrap values (NaN draws left out; ``None``
+    when every draw is NaN)."""
+    values = resampled[~np.isnan(resampled)]
+    if not len(values):
+        return None
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def subgroup_table(frame: pd.DataFrame, column: str, threshold: float,

@@ -21,7 +21,7 @@ def test_a_model_that_confuses_only_atypical_naevi_loses_only_that_auc():
     predictions = pd.DataFrame({"image_id": labels["image_id"][::-1].to_numpy(),
                                 "melanoma": [0, 0, 0, 0, 1, 1],
                                 "mel": [0.9, 0.95, 0.1, 0.2, 0.6, 0.8]})
-    row = ph2_by_diagnosis.by_diagnosis(predictions, labels)
+    row = ph2_by_diagnosis.by_diagnosis(predictions, labels, 0.5)
     assert row["AUC vs common_nevus"] == 1.0
     assert row["AUC vs atypical_nevus"] == 0.0  # both atypical naevi above both melanomas
     assert row["median melanoma"] == pytest.approx(0.7)

@@ -18,13 +18,17 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from lesionlib.cards import CardError  # noqa: E402
 from lesionlib.data import resolve_data_dir  # noqa: E402
+from lesionlib.evaluation import load_predictions  # noqa: E402
+from lesionlib.integrity import IntegrityError  # noqa: E402
 from lesionlib.metrics import melanoma_report  # noqa: E402
+from lesionlib.registry import read_verified_card  # noqa: E402
 
 NAEVI = ("common_nevus", "atypical_nevus")
 
 
-def by_diagnosis(predictions: pd.DataFrame, labels: pd.DataFrame) -> dict:
+def by_diagnosis(predictions: pd.DataFrame, labels: pd.DataFrame, threshold: float) -> dict:
     """Median melanoma probability per clinical diagnosis and the AUC against each naevus kind."""
     frame = predictions.merge(labels[["image_id", "clinical_diagnosis"]], on="image_id",
                               validate="one_to_one")
@@ -33,7 +37,7 @@ def by_diagnosis(predictions: pd.DataFrame, labels: pd.DataFrame) -> dict:
     for naevus in NAEVI:
         pair = frame[(frame["melanoma"] == 1) | (frame["clinical_diagnosis"] == naevus)]
         row[f"AUC vs {naevus}"] = melanoma_report(pair["melanoma"].to_numpy(),
-                                                  pair["mel"].to_numpy(), 0.5)["melanoma_auc"]
+                                                  pair["mel"].to_numpy(), threshold)["melanoma_auc"]
     return row
 
 
@@ -47,9 +51,14 @@ def main() -> int:
         if folder is None:
             raise FileNotFoundError("no PH2 labels.csv beside HAM10000")
         labels = pd.read_csv(folder / "labels.csv")
-        rows = {model: by_diagnosis(pd.read_csv(model / "predictions" / "ph2.csv"), labels)
-                for model in arguments.folders}
-    except (OSError, ValueError, KeyError) as error:
+        rows = {}
+        for model in arguments.folders:
+            card = read_verified_card(model)
+            stored = load_predictions(card, "ph2")
+            if stored is None:
+                raise FileNotFoundError(f"{model}: no stored PH2 predictions")
+            rows[model] = by_diagnosis(stored, labels, card.melanoma_threshold)
+    except (OSError, ValueError, KeyError, CardError, IntegrityError) as error:
         print(f"error: expected model folders with predictions/ph2.csv and PH2's labels.csv "
               f"({error}).", file=sys.stderr)
         return 2

@@ -12,23 +12,19 @@ Exit status 2 on a bad argument.
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from lesionlib.cards import CardError  # noqa: E402
+from lesionlib.data import EXTERNAL_SETS  # noqa: E402
+from lesionlib.evaluation import load_predictions  # noqa: E402
+from lesionlib.integrity import IntegrityError  # noqa: E402
 from lesionlib.paired_comparison import paired_differences  # noqa: E402
+from lesionlib.registry import read_verified_card  # noqa: E402
 
 SETS = ("ham10000_val", "bcn20000_val", "ham10000_test", "isic2017", "ph2", "bcn20000_test")
-MELANOMA_ONLY = ("isic2017", "ph2")  # two of the seven classes: balanced accuracy says little
 METRICS = (("balanced_accuracy", "balanced accuracy"), ("melanoma_auc", "melanoma AUC"))
-
-
-def read_model(folder: Path) -> tuple[dict, float]:
-    card = json.loads((folder / "card.json").read_text())
-    return card, float(card["melanoma_threshold"])
 
 
 def main() -> int:
@@ -39,32 +35,28 @@ def main() -> int:
     parser.add_argument("--resamples", type=int, default=2000)
     arguments = parser.parse_args()
     try:
-        (card_before, threshold_before), (card_after, threshold_after) = (
-            read_model(arguments.before), read_model(arguments.after))
-    except (OSError, ValueError, KeyError) as error:
-        print(f"error: expected two model folders with a card.json ({error}).", file=sys.stderr)
+        before, after = read_verified_card(arguments.before), read_verified_card(arguments.after)
+    except CardError as error:
+        print(f"error: expected two sealed model folders ({error}).", file=sys.stderr)
         return 2
-    print(f"{card_before['id']} {card_before['version']} ({arguments.before}) -> "
-          f"{card_after['id']} {card_after['version']} ({arguments.after}); paired bootstrap, "
-          f"{arguments.resamples} resamples, seed 0\n")
+    print(f"{before.id} {before.version} ({arguments.before}) -> {after.id} {after.version} "
+          f"({arguments.after}); paired bootstrap, {arguments.resamples} resamples, seed 0\n")
     print("| set | figure | before | after | difference [95% interval] |")
     print("|---|---|---|---|---|")
     for set_name in arguments.sets:
-        files = [folder / "predictions" / f"{set_name}.csv"
-                 for folder in (arguments.before, arguments.after)]
-        if not all(path.is_file() for path in files):
-            print(f"| {set_name} | not stored for both models | — | — | — |")
-            continue
         try:
-            figures = paired_differences(pd.read_csv(files[0]), pd.read_csv(files[1]),
-                                         threshold_before, threshold_after,
-                                         resamples=arguments.resamples)
-        except ValueError as error:
+            stored = [load_predictions(card, set_name) for card in (before, after)]
+            if any(frame is None for frame in stored):
+                print(f"| {set_name} | not stored for both models | — | — | — |")
+                continue
+            figures = paired_differences(*stored, before.melanoma_threshold,
+                                         after.melanoma_threshold, resamples=arguments.resamples)
+        except (IntegrityError, ValueError) as error:
             print(f"error: {set_name}: {error}", file=sys.stderr)
             return 2
         for metric, label in METRICS:
-            if metric == "balanced_accuracy" and set_name in MELANOMA_ONLY:
-                continue
+            if metric == "balanced_accuracy" and set_name in EXTERNAL_SETS:
+                continue  # two of the seven classes: balanced accuracy says little
             was, now, difference, low, high = figures[metric]
             if difference is None:
                 print(f"| {set_name} | {label} | undefined | — | — |")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The ninth version 3 attempt: EfficientNet-Lite0 from ImageNet with the eighth attempt's recipe.
+# The ninth version 3 attempt: EfficientNet-Lite0 from ImageNet with the eighth attempt's recipe
+# (train_v3h_models.sh, called with the Lite0 architecture).
 # Lite1 trained that way (train_v3h_models.sh) became the best model on the second clinic
 # (BCN20000 validation 0.553 / 0.853) while every fine-tune of a HAM10000-only model stayed at
 # 0.44-0.46: does the start, not the architecture, make the difference? The same levers (BCN20000's
@@ -12,11 +13,4 @@
 # Resumable:
 #   mkdir -p runs-v3i && nohup bash scripts/pipelines/train_v3i_models.sh > runs-v3i/train.log 2>&1 &
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-runs=${1:-runs-v3i}
-mkdir -p "$runs"
-python -m lesionlib train --arch efficientnet_lite0 --size 224 --run-dir "$runs/efficientnet_lite0" \
-  --head-epochs 1 --fine-tune-epochs 5 --fine-tune-lr 3e-4 --warmup-epochs 0.3 --ema 0.998 \
-  --class-weight-power 0.8 --class-weight-groups bcn20000 --label-smoothing 0.1 \
-  --colour-constancy --augmentation strong --extra-train isic2017 bcn20000 --extra-val bcn20000 \
-  --low-resolution 0.3 --balanced-sampling --verbose 2
+exec bash "$(dirname "$0")/train_v3h_models.sh" "${1:-runs-v3i}" efficientnet_lite0
