@@ -22,6 +22,7 @@ from streamlit.errors import StreamlitAPIException
 
 from app import faithfulness_panels, resources
 from lesionlib import explain, imaging, views
+from lesionlib.attribution import attribution_note
 from lesionlib.cards import CardError
 from lesionlib.classes import CLASS_LONG_NAMES, CLASS_NAMES
 from lesionlib.database import DatabaseError
@@ -29,10 +30,6 @@ from lesionlib.feedback import FeedbackStoreError
 from lesionlib.plain_text import escape_markdown
 
 DISCLAIMER = "Decision support for review and teaching — not a diagnosis"
-LICENCE_NOTE = ("Models and images: CC BY-NC 4.0, from HAM10000 (Tschandl et al., Sci Data 2018); "
-                "version-2 and -3 models also learned from ISIC 2017 challenge images (Codella "
-                "et al., 2017; non-commercial research), Lite0 v3, Lite1 and Lite2 v3 from BCN20000 "
-                "(Combalia et al., 2019; CC BY-NC 4.0). Non-commercial use with attribution.")
 NO_MODELS = ("No usable model was found in `{folder}`. Install the shipped models into "
              "`weights/` (see the README) or set `LESIONLIB_WEIGHTS` to a folder of model "
              "folders, each with a `card.json`.")
@@ -49,9 +46,10 @@ def class_label(name: str) -> str:
 
 
 def sidebar_notice() -> None:
-    """The line every page carries: what the tool is for, and the licence."""
+    """The lines every page carries: what the tool is for, and the licence and sources of the
+    installed models (from their cards)."""
     st.sidebar.caption(f"**{DISCLAIMER}**")
-    st.sidebar.caption(LICENCE_NOTE)
+    st.sidebar.caption(attribution_note(resources.current_catalogue().cards.values()))
 
 
 def may_show_menu() -> bool:

@@ -57,7 +57,8 @@ def open_page(page: str) -> AppTest:
     assert not app.exception, app.exception
     # AppTest drops the frame's sidebar elements after switch_page (a real browser keeps
     # them, see test_e2e_browser.py), so the notice is checked on the first run.
-    assert "not a diagnosis" in "\n".join(str(caption.value) for caption in app.sidebar.caption)
+    notice = "\n".join(str(caption.value) for caption in app.sidebar.caption)
+    assert "not a diagnosis" in notice and "CC BY-NC 4.0, from HAM10000" in notice
     app.switch_page(f"pages/{page}.py")
     app.run()
     return app

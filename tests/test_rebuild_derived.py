@@ -42,6 +42,20 @@ def test_a_model_outside_every_ensemble_and_without_exports_rebuilds_only_its_ow
             in commands)
 
 
+def test_a_redefined_ensemble_gets_its_reveals_and_gate_row_even_without_a_changed_member():
+    """ship_models.sh names the ensemble it defined anew: its members may all be unchanged."""
+    commands = planned("--had-index", "efficientnet_lite1.ham10000", "ensemble.ham10000")
+    assert commands.count("+ python -m lesionlib quiz-reveals --model ensemble.ham10000") == 1
+    assert ("+ python scripts/benchmarks/benchmark_quality_gate.py --model "
+            "efficientnet_lite1.ham10000 --model ensemble.ham10000") in commands
+    assert not any(line.endswith(("similar --build --model ensemble.ham10000",
+                                  "build_embedding_maps.sh efficientnet_lite1.ham10000 "
+                                  "ensemble.ham10000")) for line in commands)
+    alone = planned("ensemble.ham10000")
+    assert not any("similar" in line or "embedding" in line for line in alone)
+    assert "+ python -m lesionlib quiz-reveals --model ensemble.ham10000" in alone
+
+
 def test_no_model_is_a_usage_error():
     result = subprocess.run(["bash", str(SCRIPT)],
                             capture_output=True, text=True, timeout=60)

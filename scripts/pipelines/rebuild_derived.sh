@@ -12,6 +12,8 @@
 #     contains one of them (the rows of the other models are kept);
 #   - the label audit and the heatmap faithfulness report (each reuses the cached figures of
 #     unchanged models).
+# An ensemble named itself (redefined, perhaps with other members than the models named beside
+# it) gets its stored reveals and its quality-gate benchmark row; it has no index or map.
 # The models' own evaluation and quality gates come first (evaluate, fit-gate): both callers
 # do that before calling this.
 # Usage: bash scripts/pipelines/rebuild_derived.sh [--had-index] MODEL_ID [MODEL_ID ...]
@@ -36,20 +38,28 @@ changed = set(sys.argv[1:])
 for path in sorted(Path("weights").glob("*/card.json")):
     card = json.loads(path.read_text())
     edge = card.get("edge") or {}
-    if card.get("kind") == "edge" and edge.get("parent") in changed:
+    if card.get("kind") == "ensemble" and card["id"] in changed:
+        print("named-ensemble", card["id"])
+    elif card.get("kind") == "edge" and edge.get("parent") in changed:
         print("edge", card["id"], edge["parent"], "--int8" if edge.get("quantization") == "int8"
               else "")
     elif card.get("kind") == "ensemble" and changed & set(card.get("members") or ()):
         print("ensemble", card["id"])
 EOF
 )
+named_ensembles=$(awk '$1 == "named-ensemble" {print $2}' <<< "$dependants")
+singles=()
+for model in "${models[@]}"; do
+  if ! grep -qxF "$model" <<< "$named_ensembles"; then singles+=("$model"); fi
+done
 measured=("${models[@]}")
 reveals=()
-for model in "${models[@]}"; do
+for model in "${singles[@]}"; do
   if [ -f "weights/$model/quiz_reveals.npz" ]; then reveals+=("$model"); fi
 done
 while read -r kind id parent flag; do
   case "$kind" in
+    named-ensemble) reveals+=("$id") ;;
     # shellcheck disable=SC2086 - an empty flag is no argument
     edge) run python -m lesionlib export --model "$parent" --format tflite $flag
           measured+=("$id") ;;
@@ -62,7 +72,7 @@ if grep -q "^edge" <<< "$dependants"; then
   run python -m lesionlib evaluate --summary-only
 fi
 if [ -n "$had_index" ]; then
-  for model in "${models[@]}"; do
+  for model in "${singles[@]}"; do
     run python -m lesionlib similar --build --model "$model"
   done
   run python scripts/benchmarks/retrieval_report.py
@@ -70,7 +80,9 @@ fi
 for model in "${reveals[@]}"; do
   run python -m lesionlib quiz-reveals --model "$model"
 done
-run bash scripts/pipelines/build_embedding_maps.sh "${models[@]}"
+if [ ${#singles[@]} -gt 0 ]; then
+  run bash scripts/pipelines/build_embedding_maps.sh "${singles[@]}"
+fi
 run python scripts/benchmarks/benchmark_quality_gate.py $(printf -- '--model %s ' "${measured[@]}")
 run python scripts/benchmarks/label_audit_report.py
 run nice -n 10 python scripts/benchmarks/heatmap_faithfulness.py

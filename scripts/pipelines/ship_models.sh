@@ -70,5 +70,6 @@ for model in "${ids[@]}" ensemble.ham10000; do
 done
 # Everything derived from the repackaged weights: the int8 edge export of Lite2 (when Lite2 was
 # repackaged; reports/edge_export.md), similar-case indices, embedding maps, the quality-gate
-# benchmark of the changed models, the label audit and the faithfulness report.
-bash scripts/pipelines/rebuild_derived.sh --had-index "${ids[@]}"
+# benchmark of the changed models, the label audit and the faithfulness report. The ensemble is
+# named too: it was defined anew above, perhaps without any of the repackaged models.
+bash scripts/pipelines/rebuild_derived.sh --had-index "${ids[@]}" ensemble.ham10000

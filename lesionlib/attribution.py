@@ -1,0 +1,50 @@
+"""The attribution line every dashboard page carries, made from the installed models' cards.
+
+Each card's ``licence`` is written by ``lesionlib.packaging`` from the sets the model was trained
+on, so the line names exactly the installed models that learned from each extra set (ISIC 2017,
+BCN20000) and cannot fall behind a newly shipped or removed model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from lesionlib.cards import ModelCard
+from lesionlib.packaging import EXTRA_LICENCE
+
+BASE = "Models and images: CC BY-NC 4.0, from HAM10000 (Tschandl et al., Sci Data 2018)"
+CLOSING = "Non-commercial use with attribution."
+# set name -> how the line cites it
+EXTRA_SOURCES = {
+    "isic2017": "ISIC 2017 challenge images (Codella et al., 2017; non-commercial research)",
+    "bcn20000": "BCN20000 (Combalia et al., 2019; CC BY-NC 4.0)",
+}
+
+
+def short_label(card: ModelCard) -> str:
+    """``efficientnet_lite1`` at 1.0.0 -> ``Lite1 v1``; ``small_cnn`` -> ``Small cnn v1``."""
+    architecture = card.architecture.split(",")[0].strip()
+    base = architecture.removeprefix("efficientnet_").replace("_", " ").capitalize()
+    return f"{base} v{card.version.split('.')[0]}"
+
+
+def learned_from(card: ModelCard, set_name: str) -> bool:
+    """Whether the card's licence cites ``set_name`` among the sets its model was trained on."""
+    return EXTRA_LICENCE[set_name].strip() in card.licence
+
+
+def _joined(labels: list[str]) -> str:
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def attribution_note(cards: Iterable[ModelCard]) -> str:
+    """The line, naming for each extra training set the installed single models trained on it
+    (ensembles and edge copies are made of those and add no data of their own)."""
+    singles = sorted((card for card in cards if card.kind == "single"), key=short_label)
+    parts = []
+    for set_name, citation in EXTRA_SOURCES.items():
+        labels = list(dict.fromkeys(short_label(card) for card in singles
+                                    if learned_from(card, set_name)))
+        if labels:
+            parts.append(f"{_joined(labels)} also learned from {citation}")
+    return "; ".join([BASE, *parts]) + ". " + CLOSING
