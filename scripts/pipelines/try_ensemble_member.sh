@@ -8,6 +8,7 @@
 #   RUN_DIR: a training run (best.keras + state.json) or an interpolate-weights mix folder.
 #   ID: the id the candidate gets in the copy, e.g. efficientnet_lite1.ham10000.
 #   COPY: the folder for the copy of weights/ (default: RUN_DIR/../weights-with-member).
+#   CANDIDATE_VERSION (environment, default 0.1.0): the version the candidate gets in the copy.
 # Measured so far (reports/ablation.md):
 #   bash scripts/pipelines/try_ensemble_member.sh runs-v3g/wise/alpha-1.00 efficientnet_lite0_bal.ham10000
 #   bash scripts/pipelines/try_ensemble_member.sh runs-v3h/efficientnet_lite1 efficientnet_lite1.ham10000
@@ -25,7 +26,7 @@ cp -r weights "$copy"
 chmod -R u+w "$copy"
 export LESIONLIB_WEIGHTS="$copy"
 python -m lesionlib package --run-dir "$run" --id "$id" \
-  --name "Candidate member $id (experiment)" --version 0.1.0 \
+  --name "Candidate member $id (experiment)" --version "${CANDIDATE_VERSION:-0.1.0}" \
   --changes "kept model of $run" \
   --description "Measured as another ensemble member; not shipped."
 python -m lesionlib evaluate --model "$id" --weights "$copy" --report-dir "$copy/report"
