@@ -49,7 +49,11 @@ def sidebar_notice() -> None:
     """The lines every page carries: what the tool is for, and the licence and sources of the
     installed models (from their cards)."""
     st.sidebar.caption(f"**{DISCLAIMER}**")
-    st.sidebar.caption(attribution_note(resources.current_catalogue().cards.values()))
+    try:
+        cards = list(resources.current_catalogue().cards.values())
+    except MODEL_ERRORS:  # an unreadable weights folder: the pages say so; cite HAM10000 alone
+        cards = []
+    st.sidebar.caption(attribution_note(cards))
 
 
 def may_show_menu() -> bool:
