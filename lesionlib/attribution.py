@@ -37,14 +37,22 @@ def _joined(labels: list[str]) -> str:
     return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
 
 
-def attribution_note(cards: Iterable[ModelCard]) -> str:
-    """The line, naming for each extra training set the installed single models trained on it
+def models_by_source(cards: Iterable[ModelCard]) -> dict[str, tuple[str, ...]]:
+    """Each extra training set -> the short labels of the installed single models trained on it
     (ensembles and edge copies are made of those and add no data of their own)."""
     singles = sorted((card for card in cards if card.kind == "single"), key=short_label)
-    parts = []
-    for set_name, citation in EXTRA_SOURCES.items():
-        labels = list(dict.fromkeys(short_label(card) for card in singles
-                                    if learned_from(card, set_name)))
-        if labels:
-            parts.append(f"{_joined(labels)} also learned from {citation}")
+    named = {set_name: tuple(dict.fromkeys(short_label(card) for card in singles
+                                           if learned_from(card, set_name)))
+             for set_name in EXTRA_SOURCES}
+    return {set_name: labels for set_name, labels in named.items() if labels}
+
+
+def attribution_note(cards: Iterable[ModelCard]) -> str:
+    """The line: HAM10000, then the models that learned from each extra set (models trained on
+    the same sets are named once)."""
+    sources_by_models: dict[tuple[str, ...], list[str]] = {}
+    for set_name, labels in models_by_source(cards).items():
+        sources_by_models.setdefault(labels, []).append(EXTRA_SOURCES[set_name])
+    parts = [f"{_joined(list(labels))} also learned from {_joined(citations)}"
+             for labels, citations in sources_by_models.items()]
     return "; ".join([BASE, *parts]) + ". " + CLOSING

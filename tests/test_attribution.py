@@ -26,6 +26,19 @@ def test_names_each_single_model_under_the_sets_it_learned_from(tiny_weights_dir
     assert "Tiny" not in note and "Small cnn" not in note  # the ensemble adds no data
 
 
+def test_models_that_learned_from_the_same_sets_are_named_once(tiny_weights_dir):
+    cards = registry.discover(tiny_weights_dir).cards
+    extras = LICENCE + EXTRA_LICENCE["isic2017"] + EXTRA_LICENCE["bcn20000"]
+    both = [dataclasses.replace(cards[model_id], architecture=architecture, version="3.0.0",
+                                licence=extras)
+            for model_id, architecture in (("tiny0.test", "efficientnet_lite0"),
+                                           ("tiny1.test", "efficientnet_lite2"))]
+    note = attribution_note(both)
+    assert note.count("Lite0 v3 and Lite2 v3") == 1
+    assert "Lite0 v3 and Lite2 v3 also learned from ISIC 2017 challenge images" in note
+    assert "(Codella et al., 2017; non-commercial research) and BCN20000 (Combalia" in note
+
+
 def test_without_extra_sets_only_ham10000_is_cited(tiny_weights_dir):
     cards = registry.discover(tiny_weights_dir).cards.values()
     assert attribution_note(cards) == BASE + ". Non-commercial use with attribution."
