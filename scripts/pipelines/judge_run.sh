@@ -10,6 +10,7 @@
 #   CANDIDATE_VERSION (environment): the version it is judged as (default: the shipped major + 1).
 #   e.g. bash scripts/pipelines/judge_run.sh runs-v3j/efficientnet_lite0 efficientnet_lite0.ham10000
 #   COPY: the folder for the copy of weights/ (default: RUN_DIR/../weights-with-member).
+# About 5 minutes for Lite0 on 2 AVX2 cores (the tenth attempt, reports/training_v3.md).
 # Exit status: 1 when the rule is broken (everything is still printed), 2 on a bad argument.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,8 +21,8 @@ if [ $# -lt 2 ] || [ ! -d "weights/$2" ]; then
 fi
 run=$1 id=$2
 copy=${3:-$(dirname "$run")/weights-with-member}
-shipped=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['version'])" \
-  "weights/$id/card.json")
+shipped=$(python -c "import sys; from lesionlib.registry import read_verified_card; \
+from pathlib import Path; print(read_verified_card(Path(sys.argv[1])).version)" "weights/$id")
 export CANDIDATE_VERSION=${CANDIDATE_VERSION:-$(( ${shipped%%.*} + 1 )).0.0}
 bash scripts/pipelines/try_ensemble_member.sh "$run" "$id" "$copy"
 status=0
