@@ -1,8 +1,9 @@
 """The attribution line every dashboard page carries, made from the installed models' cards.
 
-Each card's ``licence`` is written by ``lesionlib.packaging`` from the sets the model was trained
-on, so the line names exactly the installed models that learned from each extra set (ISIC 2017,
-BCN20000) and cannot fall behind a newly shipped or removed model.
+Each single model's card records the sets it was trained on (its recipe's
+``extra_training_sets``, from which ``lesionlib.packaging`` also writes its ``licence``), so the
+line names exactly the installed models that learned from each extra set (ISIC 2017, BCN20000)
+and cannot fall behind a newly shipped or removed model.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from lesionlib.cards import ModelCard
-from lesionlib.packaging import EXTRA_LICENCE
 
 BASE = "Models and images: CC BY-NC 4.0, from HAM10000 (Tschandl et al., Sci Data 2018)"
 CLOSING = "Non-commercial use with attribution."
@@ -29,8 +29,8 @@ def short_label(card: ModelCard) -> str:
 
 
 def learned_from(card: ModelCard, set_name: str) -> bool:
-    """Whether the card's licence cites ``set_name`` among the sets its model was trained on."""
-    return EXTRA_LICENCE[set_name].strip() in card.licence
+    """Whether ``set_name`` is among the sets the card's model was trained on."""
+    return set_name in card.extra_training_sets
 
 
 def _joined(labels: list[str]) -> str:

@@ -85,6 +85,15 @@ class ModelCard:
         return "evaluate" in self.reproduce and bool(self.metrics)
 
     @property
+    def extra_training_sets(self) -> tuple[str, ...]:
+        """The sets this model learned from beside HAM10000 train (e.g. ``("isic2017",
+        "bcn20000")``), as its training recipe records them; empty for a card without a recipe
+        (an ensemble, an imported or a hand-packaged model)."""
+        recipe = self.training.get("recipe")
+        names = recipe.get("extra_training_sets") if isinstance(recipe, dict) else None
+        return tuple(names or ())
+
+    @property
     def is_binary(self) -> bool:
         """Whether the model answers melanoma vs the rest only (outputs ``other``, ``mel``)."""
         return tuple(self.class_names) == BINARY_CLASS_NAMES

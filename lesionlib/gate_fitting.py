@@ -155,7 +155,7 @@ def extra_gate_samples(card, ham10000: Path, per_class: int) -> list:
     """Class-balanced samples of the other training sets the model learned from (its recipe's
     ``extra_training_sets``, e.g. ISIC 2017 train), so that its gate knows their images too."""
     samples = []
-    for name in _recipe(card).get("extra_training_sets") or ():
+    for name in card.extra_training_sets:
         beside = Path(ham10000).parent / name  # next to the HAM10000 folder in use
         folder = beside if (beside / "labels.csv").is_file() else data.resolve_data_dir(name=name)
         if folder is None:
@@ -171,12 +171,7 @@ def extra_gate_samples(card, ham10000: Path, per_class: int) -> list:
 def learned_clinics(cards) -> set[str]:
     """The extra training sets any of ``cards`` learned from (their recipes'
     ``extra_training_sets``): whose validation images set a distance threshold."""
-    return {name for card in cards for name in _recipe(card).get("extra_training_sets") or ()}
-
-
-def _recipe(card) -> dict:
-    recipe = card.training.get("recipe")
-    return recipe if isinstance(recipe, dict) else {}
+    return {name for card in cards for name in card.extra_training_sets}
 
 
 __all__ = ["fit_model_gate", "GateFit", "GateFitError"]

@@ -4,19 +4,21 @@ import dataclasses
 
 from lesionlib import registry
 from lesionlib.attribution import BASE, attribution_note, short_label
-from lesionlib.cards import LICENCE
-from lesionlib.packaging import EXTRA_LICENCE
+
+
+def trained_on(*sets: str) -> dict:
+    """A card's ``training`` whose recipe names ``sets`` beside HAM10000."""
+    return {"recipe": {"extra_training_sets": list(sets)}}
 
 
 def test_names_each_single_model_under_the_sets_it_learned_from(tiny_weights_dir):
     cards = registry.discover(tiny_weights_dir).cards
     plain, other = cards["tiny0.test"], cards["tiny1.test"]
     both = dataclasses.replace(plain, architecture="efficientnet_lite1", version="1.0.0",
-                               licence=LICENCE + EXTRA_LICENCE["isic2017"]
-                               + EXTRA_LICENCE["bcn20000"])
+                               training=trained_on("isic2017", "bcn20000"))
     isic_only = dataclasses.replace(other, architecture="efficientnet_lite0", version="2.1.0",
-                                    licence=LICENCE + EXTRA_LICENCE["isic2017"])
-    ensemble = dataclasses.replace(cards["ensemble.ham10000"], licence=both.licence)
+                                    training=trained_on("isic2017"))
+    ensemble = dataclasses.replace(cards["ensemble.ham10000"], training=both.training)
 
     note = attribution_note([both, isic_only, ensemble])
 
@@ -28,9 +30,8 @@ def test_names_each_single_model_under_the_sets_it_learned_from(tiny_weights_dir
 
 def test_models_that_learned_from_the_same_sets_are_named_once(tiny_weights_dir):
     cards = registry.discover(tiny_weights_dir).cards
-    extras = LICENCE + EXTRA_LICENCE["isic2017"] + EXTRA_LICENCE["bcn20000"]
     both = [dataclasses.replace(cards[model_id], architecture=architecture, version="3.0.0",
-                                licence=extras)
+                                training=trained_on("isic2017", "bcn20000"))
             for model_id, architecture in (("tiny0.test", "efficientnet_lite0"),
                                            ("tiny1.test", "efficientnet_lite2"))]
     note = attribution_note(both)

@@ -1,8 +1,11 @@
 """The quality / out-of-distribution gate on synthetic images and a fitted tiny gate."""
 
+import json
+
 import cv2
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 
 from lesionlib import registry
 from lesionlib.integrity import seal
@@ -221,12 +224,12 @@ def test_gate_samples_every_training_set_of_the_model(tmp_path):
         ham / "labels.csv", index=False)
     pd.DataFrame({"file": [f"{i}.jpg" for i in range(9)], "label_ham": [4, 4, 4, 4, 2, 5, 5, 5, None],
                   "split": ["train"] * 8 + ["test"]}).to_csv(isic / "labels.csv", index=False)
-    card = types.SimpleNamespace(id="m", training={"recipe": {"extra_training_sets": ["isic2017"]}})
+    card = types.SimpleNamespace(id="m", extra_training_sets=("isic2017",))
     [(frame, tag)] = extra_gate_samples(card, ham, 2)
     assert tag == "gate_isic2017_balanced"
     assert sorted(frame["label"]) == [2, 4, 4, 5, 5] and (frame["split"] == "train").all()
-    assert extra_gate_samples(types.SimpleNamespace(id="m", training={}), ham, 2) == []
-    card.training["recipe"]["extra_training_sets"] = ["nowhere"]
+    assert extra_gate_samples(types.SimpleNamespace(id="m", extra_training_sets=()), ham, 2) == []
+    card.extra_training_sets = ("nowhere",)
     with pytest.raises(GateFitError, match="also trained on 'nowhere'"):
         extra_gate_samples(card, ham, 2)
 
@@ -235,14 +238,17 @@ def test_an_ensembles_members_score_the_same_validation_clinics():
     """Lite0 v3 learned BCN20000, Lite2 v1 did not: the ensemble's gate combines each member's
     distance per image, so both members score the validation images of every clinic either
     learned from (the union), not each its own (that gave arrays of two lengths)."""
-    import types
-
+    from lesionlib.cards import validate_card_data
     from lesionlib.gate_fitting import learned_clinics
 
-    lite0 = types.SimpleNamespace(training={"recipe": {"extra_training_sets": ["isic2017",
-                                                                               "bcn20000"]}})
-    lite2 = types.SimpleNamespace(training={"recipe": {"extra_training_sets": ["isic2017"]}})
-    imported = types.SimpleNamespace(training={"data": "declared"})
+    base = json.loads((REPO_ROOT / "weights" / "small_cnn.ham10000" / "card.json").read_text())
+
+    def card(training: dict):
+        return validate_card_data({**base, "training": training})
+
+    lite0 = card({"recipe": {"extra_training_sets": ["isic2017", "bcn20000"]}})
+    lite2 = card({"recipe": {"extra_training_sets": ["isic2017"]}})
+    imported = card({"data": "declared"})
     assert learned_clinics([lite0, lite2, imported]) == {"isic2017", "bcn20000"}
     assert learned_clinics([lite2]) == {"isic2017"} and learned_clinics([imported]) == set()
 
