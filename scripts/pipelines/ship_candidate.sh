@@ -35,13 +35,22 @@ if [ -e "weights/$id" ]; then
 fi
 # Package from the training run the candidate came from (its card names the folder and the
 # digest of its checkpoint), so the shipped card's commands name that run; when the folder is
-# gone, it is made again from the sealed model and the run's state.json.
-read -r run_dir checkpoint < <(python - "$sealed/card.json" <<'EOF'
-import json, sys
-run = json.load(open(sys.argv[1]))["training"]["run"]
+# gone, it is made again from the sealed model and the run's state.json. The card is read through
+# its seal, so a candidate whose files changed after sealing is refused here.
+run_info=$(python - "$sealed" <<'EOF'
+import sys
+from pathlib import Path
+from lesionlib.cards import CardError
+from lesionlib.registry import read_verified_card
+try:
+    run = read_verified_card(Path(sys.argv[1])).training["run"]
+except (CardError, KeyError) as error:
+    sys.exit(f"ship_candidate.sh: {sys.argv[1]} is not a sealed candidate with its run "
+             f"recorded ({error})")
 print(run["folder"], run["checkpoint_sha256"])
 EOF
-)
+)  # a refused candidate stops the script here (set -e)
+read -r run_dir checkpoint <<< "$run_info"
 if [ -f "$run_dir/best.keras" ] && [ "$(sha256sum < "$run_dir/best.keras" | cut -d' ' -f1)" = "$checkpoint" ]; then
   echo "ship_candidate.sh: packaging from $run_dir (its checkpoint is the candidate's)"
 else
