@@ -306,8 +306,7 @@ def test_edge_gate_is_fitted_on_every_clinic_its_parent_learned_from(
     model = types.SimpleNamespace(
         card=types.SimpleNamespace(input_size=16, folder=tmp_path),
         run_framed=lambda images: (None, np.zeros((len(images), 3), "float32")))
-    parent = types.SimpleNamespace(id="parent", training={"recipe": {
-        "extra_training_sets": learned}})
+    parent = types.SimpleNamespace(id="parent", extra_training_sets=tuple(learned))
     edge.fit_edge_gate(model, parent, {"ham10000_val": np.zeros((5, 3), "float32")},
                        per_class=2)
     # HAM10000 train: 2 per class of 0 and 5; BCN20000 train: 2 of class 1, 1 of class 4
