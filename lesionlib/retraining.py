@@ -224,7 +224,7 @@ def challenger_config(card, epochs: int, learning_rate: float):
     values.setdefault("architecture", card.architecture)
     values.setdefault("image_size", card.input_size)
     values.setdefault("imagenet", card.architecture != "small_cnn")
-    values["extra_training_sets"] = tuple(values.get("extra_training_sets") or ())
+    values["extra_training_sets"] = card.extra_training_sets
     values["class_weight_groups"] = tuple(values.get("class_weight_groups") or ())
     values.update(head_epochs=0, fine_tune_epochs=int(epochs), warmup_epochs=0.0,
                   head_learning_rate=float(learning_rate),

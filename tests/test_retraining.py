@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -397,3 +398,15 @@ def test_judge_recomputes_the_candidates_metrics_instead_of_trusting_its_card(wo
     assert read_card(folder).metrics["ham10000_test"]["balanced_accuracy"] == \
         pytest.approx(honest)
     assert decision["challenger"]["ham10000_test/balanced_accuracy"] != 0.99
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1.ham10000", "small_cnn.ham10000"])
+def test_challenger_keeps_the_live_models_training_sets(name):
+    """A challenger learns from the sets its live model learned from (the card's recipe), and
+    fine-tunes only: no head phase, the given epochs at the given learning rate."""
+    card = read_card(Path(__file__).resolve().parents[1] / "weights" / name)
+    config = retraining.challenger_config(card, epochs=2, learning_rate=1e-5)
+    assert config.extra_training_sets == card.extra_training_sets
+    assert config.architecture == card.architecture
+    assert (config.head_epochs, config.fine_tune_epochs) == (0, 2)
+    assert config.fine_tune_learning_rate == pytest.approx(1e-5)
