@@ -131,6 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "lineage with the metric deltas)")
     package.add_argument("--weights", help="weights folder (default: weights/)")
     package.set_defaults(handler=training.package)
+    describe = commands.add_parser("describe", help="Give an installed model a new "
+                                   "description (its card is rewritten and resealed; weights, "
+                                   "version and metrics are untouched).")
+    describe.add_argument("--model", required=True, help="model id, e.g. "
+                          "efficientnet_lite2.ham10000")
+    describe.add_argument("--description", required=True,
+                          help="one or two sentences on what the model is for")
+    describe.add_argument("--weights", help="weights folder (default: weights/)")
+    describe.set_defaults(handler=training.describe)
 
     mixing = commands.add_parser(
         "interpolate-weights", help="Mix a fine-tuned run's weights with the model it started "

@@ -10,6 +10,7 @@ SINGLE_VALUED_OPTIONS: dict[str, frozenset[str]] = {
     "architectures": frozenset({
 
     }),
+    "describe": frozenset({"--description", "--model", "--weights"}),
     "embedding-map": frozenset({
         "--data", "--method", "--model", "--seed", "--weights",
     }),

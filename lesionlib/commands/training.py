@@ -178,6 +178,32 @@ def package(args) -> int:
     return 0
 
 
+def describe(args) -> int:
+    """Give an installed model a new description (``lesionlib.card_description``)."""
+    from lesionlib.card_description import redescribe
+    from lesionlib.cards import CARD_FILE, shell_command
+    from lesionlib.integrity import SIGNATURE_FILE
+    from lesionlib.registry import default_weights_dir
+
+    weights = Path(args.weights or default_weights_dir())
+    folder = weights / args.model
+    if not (folder / CARD_FILE).is_file():
+        installed = sorted(path.parent.name for path in weights.glob(f"*/{CARD_FILE}"))
+        raise common.UsageError(f"--model {args.model}: no model folder with a card in {weights}; "
+                                f"expected one of: {', '.join(installed) or 'none installed'}")
+    signed = (folder / SIGNATURE_FILE).is_file()
+    card, changed = redescribe(folder, args.description, shell_command(sys.argv))
+    if not changed:
+        print(f"{card.id} v{card.version}: the description is already that text; nothing written.")
+        return 0
+    print(f"{card.id} v{card.version}: description changed, card resealed "
+          f"(weights, version and metrics untouched).")
+    if signed:
+        print(f"{card.id}: its signature no longer matches and was removed: run "
+              f"`python -m lesionlib sign --model {card.id} --key <private key>`.")
+    return 0
+
+
 def interpolate_weights(args) -> int:
     from lesionlib.cards import shell_command
     from lesionlib.weight_interpolation import InterpolationError, interpolate_run
