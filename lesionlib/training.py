@@ -330,6 +330,9 @@ def _start_ema_from_weights(model: keras.Model) -> None:
         average.assign(variable)
 
 
+SCORED_LAST = "last_scored.keras"
+
+
 class _Checkpoint(keras.callbacks.Callback):
     """Each epoch: validation balanced accuracy, keep the best model, save resume state."""
 
@@ -378,6 +381,10 @@ class _Checkpoint(keras.callbacks.Callback):
                 self.state["best_val_balanced_accuracy"] = ham_score
                 self.state["best"] = {"phase": self.phase, "epoch": epoch + 1}
                 self.model.save(self.run_dir / "best.keras")
+            # The weights this epoch was scored with (the EMA average where there is one), kept
+            # whether or not they are the best: after the run, the end of its schedule as scored.
+            # last.keras below holds the optimizer's live weights, for resuming.
+            self.model.save(self.run_dir / SCORED_LAST)
         finally:
             if swapped:
                 _swap_ema(self.model)

@@ -9,7 +9,9 @@ import tensorflow as tf
 import keras
 
 from lesionlib.architectures import build_classifier
-from lesionlib.training import TrainConfig, augment, class_weights, set_phase, train
+from lesionlib.metrics import balanced_accuracy
+from lesionlib.training import (SCORED_LAST, TrainConfig, augment, class_weights, set_phase,
+                                train)
 
 
 def _tiny_data(count=28, size=32, seed=0):
@@ -132,6 +134,15 @@ def test_whole_backbone_fine_tune_with_ema_resumes_and_keeps_colour_layer(tmp_pa
     fresh = build_classifier("efficientnet_lite0", 32, imagenet=True, colour_constancy=True)
     stem = next(layer.name for layer in fresh.layers if isinstance(layer, keras.layers.Conv2D))
     assert not np.allclose(fresh.get_layer(stem).get_weights()[0],
+                           keras.models.load_model(tmp_path / "last.keras").get_layer(
+                               stem).get_weights()[0])
+    # The last epoch's scored weights (the EMA average) are kept beside the live ones: they
+    # score as the run's history says, and differ from last.keras (the optimizer's weights).
+    scored = keras.models.load_model(tmp_path / SCORED_LAST, safe_mode=True)
+    probabilities = scored.predict(images.astype("float32"), verbose=0)
+    assert balanced_accuracy(labels, probabilities.argmax(axis=1)) == pytest.approx(
+        state["history"][-1]["val_balanced_accuracy"])
+    assert not np.allclose(scored.get_layer(stem).get_weights()[0],
                            keras.models.load_model(tmp_path / "last.keras").get_layer(
                                stem).get_weights()[0])
     longer = TrainConfig(**{**config.to_dict(), "fine_tune_epochs": 2})
