@@ -178,7 +178,7 @@ def test_two_local_workers_end_with_the_weights_of_one_process(tmp_path):
     assert [entry["loss"] for entry in multi_state["history"]] == pytest.approx(
         [entry["loss"] for entry in single_state["history"]], rel=1e-4)
     assert sorted(path.name for path in (tmp_path / "multi").iterdir()) == [
-        "best.keras", "last.keras", "state.json"]  # only the chief wrote the run folder
+        "best.keras", "last.keras", "last_scored.keras", "state.json"]  # only the chief wrote it
 
 
 def test_a_dead_peer_is_described_in_one_line():
