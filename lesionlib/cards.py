@@ -216,14 +216,17 @@ def read_card(folder: str | Path) -> ModelCard:
 def write_card(card: ModelCard, folder: str | Path) -> Path:
     """Write the card, with its ``reproduce`` commands made pasteable (``normalise_command``).
 
-    The file is replaced whole (written beside it, then renamed). The caller seals the folder
-    afterwards (``lesionlib.integrity.seal``).
+    The file is replaced whole (written next to the folder, then renamed). The caller seals the
+    folder afterwards (``lesionlib.integrity.seal``).
     """
     reproduce = {step: normalise_command(command) if isinstance(command, str) else command
                  for step, command in card.reproduce.items()}
     path = Path(folder) / CARD_FILE
     data = {**card.to_json(), "reproduce": reproduce}
-    temporary = path.with_name(CARD_FILE + ".tmp")  # a kill mid-write leaves the old card whole
+    # Written beside the folder, not in it: a kill mid-write leaves the old card whole and no
+    # stray file among the folder's sealed ones.
+    home = path.parent.resolve()
+    temporary = home.parent / f".{home.name}.{CARD_FILE}.tmp"
     temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     os.replace(temporary, path)
     return path

@@ -78,3 +78,23 @@ def test_an_unknown_model_names_the_installed_ones(weights, capsys):
                      "--description", "Text."]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "nope.test" in error and "tiny0.test" in error
+
+
+def test_the_card_is_written_next_to_the_folder_then_renamed(weights, monkeypatch):
+    """No temporary file is ever among the sealed files: a kill mid-write would leave the folder
+    valid (old card, old seal) rather than refused for an unlisted file."""
+    import os
+
+    from lesionlib import cards
+
+    renames = []
+    real_replace = os.replace
+    monkeypatch.setattr(cards.os, "replace",
+                        lambda source, target: (renames.append((Path(source), Path(target))),
+                                                real_replace(source, target)))
+    redescribe(weights / "tiny0.test", "Renamed in.", "cmd")
+    (source, target), = [(source, target) for source, target in renames
+                         if target.name == "card.json"]
+    assert target == weights / "tiny0.test" / "card.json"
+    assert source.parent == weights.resolve() and not source.exists()
+    verify_folder(weights / "tiny0.test")
