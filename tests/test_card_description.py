@@ -73,11 +73,14 @@ def test_a_folder_changed_since_sealing_is_refused_not_resealed(weights, capsys)
         verify_folder(folder)
 
 
-def test_an_unknown_model_names_the_installed_ones(weights, capsys):
-    assert cli.main(["describe", "--model", "nope.test", "--weights", str(weights),
+@pytest.mark.parametrize("model", ["nope.test", "../weights/tiny0.test"])
+def test_an_unknown_model_names_the_installed_ones(weights, capsys, model):
+    card_bytes = (weights / "tiny0.test" / "card.json").read_bytes()
+    assert cli.main(["describe", "--model", model, "--weights", str(weights),
                      "--description", "Text."]) == 2
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "nope.test" in error and "tiny0.test" in error
+    assert error.count("\n") == 1 and model in error and "tiny0.test" in error
+    assert (weights / "tiny0.test" / "card.json").read_bytes() == card_bytes
 
 
 def test_the_card_is_written_next_to_the_folder_then_renamed(weights, monkeypatch):

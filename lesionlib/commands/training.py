@@ -187,8 +187,8 @@ def describe(args) -> int:
 
     weights = Path(args.weights or default_weights_dir())
     folder = weights / args.model
-    if not (folder / CARD_FILE).is_file():
-        installed = sorted(path.parent.name for path in weights.glob(f"*/{CARD_FILE}"))
+    installed = sorted(path.parent.name for path in weights.glob(f"*/{CARD_FILE}"))
+    if args.model not in installed:  # also refuses a path ("../x") in place of an id
         raise common.UsageError(f"--model {args.model}: no model folder with a card in {weights}; "
                                 f"expected one of: {', '.join(installed) or 'none installed'}")
     signed = (folder / SIGNATURE_FILE).is_file()
