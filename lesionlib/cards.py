@@ -216,20 +216,26 @@ def read_card(folder: str | Path) -> ModelCard:
 def write_card(card: ModelCard, folder: str | Path) -> Path:
     """Write the card, with its ``reproduce`` commands made pasteable (``normalise_command``).
 
-    The file is replaced whole (written next to the folder, then renamed). The caller seals the
-    folder afterwards (``lesionlib.integrity.seal``).
+    The file is replaced whole (``replace_in_model_folder``). The caller seals the folder
+    afterwards (``lesionlib.integrity.seal``).
     """
     reproduce = {step: normalise_command(command) if isinstance(command, str) else command
                  for step, command in card.reproduce.items()}
     path = Path(folder) / CARD_FILE
     data = {**card.to_json(), "reproduce": reproduce}
-    # Written beside the folder, not in it: a kill mid-write leaves the old card whole and no
-    # stray file among the folder's sealed ones.
-    home = path.parent.resolve()
-    temporary = home.parent / f".{home.name}.{CARD_FILE}.tmp"
-    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    replace_in_model_folder(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
     return path
+
+
+def replace_in_model_folder(path: str | Path, content: bytes) -> None:
+    """Replace the file ``path`` of a model folder whole: ``content`` is written next to the
+    folder, then renamed in. A kill mid-write leaves the old file, and no stray temporary file
+    among the folder's sealed ones (which would get the folder refused as changed)."""
+    path = Path(path)
+    home = path.parent.resolve()
+    temporary = home.parent / f".{home.name}.{path.name}.tmp"
+    temporary.write_bytes(content)
+    os.replace(temporary, path)
 
 
 REPRODUCE_ORDER = ("train", "package", "ensemble", "export", "evaluate", "fit-gate")

@@ -22,7 +22,7 @@ import json
 import os
 from pathlib import Path
 
-from lesionlib.cards import ModelIntegrityError, sha256_of
+from lesionlib.cards import ModelIntegrityError, replace_in_model_folder, sha256_of
 
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"
@@ -67,9 +67,7 @@ def seal(folder: str | Path) -> Path:
     content = manifest_bytes(folder)
     if path.is_file() and path.read_bytes() == content:
         return path
-    temporary = path.with_name(MANIFEST_FILE + ".tmp")
-    temporary.write_bytes(content)
-    temporary.replace(path)
+    replace_in_model_folder(path, content)
     (folder / SIGNATURE_FILE).unlink(missing_ok=True)
     return path
 
